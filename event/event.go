@@ -1,0 +1,103 @@
+// Package event owns cleave's change event: the Debezium-style envelope that travels from
+// capture through Kafka to the sinks, the encoding of every column value by its schema.Kind,
+// the canonical encoding of a primary key used as the Kafka message key, and the version
+// that orders the changes of one row. Capture builds events at the edge of the binlog
+// reader; nothing downstream sees go-mysql's types.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Op is the kind of change, as Debezium names them.
+type Op string
+
+// The operations.
+const (
+	OpCreate Op = "c" // a row inserted
+	OpUpdate Op = "u" // a row updated in place (primary key unchanged)
+	OpDelete Op = "d" // a row deleted
+	OpRead   Op = "r" // a row copied by the backfill
+	OpDDL    Op = "s" // a schema change on the table, applied by the sinks to every shard
+)
+
+// Row maps column names to encoded values. A value is nil (SQL NULL), a json.Number or a
+// string; see Encode for which kind uses which.
+type Row map[string]any
+
+// Source says where in the source's binlog an event comes from.
+type Source struct {
+	Connector string `json:"connector"`
+	Name      string `json:"name"` // the topic prefix
+	DB        string `json:"db"`
+	Table     string `json:"table"`
+	ServerID  uint32 `json:"server_id"`
+	File      string `json:"file"`
+	Pos       uint64 `json:"pos"`
+	GTID      string `json:"gtid,omitempty"`
+	TsMs      int64  `json:"ts_ms"` // commit time on the source, milliseconds since the epoch
+	Row       int    `json:"row"`   // index of the row inside its binlog rows event
+	Snapshot  bool   `json:"snapshot,omitempty"`
+}
+
+// Event is one row change (or one schema change) of one table.
+type Event struct {
+	Before  Row     `json:"before"`
+	After   Row     `json:"after"`
+	Op      Op      `json:"op"`
+	TsMs    int64   `json:"ts_ms"` // when capture produced the event
+	Source  Source  `json:"source"`
+	Version Version `json:"version"`
+	// DDL is the statement of a schema-change event (Op == OpDDL).
+	DDL string `json:"ddl,omitempty"`
+}
+
+// Marshal encodes e as the JSON value of its Kafka message.
+func Marshal(e *Event) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("encode event of %s.%s at %s:%d: %w", e.Source.DB, e.Source.Table, e.Source.File, e.Source.Pos, err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// Unmarshal decodes a Kafka message value into an event. Numbers stay json.Number so that
+// 64-bit integers and exact decimals survive.
+func Unmarshal(data []byte) (*Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var e Event
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("decode change event: %w", err)
+	}
+	switch e.Op {
+	case OpCreate, OpUpdate, OpRead:
+		if e.After == nil {
+			return nil, fmt.Errorf("decode change event: op %q without after", e.Op)
+		}
+	case OpDelete:
+		if e.Before == nil {
+			return nil, fmt.Errorf("decode change event: op d without before")
+		}
+	case OpDDL:
+		if e.DDL == "" {
+			return nil, fmt.Errorf("decode change event: op s without ddl")
+		}
+	default:
+		return nil, fmt.Errorf("decode change event: unknown op %q", e.Op)
+	}
+	return &e, nil
+}
+
+// Image returns the row image that describes the row after the change: After, or Before for
+// a delete.
+func (e *Event) Image() Row {
+	if e.Op == OpDelete {
+		return e.Before
+	}
+	return e.After
+}

@@ -1,0 +1,159 @@
+// Package mysqlx owns how cleave talks SQL to the source and the shards: opening pools with
+// a pinned session (UTC time zone, utf8mb4, strict SQL mode) so that every value reads and
+// writes the same way on every server, quoting identifiers, and classifying MySQL errors as
+// retryable or fatal by error number. It never logs or returns a DSN's password.
+package mysqlx
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Open returns a pool for dsn whose every connection runs in UTC with utf8mb4 and a strict
+// SQL mode, and checks that the server answers. name says what the pool is for ("source",
+// "shard s0") and appears in errors.
+func Open(ctx context.Context, name, dsn string) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: DSN %s: %v", name, Redact(dsn), redactErr(err, dsn))
+	}
+	cfg.Loc = time.UTC
+	cfg.ParseTime = false
+	cfg.InterpolateParams = false
+	cfg.MultiStatements = false
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	cfg.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'"
+	cfg.Collation = "utf8mb4_bin"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", name, redactErr(err, dsn))
+	}
+	db := sql.OpenDB(conn)
+	db.SetConnMaxLifetime(10 * time.Minute)
+	db.SetConnMaxIdleTime(time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s at %s is not reachable: %w", name, Addr(dsn), err)
+	}
+	return db, nil
+}
+
+// Addr returns host:port (or the socket path) of dsn, for messages.
+func Addr(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "?"
+	}
+	return cfg.Addr
+}
+
+// Redact returns dsn with its password replaced by "xxx".
+func Redact(dsn string) string {
+	at := strings.LastIndex(dsn, "@")
+	if at < 0 {
+		return dsn
+	}
+	if colon := strings.Index(dsn[:at], ":"); colon >= 0 {
+		return dsn[:colon] + ":xxx" + dsn[at:]
+	}
+	return dsn
+}
+
+func redactErr(err error, dsn string) string {
+	msg := err.Error()
+	if cfg, perr := mysql.ParseDSN(dsn); perr == nil && cfg.Passwd != "" {
+		msg = strings.ReplaceAll(msg, cfg.Passwd, "xxx")
+	}
+	return strings.ReplaceAll(msg, dsn, Redact(dsn))
+}
+
+// QuoteIdent quotes a MySQL identifier with backticks.
+func QuoteIdent(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
+
+// QuoteTable quotes db.table.
+func QuoteTable(db, table string) string {
+	return QuoteIdent(db) + "." + QuoteIdent(table)
+}
+
+// MySQL error numbers cleave acts on.
+const (
+	ErDupEntry           = 1062
+	ErLockWaitTimeout    = 1205
+	ErLockDeadlock       = 1213
+	ErQueryInterrupted   = 1317
+	ErServerShutdown     = 1053
+	ErConCount           = 1040
+	ErTooManyUserConns   = 1203
+	ErOptionPreventsStmt = 1290 // e.g. read_only
+	ErDataTooLong        = 1406
+	ErTruncatedWrong     = 1292
+	ErWarnDataOutOfRange = 1264
+	ErBadNull            = 1048
+	ErNoSuchTable        = 1146
+	ErBadField           = 1054
+	ErAccessDenied       = 1045
+	ErTableAccessDenied  = 1142
+	ErDBAccessDenied     = 1044
+	ErMasterFatalReading = 1236
+	ErCantLock           = 1015
+)
+
+// Number returns the MySQL error number of err, or 0 when err is not a server error.
+func Number(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}
+
+// Retryable reports whether err is worth retrying: a deadlock, a lock wait timeout, a
+// server going away or refusing connections for now, or a lost connection. Everything else
+// (a value a column cannot hold, a missing table, denied access) fails the same way again.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch Number(err) {
+	case ErLockDeadlock, ErLockWaitTimeout, ErQueryInterrupted, ErServerShutdown, ErConCount, ErTooManyUserConns, ErOptionPreventsStmt, ErCantLock:
+		return true
+	case 0:
+	default:
+		return false
+	}
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrBusyBuffer) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}
+
+// Rejected reports whether err is the server refusing a row for good: the value does not
+// fit the column, a NULL where none is allowed, a wrong type. Such an event goes to the
+// dead-letter path instead of being retried.
+func Rejected(err error) bool {
+	switch Number(err) {
+	case ErDataTooLong, ErTruncatedWrong, ErWarnDataOutOfRange, ErBadNull, 1366 /* incorrect value */, 1265 /* data truncated */, 1452 /* foreign key */, 3140 /* invalid JSON */, 4025 /* CONSTRAINT failed */:
+		return true
+	}
+	return false
+}
