@@ -21,6 +21,10 @@ const (
 	OpDelete Op = "d" // a row deleted
 	OpRead   Op = "r" // a row copied by the backfill
 	OpDDL    Op = "s" // a schema change on the table, applied by the sinks to every shard
+	// OpHeartbeat carries no row: capture sends one to every partition of every table topic
+	// so that sinks and the checker know the stream has passed a source position even when
+	// the table is idle. Its Version is at or above every earlier event of the partition.
+	OpHeartbeat Op = "h"
 )
 
 // Row maps column names to encoded values. A value is nil (SQL NULL), a json.Number or a
@@ -83,6 +87,7 @@ func Unmarshal(data []byte) (*Event, error) {
 		if e.Before == nil {
 			return nil, fmt.Errorf("decode change event: op d without before")
 		}
+	case OpHeartbeat:
 	case OpDDL:
 		if e.DDL == "" {
 			return nil, fmt.Errorf("decode change event: op s without ddl")
