@@ -1,0 +1,544 @@
+// Package route decides which shards own a row: one pure function, route(table, shard key)
+// -> shard indexes, shared by the sink (which rows to keep) and by the checker (where a row
+// should be). It owns the strategies (hash, range, list, broadcast, pin), the 64-bit hash
+// keyspace and its Vitess-style key ranges, and the SQL expression that computes the same
+// hash on the server.
+//
+// Its output for a given value must never change between releases: a changed hash or a
+// moved boundary would silently put existing rows on the wrong shard. testdata/hash_golden.txt
+// pins it. The package never touches a database, Kafka or another cleave package; the config
+// package converts its structs into the plain types here.
+package route
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Strategy says how the rows of a table are spread over the shards.
+type Strategy string
+
+// The routing strategies.
+const (
+	// Hash places a row by HashKey of its shard key on the shards' keyspace ranges.
+	Hash Strategy = "hash"
+	// Range places a row by comparing its shard key with ascending boundaries.
+	Range Strategy = "range"
+	// List places a row by looking its shard key up in a value -> shard table.
+	List Strategy = "list"
+	// Broadcast gives every row to every shard (small reference tables).
+	Broadcast Strategy = "broadcast"
+	// Pin gives every row to one named shard.
+	Pin Strategy = "pin"
+)
+
+// KeyKind says how a shard key value compares for range routing.
+type KeyKind int
+
+const (
+	// KeyBytes compares the canonical bytes byte-wise (bytes.Compare).
+	KeyBytes KeyKind = iota
+	// KeyInt compares signed or unsigned integers of any size numerically. It also makes
+	// list values compare as integers ("007" in a list matches the value 7).
+	KeyInt
+)
+
+// String returns "bytes" or "int".
+func (k KeyKind) String() string {
+	switch k {
+	case KeyBytes:
+		return "bytes"
+	case KeyInt:
+		return "int"
+	}
+	return "KeyKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Shard is one shard with the part of the hash keyspace it owns: [Start, End) over uint64,
+// End == 0 meaning 2^64 (the top).
+type Shard struct {
+	Name       string
+	Start, End uint64
+}
+
+// Contains reports whether hash h falls in the shard's keyspace [Start, End).
+func (s Shard) Contains(h uint64) bool {
+	return h >= s.Start && (s.End == 0 || h < s.End)
+}
+
+// RangeBound is one range of a range-routed table: the values at or above the previous
+// bound and below Below belong to Shard.
+type RangeBound struct {
+	// Below is the exclusive upper bound in canonical form; "" means unbounded and is
+	// allowed on the last range only.
+	Below string
+	// Shard names the shard that owns the range.
+	Shard string
+}
+
+// TableSpec is the routing of one table.
+type TableSpec struct {
+	Strategy Strategy
+	// KeyKind is how the shard key compares (Range; List canonicalises integer values).
+	KeyKind KeyKind
+	// Ranges (Range): ascending exclusive upper bounds; an unbounded one may come last.
+	Ranges []RangeBound
+	// Values (List): canonical value -> shard name.
+	Values map[string]string
+	// Default (List): shard for values not listed; "" makes them an error.
+	Default string
+	// Shard (Pin): the shard that holds every row.
+	Shard string
+}
+
+// Value is a shard key value in canonical form: MySQL's own string rendering of the value,
+// the bytes that CAST(col AS CHAR) and MD5(col) see on the server. That is decimal text for
+// integers ("-42", "18446744073709551615"), the exact DECIMAL text with its scale ("12.50"),
+// 'YYYY-MM-DD hh:mm:ss[.ffffff]' for DATETIME/TIMESTAMP (fraction digits as the column
+// declares), and the raw bytes for strings and binary strings.
+type Value struct {
+	Null  bool
+	Bytes []byte
+}
+
+// NullValue is the SQL NULL shard key. It hashes to 0, sorts below every range bound, and
+// goes to a list's default shard.
+func NullValue() Value { return Value{Null: true} }
+
+// BytesValue is a non-NULL value with the given canonical bytes.
+func BytesValue(b []byte) Value { return Value{Bytes: b} }
+
+// StringValue is a non-NULL value with the bytes of s.
+func StringValue(s string) Value { return Value{Bytes: []byte(s)} }
+
+// IntValue is the canonical form of a signed integer column value.
+func IntValue(i int64) Value { return Value{Bytes: strconv.AppendInt(nil, i, 10)} }
+
+// UintValue is the canonical form of an unsigned integer column value.
+func UintValue(u uint64) Value { return Value{Bytes: strconv.AppendUint(nil, u, 10)} }
+
+// String renders the value for messages: NULL, or the bytes quoted (and shortened when long).
+func (v Value) String() string {
+	if v.Null {
+		return "NULL"
+	}
+	const max = 64
+	if len(v.Bytes) > max {
+		return strconv.Quote(string(v.Bytes[:max])) + "..."
+	}
+	return strconv.Quote(string(v.Bytes))
+}
+
+// Errors that Route wraps, for callers that must tell a bad row from a bad setup.
+var (
+	// ErrUnknownTable: Route was asked about a table the Router was not built with.
+	ErrUnknownTable = errors.New("table has no routing")
+	// ErrNoShard: the value has no shard (beyond the last range bound, or not listed in a
+	// list without default).
+	ErrNoShard = errors.New("no shard for shard key value")
+	// ErrBadKey: the value cannot be compared the way the table says (not an integer for
+	// KeyInt).
+	ErrBadKey = errors.New("shard key value does not fit the table's key kind")
+)
+
+// Router routes rows of the tables it was built with. It is immutable and safe for
+// concurrent use.
+type Router struct {
+	shards []Shard
+	// byStart holds shard indexes in keyspace order, starts[i] the Start of byStart[i].
+	byStart []int
+	starts  []uint64
+	// one[i] is the slice {i}, and all the slice {0..n-1}: Route returns them shared so
+	// that it does not allocate.
+	one    [][]int
+	all    []int
+	tables map[string]*table
+}
+
+type table struct {
+	name     string
+	strategy Strategy
+	kind     KeyKind
+	// range
+	below      [][]byte // KeyBytes bounds, excluding an unbounded last one
+	belowInt   []intKey // KeyInt bounds, excluding an unbounded last one
+	rangeShard []int    // shard per range, len = bounds (+1 when the last is unbounded)
+	// list
+	values map[string]int
+	def    int // -1: none
+	// pin
+	pin int
+}
+
+// New checks the shards and tables and builds a Router. Shard indexes in Route's results
+// are positions in shards. The shards' keyspaces must partition [0, 2^64) exactly: every
+// shard owns one contiguous range and no hash is owned twice or not at all. Every problem
+// found is reported, each naming the shard or table and what is wrong.
+func New(shards []Shard, tables map[string]TableSpec) (*Router, error) {
+	r := &Router{
+		shards: append([]Shard(nil), shards...),
+		tables: make(map[string]*table, len(tables)),
+	}
+	var errs []error
+	byName := make(map[string]int, len(shards))
+	for i, s := range shards {
+		switch _, dup := byName[s.Name]; {
+		case s.Name == "":
+			errs = append(errs, fmt.Errorf("route: shards[%d] has no name", i))
+		case dup:
+			errs = append(errs, fmt.Errorf("route: shard name %q is used twice (shards[%d] and shards[%d]); shard names must be unique", s.Name, byName[s.Name], i))
+		default:
+			byName[s.Name] = i
+		}
+	}
+	if len(shards) == 0 {
+		errs = append(errs, errors.New("route: no shards"))
+	} else {
+		errs = append(errs, r.buildKeyspace()...)
+	}
+	r.one = make([][]int, len(shards))
+	r.all = make([]int, len(shards))
+	for i := range shards {
+		r.one[i] = r.all[i : i+1 : i+1]
+		r.all[i] = i
+	}
+
+	names := make([]string, 0, len(tables))
+	for name := range tables {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t, tErrs := compileTable(name, tables[name], byName)
+		errs = append(errs, tErrs...)
+		if len(tErrs) == 0 {
+			r.tables[name] = t
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}
+
+// buildKeyspace sorts the shards by keyspace start and checks that they tile [0, 2^64).
+func (r *Router) buildKeyspace() []error {
+	var errs []error
+	order := make([]int, len(r.shards))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return r.shards[order[a]].Start < r.shards[order[b]].Start })
+	for _, i := range order {
+		s := r.shards[i]
+		if s.End != 0 && s.End <= s.Start {
+			errs = append(errs, fmt.Errorf("route: shard %q: keyspace %s is empty or reversed (start %#016x, end %#016x); End must be above Start, or 0 for the top", s.Name, FormatKeyRange(s.Start, s.End), s.Start, s.End))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	first := r.shards[order[0]]
+	if first.Start != 0 {
+		errs = append(errs, fmt.Errorf("route: no shard owns the keyspace from 0 to %#016x (%s); the lowest shard %q starts at %#016x", first.Start, FormatKeyRange(0, first.Start), first.Name, first.Start))
+	}
+	for k := 1; k < len(order); k++ {
+		prev, cur := r.shards[order[k-1]], r.shards[order[k]]
+		switch {
+		case prev.End == 0 || prev.End > cur.Start:
+			errs = append(errs, fmt.Errorf("route: shards %q (%s) and %q (%s) overlap in the keyspace; each hash must belong to exactly one shard", prev.Name, FormatKeyRange(prev.Start, prev.End), cur.Name, FormatKeyRange(cur.Start, cur.End)))
+		case prev.End < cur.Start:
+			errs = append(errs, fmt.Errorf("route: no shard owns the keyspace %s between shards %q (%s) and %q (%s)", FormatKeyRange(prev.End, cur.Start), prev.Name, FormatKeyRange(prev.Start, prev.End), cur.Name, FormatKeyRange(cur.Start, cur.End)))
+		}
+	}
+	if last := r.shards[order[len(order)-1]]; last.End != 0 {
+		errs = append(errs, fmt.Errorf("route: no shard owns the keyspace from %#016x to the top (%s); the highest shard %q ends at %#016x", last.End, FormatKeyRange(last.End, 0), last.Name, last.End))
+	}
+	r.byStart = order
+	r.starts = make([]uint64, len(order))
+	for k, i := range order {
+		r.starts[k] = r.shards[i].Start
+	}
+	return errs
+}
+
+func compileTable(name string, spec TableSpec, byName map[string]int) (*table, []error) {
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("route: table %q: "+format, append([]any{name}, args...)...))
+	}
+	shardIndex := func(what, shard string) int {
+		if shard == "" {
+			fail("%s names no shard", what)
+			return -1
+		}
+		i, ok := byName[shard]
+		if !ok {
+			fail("%s names shard %q, which is not one of the shards (%s)", what, shard, knownShards(byName))
+			return -1
+		}
+		return i
+	}
+	t := &table{name: name, strategy: spec.Strategy, kind: spec.KeyKind, def: -1, pin: -1}
+	if name == "" {
+		fail("table name is empty")
+	}
+	if spec.KeyKind != KeyBytes && spec.KeyKind != KeyInt {
+		fail("unknown key kind %d (want KeyBytes or KeyInt)", spec.KeyKind)
+	}
+	// Parameters of another strategy are a typo or a half-changed config: refuse them
+	// rather than route by something the operator did not mean.
+	if spec.Strategy != Range && len(spec.Ranges) > 0 {
+		fail("ranges are given but the strategy is %q; ranges belong to strategy range", spec.Strategy)
+	}
+	if spec.Strategy != List && len(spec.Values) > 0 {
+		fail("list values are given but the strategy is %q; values belong to strategy list", spec.Strategy)
+	}
+	if spec.Strategy != List && spec.Default != "" {
+		fail("a default shard is given but the strategy is %q; a default belongs to strategy list", spec.Strategy)
+	}
+	if spec.Strategy != Pin && spec.Shard != "" {
+		fail("a pinned shard is given but the strategy is %q; a pinned shard belongs to strategy pin", spec.Strategy)
+	}
+
+	switch spec.Strategy {
+	case Hash, Broadcast:
+	case Pin:
+		t.pin = shardIndex("strategy pin", spec.Shard)
+	case Range:
+		compileRanges(t, spec, shardIndex, fail)
+	case List:
+		compileList(t, spec, shardIndex, fail)
+	case "":
+		fail("no strategy; want one of hash, range, list, broadcast, pin")
+	default:
+		fail("unknown strategy %q; want one of hash, range, list, broadcast, pin", spec.Strategy)
+	}
+	return t, errs
+}
+
+func compileRanges(t *table, spec TableSpec, shardIndex func(what, shard string) int, fail func(string, ...any)) {
+	if len(spec.Ranges) == 0 {
+		fail("strategy range needs at least one range")
+		return
+	}
+	for i, rb := range spec.Ranges {
+		t.rangeShard = append(t.rangeShard, shardIndex(fmt.Sprintf("ranges[%d]", i), rb.Shard))
+		if rb.Below == "" {
+			if i != len(spec.Ranges)-1 {
+				fail("ranges[%d] is unbounded (no below) but is not the last range; only the last range may be unbounded", i)
+			}
+			continue
+		}
+		switch t.kind {
+		case KeyInt:
+			k, ok := parseIntKey([]byte(rb.Below))
+			if !ok {
+				fail("ranges[%d].below %q is not an integer; the table's key kind is int", i, rb.Below)
+				continue
+			}
+			if n := len(t.belowInt); n > 0 && compareIntKey(t.belowInt[n-1], k) >= 0 {
+				fail("ranges[%d].below %q is not above the previous bound %q; bounds must strictly increase", i, rb.Below, spec.Ranges[i-1].Below)
+			}
+			t.belowInt = append(t.belowInt, k)
+		default:
+			b := []byte(rb.Below)
+			if n := len(t.below); n > 0 && string(t.below[n-1]) >= rb.Below {
+				fail("ranges[%d].below %q is not above the previous bound %q; bounds must strictly increase (byte-wise)", i, rb.Below, spec.Ranges[i-1].Below)
+			}
+			t.below = append(t.below, b)
+		}
+	}
+}
+
+func compileList(t *table, spec TableSpec, shardIndex func(what, shard string) int, fail func(string, ...any)) {
+	if len(spec.Values) == 0 {
+		fail("strategy list needs at least one value")
+	}
+	if spec.Default != "" {
+		t.def = shardIndex("default", spec.Default)
+	}
+	t.values = make(map[string]int, len(spec.Values))
+	seen := make(map[string]string, len(spec.Values)) // canonical -> value as written
+	vals := make([]string, 0, len(spec.Values))
+	for v := range spec.Values {
+		vals = append(vals, v)
+	}
+	sort.Strings(vals)
+	for _, v := range vals {
+		key := v
+		if t.kind == KeyInt {
+			k, ok := parseIntKey([]byte(v))
+			if !ok {
+				fail("list value %q is not an integer; the table's key kind is int", v)
+				continue
+			}
+			key = string(k.appendCanonical(nil))
+			if prev, dup := seen[key]; dup {
+				fail("list values %q and %q are the same integer", prev, v)
+				continue
+			}
+			seen[key] = v
+		}
+		t.values[key] = shardIndex(fmt.Sprintf("list value %q", v), spec.Values[v])
+	}
+}
+
+func knownShards(byName map[string]int) string {
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, strconv.Quote(n))
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// Shards returns the shards in the order Route's indexes refer to.
+func (r *Router) Shards() []Shard {
+	return append([]Shard(nil), r.shards...)
+}
+
+// Strategy returns the strategy of table, and false when the Router does not know it.
+func (r *Router) Strategy(table string) (Strategy, bool) {
+	t, ok := r.tables[table]
+	if !ok {
+		return "", false
+	}
+	return t.strategy, true
+}
+
+// Route returns the indexes (into Shards) of the shards that own a row of table whose shard
+// key is key: every shard for Broadcast, exactly one otherwise. The result is shared and
+// must not be modified. Errors wrap ErrUnknownTable, ErrNoShard or ErrBadKey.
+func (r *Router) Route(table string, key Value) ([]int, error) {
+	t, ok := r.tables[table]
+	if !ok {
+		return nil, fmt.Errorf("route: table %q: %w; add it to the tables of the configuration", table, ErrUnknownTable)
+	}
+	switch t.strategy {
+	case Hash:
+		var h uint64
+		if !key.Null {
+			h = HashKey(key.Bytes)
+		}
+		return r.one[r.shardForHash(h)], nil
+	case Broadcast:
+		return r.all, nil
+	case Pin:
+		return r.one[t.pin], nil
+	case Range:
+		i, err := t.rangeIndex(key)
+		if err != nil {
+			return nil, err
+		}
+		return r.one[t.rangeShard[i]], nil
+	case List:
+		i, err := t.listShard(key)
+		if err != nil {
+			return nil, err
+		}
+		return r.one[i], nil
+	}
+	// New accepts no other strategy.
+	return nil, fmt.Errorf("route: table %q: unknown strategy %q", table, t.strategy)
+}
+
+// ShardForHash returns the index of the shard whose keyspace holds h.
+func (r *Router) ShardForHash(h uint64) int { return r.shardForHash(h) }
+
+func (r *Router) shardForHash(h uint64) int {
+	// Last shard whose Start <= h; starts[0] is 0, so there is one.
+	lo, hi := 0, len(r.starts)
+	for hi-lo > 1 {
+		mid := int(uint(lo+hi) >> 1)
+		if r.starts[mid] <= h {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return r.byStart[lo]
+}
+
+// rangeIndex is the index of the first range whose bound is above key (NULL is below all).
+func (t *table) rangeIndex(key Value) (int, error) {
+	n := len(t.below)
+	var i int
+	switch {
+	case key.Null:
+		i = 0
+	case t.kind == KeyInt:
+		k, ok := parseIntKey(key.Bytes)
+		if !ok {
+			return 0, fmt.Errorf("route: table %q: shard key %s is not an integer (strategy range with int keys): %w", t.name, key, ErrBadKey)
+		}
+		n = len(t.belowInt)
+		lo, hi := 0, n
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if compareIntKey(k, t.belowInt[mid]) < 0 {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		i = lo
+	default:
+		lo, hi := 0, n
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if string(key.Bytes) < string(t.below[mid]) {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		i = lo
+	}
+	if i >= len(t.rangeShard) {
+		last := ""
+		if t.kind == KeyInt {
+			last = string(t.belowInt[n-1].appendCanonical(nil))
+		} else {
+			last = string(t.below[n-1])
+		}
+		return 0, fmt.Errorf("route: table %q: shard key %s is at or above the last range bound %q and no range is unbounded: %w", t.name, key, last, ErrNoShard)
+	}
+	return i, nil
+}
+
+func (t *table) listShard(key Value) (int, error) {
+	if !key.Null {
+		if i, ok := t.lookup(key.Bytes); ok {
+			return i, nil
+		}
+	} else if t.def >= 0 {
+		return t.def, nil
+	}
+	if t.kind == KeyInt && !key.Null {
+		if _, ok := parseIntKey(key.Bytes); !ok {
+			return 0, fmt.Errorf("route: table %q: shard key %s is not an integer (strategy list with int keys): %w", t.name, key, ErrBadKey)
+		}
+	}
+	if t.def >= 0 {
+		return t.def, nil
+	}
+	return 0, fmt.Errorf("route: table %q: shard key %s is not in the list and the list has no default shard: %w", t.name, key, ErrNoShard)
+}
+
+func (t *table) lookup(b []byte) (int, bool) {
+	if t.kind != KeyInt {
+		i, ok := t.values[string(b)]
+		return i, ok
+	}
+	k, ok := parseIntKey(b)
+	if !ok {
+		return 0, false
+	}
+	var buf [48]byte
+	i, ok := t.values[string(k.appendCanonical(buf[:0]))]
+	return i, ok
+}
