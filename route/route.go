@@ -8,6 +8,14 @@
 // moved boundary would silently put existing rows on the wrong shard. testdata/hash_golden.txt
 // pins it. The package never touches a database, Kafka or another cleave package; the config
 // package converts its structs into the plain types here.
+//
+// Routing sees only the canonical bytes of the shard key (see Value), never the column type.
+// A child table therefore stays with its parent when it routes on the same value with the
+// same strategy (orders.user_id with users.id), provided both columns render the value the
+// same way: INT and BIGINT UNSIGNED do, INT and DECIMAL(10,2) ("7" and "7.00") do not, and a
+// latin1 and a utf8mb4 column hold different bytes for "é". Strings route by their stored
+// bytes, not by collation: under a case-insensitive collation "A" and "a" are one key to
+// the database but may land on different shards.
 package route
 
 import (
@@ -98,7 +106,9 @@ type TableSpec struct {
 // the bytes that CAST(col AS CHAR) and MD5(col) see on the server. That is decimal text for
 // integers ("-42", "18446744073709551615"), the exact DECIMAL text with its scale ("12.50"),
 // 'YYYY-MM-DD hh:mm:ss[.ffffff]' for DATETIME/TIMESTAMP (fraction digits as the column
-// declares), and the raw bytes for strings and binary strings.
+// declares), and the stored bytes of strings and binary strings, in the column's own
+// character set (a latin1 "é" is the one byte 0xe9). NULL is Null, distinct from the empty
+// string.
 type Value struct {
 	Null  bool
 	Bytes []byte
