@@ -1,0 +1,288 @@
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// EnvKafkaJars names the directory of the Kafka broker's jars (printed by
+// `scripts/services.sh env`); without it testenv asks `scripts/services.sh kafka-jars`,
+// which resolves them with Maven once into .local/cache.
+const EnvKafkaJars = "CLEAVE_KAFKA_JARS"
+
+// Kafka is a private single-node KRaft Kafka broker on free loopback ports, with its data
+// in the test's temporary directory, run from the same jars as the shared one. Its
+// methods fail the test on error, so call them from the test's goroutine. It is killed
+// and removed at t.Cleanup.
+type Kafka struct {
+	t        testing.TB
+	java     string
+	jars     string
+	dir      string
+	port     int
+	ctrlPort int
+	p        *proc
+}
+
+// StartKafka formats a fresh log directory, starts the broker and waits until it answers
+// a metadata request.
+func StartKafka(t testing.TB) *Kafka {
+	t.Helper()
+	skipIfShort(t)
+	jars, err := kafkaJars()
+	if err != nil {
+		unavailable(t, "Kafka jars", "scripts/services.sh kafka-jars", err)
+		return nil
+	}
+	java, err := javaPath()
+	if err != nil {
+		unavailable(t, "java", "PATH", err)
+		return nil
+	}
+	k := &Kafka{t: t, java: java, jars: jars, dir: t.TempDir()}
+	t.Cleanup(func() {
+		if k.p != nil {
+			k.p.kill()
+		}
+	})
+	for attempt := 1; ; attempt++ {
+		if k.port, err = freePort(); err == nil {
+			k.ctrlPort, err = freePort()
+		}
+		if err != nil {
+			t.Fatalf("testenv: free port: %v", err)
+		}
+		if k.port == k.ctrlPort {
+			continue
+		}
+		if attempt == 1 {
+			k.format()
+		} else {
+			// The storage is bound to no port: only the config needs rewriting.
+			k.writeConfig()
+		}
+		err = k.start()
+		if err == nil {
+			return k
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatalf("testenv: %v", err)
+		}
+	}
+}
+
+var (
+	jarsOnce sync.Once
+	jarsDir  string
+	jarsErr  error
+)
+
+func kafkaJars() (string, error) {
+	jarsOnce.Do(func() {
+		if dir := os.Getenv(EnvKafkaJars); dir != "" && hasKafkaJar(dir) {
+			jarsDir = dir
+			return
+		}
+		root, err := repoRoot()
+		if err != nil {
+			jarsErr = err
+			return
+		}
+		cmd := exec.Command("bash", filepath.Join(root, "scripts", "services.sh"), "kafka-jars")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			jarsErr = fmt.Errorf("scripts/services.sh kafka-jars: %v\n%s", err, stderr.String())
+			return
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		dir := lines[len(lines)-1]
+		if !hasKafkaJar(dir) {
+			jarsErr = fmt.Errorf("scripts/services.sh kafka-jars printed %q, which holds no kafka_2.13 jar", dir)
+			return
+		}
+		jarsDir = dir
+	})
+	return jarsDir, jarsErr
+}
+
+func hasKafkaJar(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "kafka_2.13-*.jar"))
+	return len(m) > 0
+}
+
+func javaPath() (string, error) {
+	if home := os.Getenv("JAVA_HOME"); home != "" {
+		if p := filepath.Join(home, "bin", "java"); fileSize(p) > 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("java")
+	if err != nil {
+		return "", errors.New("java not found on PATH: install a JDK 17 (openjdk-17-jre-headless)")
+	}
+	return p, nil
+}
+
+func (k *Kafka) logDir() string     { return filepath.Join(k.dir, "data") }
+func (k *Kafka) configPath() string { return filepath.Join(k.dir, "server.properties") }
+
+// ServerLog is the path of the broker's log file.
+func (k *Kafka) ServerLog() string { return filepath.Join(k.dir, "server.log") }
+
+// Addr is the broker's "127.0.0.1:port"; it stays the same across Stop and Start.
+func (k *Kafka) Addr() string { return "127.0.0.1:" + strconv.Itoa(k.port) }
+
+// Brokers is the bootstrap list for clients.
+func (k *Kafka) Brokers() []string { return []string{k.Addr()} }
+
+// Running reports whether the broker process is alive.
+func (k *Kafka) Running() bool { return k.p != nil && !k.p.exited() }
+
+func (k *Kafka) writeConfig() {
+	k.t.Helper()
+	cfg := fmt.Sprintf(`process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:%[2]d
+listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=%[3]s
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=2
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+auto.create.topics.enable=false
+delete.topic.enable=true
+group.initial.rebalance.delay.ms=0
+log.retention.hours=-1
+num.network.threads=2
+num.io.threads=2
+`, k.port, k.ctrlPort, k.logDir())
+	logCfg := fmt.Sprintf(`status = warn
+appender.server.type = File
+appender.server.name = SERVER
+appender.server.fileName = %s
+appender.server.layout.type = PatternLayout
+appender.server.layout.pattern = [%%d] %%p %%m (%%c)%%n
+rootLogger.level = INFO
+rootLogger.appenderRef.server.ref = SERVER
+`, k.ServerLog())
+	if err := os.WriteFile(k.configPath(), []byte(cfg), 0o644); err != nil {
+		k.t.Fatalf("testenv: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(k.dir, "log4j2.properties"), []byte(logCfg), 0o644); err != nil {
+		k.t.Fatalf("testenv: %v", err)
+	}
+}
+
+func (k *Kafka) jvmArgs() []string {
+	return []string{
+		"-Dlog4j2.configurationFile=" + filepath.Join(k.dir, "log4j2.properties"),
+		"-Dkafka.logs.dir=" + k.dir,
+		"-Djava.awt.headless=true",
+		"-cp", filepath.Join(k.jars, "*"),
+	}
+}
+
+// format writes the config and formats the log directory as a standalone controller.
+func (k *Kafka) format() {
+	k.t.Helper()
+	k.writeConfig()
+	// A cluster id is 16 random bytes in URL-safe base64, as StorageTool random-uuid prints.
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		k.t.Fatalf("testenv: random: %v", err)
+	}
+	args := append(k.jvmArgs(), "kafka.tools.StorageTool", "format", "--standalone",
+		"-t", base64.RawURLEncoding.EncodeToString(id), "-c", k.configPath())
+	if out, err := exec.Command(k.java, args...).CombinedOutput(); err != nil {
+		k.t.Fatalf("testenv: format private Kafka storage in %s: %v\n%s", k.logDir(), err, out)
+	}
+}
+
+// Start starts the broker (again) on the same ports and log directory and waits until it
+// answers. Starting a running broker is a no-op.
+func (k *Kafka) Start() {
+	k.t.Helper()
+	if err := k.start(); err != nil {
+		k.t.Fatalf("testenv: %v", err)
+	}
+}
+
+func (k *Kafka) start() error {
+	if k.Running() {
+		return nil
+	}
+	logStart := fileSize(k.ServerLog())
+	stdout := filepath.Join(k.dir, "stdout.log")
+	args := append([]string{"-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1"},
+		k.jvmArgs()...)
+	args = append(args, "kafka.Kafka", k.configPath())
+	p, err := startProc(stdout, k.java, args...)
+	if err != nil {
+		return err
+	}
+	k.p = p
+	deadline := time.Now().Add(startDeadline)
+	for {
+		err := pingBroker(k.Addr(), 2*time.Second)
+		if err == nil {
+			return nil
+		}
+		if p.exited() {
+			if logHas(k.ServerLog(), logStart, "Address already in use") {
+				return fmt.Errorf("private Kafka on %s: %w", k.Addr(), errPortTaken)
+			}
+			return fmt.Errorf("private Kafka on %s exited during start-up (%v)\n%s\n%s",
+				k.Addr(), p.err, tail(k.ServerLog(), 30), tail(stdout, 10))
+		}
+		if time.Now().After(deadline) {
+			k.p.kill()
+			return fmt.Errorf("private Kafka on %s did not answer within %s: %v\n%s",
+				k.Addr(), startDeadline, err, tail(k.ServerLog(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop shuts the broker down gracefully (SIGTERM: controlled shutdown) and waits for it
+// to exit; it kills it if it has not exited after a minute.
+func (k *Kafka) Stop() {
+	k.t.Helper()
+	if k.p == nil {
+		return
+	}
+	if !k.p.stop() {
+		k.t.Logf("testenv: private Kafka on %s did not stop within %s and was killed", k.Addr(), stopDeadline)
+	}
+}
+
+// Kill kills the broker with SIGKILL (a crash) and waits for it to exit.
+func (k *Kafka) Kill() {
+	if k.p != nil {
+		k.p.kill()
+	}
+}
+
+// String names the instance in messages.
+func (k *Kafka) String() string { return "private Kafka " + k.Addr() }
