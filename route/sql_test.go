@@ -1,70 +1,33 @@
 package route
 
 import (
-	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
-// sourceDB opens the local MariaDB source from scripts/services.sh. Without it the test
-// skips, except in CI, where a missing service is a failure.
-func sourceDB(t *testing.T) *sql.DB {
+// scratchDB returns a connection to a fresh database on the local MariaDB source (dropped
+// when the test ends) and its name. Without the source the test skips, except in CI.
+func scratchDB(t *testing.T) (*sql.DB, string) {
 	t.Helper()
-	dsn := os.Getenv("CLEAVE_SOURCE_DSN")
-	if dsn == "" {
-		dsn = "cleave:cleave@tcp(127.0.0.1:3307)/"
-	}
-	cfg, err := mysql.ParseDSN(dsn)
+	env := testenv.MySQL(t)
+	name := testenv.NewDatabase(t, env.SourceDSN)
+	cfg, err := mysql.ParseDSN(testenv.DSNWithDB(t, env.SourceDSN, name))
 	if err != nil {
-		t.Fatalf("CLEAVE_SOURCE_DSN: %v", err)
+		t.Fatal(err)
 	}
+	// Strings travel as utf8mb4 so that the bytes stored are the bytes Go hashes.
 	cfg.Collation = "utf8mb4_bin"
-	cfg.Loc = time.UTC
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		msg := fmt.Sprintf("MariaDB source at %s:%s is unreachable (%v); start it with scripts/services.sh up", cfg.Net, cfg.Addr, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return db
-}
-
-// scratchDB creates a database with a random name on db and drops it when the test ends.
-func scratchDB(t *testing.T, db *sql.DB) string {
-	t.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "cleave_route_" + hex.EncodeToString(b[:])
-	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	return name
+	return testenv.OpenDB(t, cfg.FormatDSN()), name
 }
 
 // keyRow is one row of shard keys, each column nil for NULL, with the canonical bytes Go
@@ -138,8 +101,7 @@ func (r keyRow) value(col string) Value {
 // TestSQLHashExprMatchesHashKey proves that the server computes the hash Go routes on, for
 // every kind of shard key column, so the checker can select a shard's rows on the server.
 func TestSQLHashExprMatchesHashKey(t *testing.T) {
-	db := sourceDB(t)
-	dbName := scratchDB(t, db)
+	db, dbName := scratchDB(t)
 	table := "`" + dbName + "`.`keys`"
 	_, err := db.Exec(`CREATE TABLE ` + table + ` (
 		id INT PRIMARY KEY,
