@@ -21,11 +21,24 @@ ensure_cmd() {
 		sudo=(sudo)
 	fi
 	echo "installing $* (for $cmd) with apt-get ..." >&2
+	local aptlog
+	aptlog=$(mktemp)
 	if [[ $_cleave_apt_updated -eq 0 ]]; then
-		DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq >&2
+		if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq >"$aptlog" 2>&1; then
+			cat "$aptlog" >&2
+			rm -f "$aptlog"
+			echo "error: apt-get update failed" >&2
+			return 1
+		fi
 		_cleave_apt_updated=1
 	fi
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >&2
+	if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >"$aptlog" 2>&1; then
+		cat "$aptlog" >&2
+		rm -f "$aptlog"
+		echo "error: apt-get install $* failed" >&2
+		return 1
+	fi
+	rm -f "$aptlog"
 	if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd ]]; then
 		echo "error: installed $* but $cmd is still not on PATH" >&2
 		return 1
