@@ -83,8 +83,9 @@ type Table struct {
 	Strategy string `mapstructure:"strategy"`
 	// Ranges (strategy range): ascending exclusive upper bounds; the last one has no bound.
 	Ranges []RangeBound `mapstructure:"ranges"`
-	// Values (strategy list): shard key value -> shard name.
-	Values map[string]string `mapstructure:"values"`
+	// Values (strategy list): which shard each shard key value belongs to. A list of pairs
+	// rather than a mapping, because mapping keys lose their case on the way in.
+	Values []ListValue `mapstructure:"values"`
 	// DefaultShard (strategy list): the shard of values not listed; empty makes them an error.
 	DefaultShard string `mapstructure:"default_shard"`
 	// Shard (strategy pin): the one shard that holds every row.
@@ -100,6 +101,14 @@ type RangeBound struct {
 	// Below is the exclusive upper bound; empty on the last range only.
 	Below string `mapstructure:"below"`
 	// Shard owns the values below Below and at or above the previous bound.
+	Shard string `mapstructure:"shard"`
+}
+
+// ListValue assigns one shard key value of a list-routed table to a shard.
+type ListValue struct {
+	// Value is the shard key value as MySQL renders it ("eu", "42").
+	Value string `mapstructure:"value"`
+	// Shard holds the rows with that value.
 	Shard string `mapstructure:"shard"`
 }
 

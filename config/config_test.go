@@ -61,6 +61,18 @@ func TestShippedConfigsAreValid(t *testing.T) {
 	}
 }
 
+func TestListValuesKeepTheirCase(t *testing.T) {
+	body := strings.Replace(validYAML, "strategy: hash", "strategy: list\n    values:\n      - {value: EU, shard: s0}\n      - {value: eu, shard: s1}", 1)
+	c, err := Load(writeConfig(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.Tables[0].Values
+	if len(v) != 2 || v[0].Value != "EU" || v[1].Value != "eu" {
+		t.Fatalf("values = %+v", v)
+	}
+}
+
 func TestEnvironmentOverridesTheFile(t *testing.T) {
 	t.Setenv("CLEAVE_KAFKA_TOPIC_PREFIX", "fromenv")
 	t.Setenv("CLEAVE_SOURCE_SERVER_ID", "77")
@@ -121,7 +133,8 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 		{"range without ranges", [2]string{"strategy: hash", "strategy: range"}, "", "tables[0].ranges", "required by strategy range"},
 		{"range whose last bound is bounded", [2]string{"strategy: hash", "strategy: range\n    ranges:\n      - below: \"100\"\n        shard: s0"}, "", "tables[0].ranges[0].below", "last range must be unbounded"},
 		{"range with a middle range unbounded", [2]string{"strategy: hash", "strategy: range\n    ranges:\n      - shard: s0\n      - shard: s1"}, "", "tables[0].ranges[0].below", "only the last range may be unbounded"},
-		{"list value to unknown shard", [2]string{"strategy: hash", "strategy: list\n    values:\n      eu: s7"}, "", `tables[0].values["eu"]`, `shard "s7"`},
+		{"list value to unknown shard", [2]string{"strategy: hash", "strategy: list\n    values:\n      - value: eu\n        shard: s7"}, "", "tables[0].values[0].shard", `shard "s7"`},
+		{"list value listed twice", [2]string{"strategy: hash", "strategy: list\n    values:\n      - {value: EU, shard: s0}\n      - {value: EU, shard: s1}"}, "", "tables[0].values[1].value", `"EU" is already listed`},
 		{"ddl policy typo", [2]string{}, "ddl:\n  policy: ignore\n", "ddl.policy", "not stop or propagate"},
 		{"on_error typo", [2]string{}, "sink:\n  on_error: skip\n", "sink.on_error", "not stop or dead_letter"},
 		{"negative batch wait", [2]string{}, "sink:\n  batch_wait: -1s\n", "sink.batch_wait", "negative"},

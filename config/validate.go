@@ -206,10 +206,16 @@ func (c *Config) validateStrategy(key string, t Table, shards map[string]int, ba
 	case StrategyList:
 		needsKey = true
 		if len(t.Values) == 0 {
-			bad(key+".values", "required by strategy list: a mapping of shard key value to shard")
+			bad(key+".values", "required by strategy list: a list of {value, shard}")
 		}
-		for v, s := range t.Values {
-			shardExists(fmt.Sprintf("%s.values[%q]", key, v), s)
+		seenValue := map[string]int{}
+		for j, lv := range t.Values {
+			vk := fmt.Sprintf("%s.values[%d]", key, j)
+			shardExists(vk+".shard", lv.Shard)
+			if k, dup := seenValue[lv.Value]; dup {
+				bad(vk+".value", "%q is already listed as values[%d]", lv.Value, k)
+			}
+			seenValue[lv.Value] = j
 		}
 		if t.DefaultShard != "" {
 			shardExists(key+".default_shard", t.DefaultShard)
