@@ -175,21 +175,35 @@ mariadb_launch() {
 	port=$(port_of "$name")
 	sock=$(socket_of "$name")
 	fail_if_port_taken "$name" "$port"
-	mkdir -p "$dir"
-	if [[ ! -d $dir/data/mysql ]]; then
+	# A private tmpdir: nothing another program does in /tmp can reach the server's
+	# temporary tables.
+	mkdir -p "$dir/tmp"
+	# A data dir made before the .installed marker existed counts when its install succeeded.
+	if [[ ! -f $dir/data/.installed && -d $dir/data/mysql ]] && ! grep -q ERROR "$dir/install.log" 2>/dev/null; then
+		touch "$dir/data/.installed"
+	fi
+	if [[ ! -f $dir/data/.installed ]]; then
 		log "$name: initialising data dir $dir/data"
-		rm -rf "$dir/data"
-		if ! mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
-			--auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1; then
-			cat "$dir/install.log" >&2
-			die "$name: mariadb-install-db failed (log: $dir/install.log)"
-		fi
+		local try
+		for try in 1 2; do
+			rm -rf "$dir/data"
+			if mariadb-install-db --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" --user=root \
+				--auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1; then
+				touch "$dir/data/.installed"
+				break
+			fi
+			if ((try == 2)); then
+				tail -n 20 "$dir/install.log" >&2
+				die "$name: mariadb-install-db failed twice (log: $dir/install.log)"
+			fi
+			log "$name: mariadb-install-db failed, retrying once (log: $dir/install.log)"
+		done
 	fi
 	rm -f "$sock"
 	# Shards keep a binlog too: after cut-over they are primaries, and a binlog makes each
 	# apply transaction a two-phase commit between InnoDB and the binlog, as in production.
 	spawn "$(pid_file "$name")" "$dir/stdout.log" mariadbd --no-defaults --user=root \
-		--datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+		--datadir="$dir/data" --tmpdir="$dir/tmp" --port="$port" --bind-address=127.0.0.1 \
 		--socket="$sock" --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
 		--server-id="$(server_id_of "$name")" \
 		--log-bin="$dir/data/$name-bin" --binlog-format=ROW --binlog-row-image=FULL \

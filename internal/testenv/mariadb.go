@@ -76,8 +76,13 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 		os.RemoveAll(m.sockDir)
 	})
 
-	cmd := exec.Command(install, "--no-defaults", "--datadir="+m.dataDir(), "--user=root",
-		"--auth-root-authentication-method=normal", "--skip-test-db")
+	// A private tmpdir: nothing another program does in /tmp can reach the server's
+	// temporary tables.
+	if err := os.Mkdir(m.tmpDir(), 0o755); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	cmd := exec.Command(install, "--no-defaults", "--datadir="+m.dataDir(), "--tmpdir="+m.tmpDir(),
+		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: mariadb-install-db in %s: %v\n%s", m.dataDir(), err, out)
 	}
@@ -103,6 +108,7 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 
 func (m *MariaDB) dataDir() string { return filepath.Join(m.dir, "data") }
 func (m *MariaDB) socket() string  { return filepath.Join(m.sockDir, "mysqld.sock") }
+func (m *MariaDB) tmpDir() string  { return filepath.Join(m.dir, "tmp") }
 
 // ErrorLog is the path of the server's error log.
 func (m *MariaDB) ErrorLog() string { return filepath.Join(m.dir, "error.log") }
@@ -169,7 +175,7 @@ func (m *MariaDB) args() []string {
 	o := m.opts
 	a := []string{
 		"--no-defaults", "--user=root",
-		"--datadir=" + m.dataDir(),
+		"--datadir=" + m.dataDir(), "--tmpdir=" + m.tmpDir(),
 		"--port=" + strconv.Itoa(m.port), "--bind-address=127.0.0.1",
 		"--socket=" + m.socket(),
 		"--pid-file=" + filepath.Join(m.dir, "mariadbd.pid"),
