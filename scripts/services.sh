@@ -468,16 +468,18 @@ status() {
 	done
 }
 
+# print_env prints the addresses for tests. The names carry TEST_ so that they never act
+# as cleave's own configuration overrides (CLEAVE_SOURCE_DSN overrides source.dsn).
 print_env() {
 	local q
 	q() { printf 'export %s=%q\n' "$1" "$2"; }
-	q CLEAVE_SOURCE_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SOURCE_PORT)/"
-	q CLEAVE_SHARD0_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SHARD0_PORT)/"
-	q CLEAVE_SHARD1_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SHARD1_PORT)/"
-	q CLEAVE_KAFKA_BROKERS "127.0.0.1:$KAFKA_PORT"
-	q CLEAVE_SOURCE_SOCKET "$(socket_of source)"
-	q CLEAVE_SHARD0_SOCKET "$(socket_of shard0)"
-	q CLEAVE_SHARD1_SOCKET "$(socket_of shard1)"
+	q CLEAVE_TEST_SOURCE_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SOURCE_PORT)/"
+	q CLEAVE_TEST_SHARD0_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SHARD0_PORT)/"
+	q CLEAVE_TEST_SHARD1_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SHARD1_PORT)/"
+	q CLEAVE_TEST_KAFKA_BROKERS "127.0.0.1:$KAFKA_PORT"
+	q CLEAVE_TEST_SOURCE_SOCKET "$(socket_of source)"
+	q CLEAVE_TEST_SHARD0_SOCKET "$(socket_of shard0)"
+	q CLEAVE_TEST_SHARD1_SOCKET "$(socket_of shard1)"
 	q CLEAVE_LOCAL_DIR "$LOCAL"
 	q CLEAVE_KAFKA_JARS "$KAFKA_JARS"
 }

@@ -15,11 +15,13 @@ import (
 )
 
 // Environment variables printed by `scripts/services.sh env`, with the same defaults.
+// They are named CLEAVE_TEST_* because CLEAVE_SOURCE_DSN, CLEAVE_KAFKA_BROKERS and the like
+// are cleave's own configuration overrides, which must not leak into every test.
 const (
-	EnvSourceDSN    = "CLEAVE_SOURCE_DSN"
-	EnvShard0DSN    = "CLEAVE_SHARD0_DSN"
-	EnvShard1DSN    = "CLEAVE_SHARD1_DSN"
-	EnvKafkaBrokers = "CLEAVE_KAFKA_BROKERS"
+	EnvSourceDSN    = "CLEAVE_TEST_SOURCE_DSN"
+	EnvShard0DSN    = "CLEAVE_TEST_SHARD0_DSN"
+	EnvShard1DSN    = "CLEAVE_TEST_SHARD1_DSN"
+	EnvKafkaBrokers = "CLEAVE_TEST_KAFKA_BROKERS"
 
 	DefaultSourceDSN    = "cleave:cleave@tcp(127.0.0.1:3307)/"
 	DefaultShard0DSN    = "cleave:cleave@tcp(127.0.0.1:3308)/"
