@@ -206,7 +206,7 @@ mariadb_launch() {
 		--datadir="$dir/data" --tmpdir="$dir/tmp" --port="$port" --bind-address=127.0.0.1 \
 		--socket="$sock" --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
 		--server-id="$(server_id_of "$name")" \
-		--log-bin="$dir/data/$name-bin" --binlog-format=ROW --binlog-row-image=FULL \
+		--log-bin="$name-bin" --binlog-format=ROW --binlog-row-image=FULL \
 		--binlog-row-metadata=FULL --gtid-strict-mode=ON --log-slave-updates \
 		--max-binlog-size=64M --binlog-expire-logs-seconds=86400 --sync-binlog=0 \
 		--innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
@@ -341,6 +341,11 @@ kafka_launch() {
 	kafka_write_config
 	local jvm=(-Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR"
 		-Djava.awt.headless=true -cp "$KAFKA_JARS/*")
+	# A standalone-formatted log dir records the controller's endpoint: it cannot move.
+	if [[ -f $KAFKA_DIR/data/meta.properties && -f $KAFKA_DIR/controller.port ]] &&
+		[[ $(<"$KAFKA_DIR/controller.port") != "$KAFKA_CONTROLLER_PORT" ]]; then
+		die "kafka: $KAFKA_DIR/data was formatted for controller port $(<"$KAFKA_DIR/controller.port"), not $KAFKA_CONTROLLER_PORT; set CLEAVE_KAFKA_CONTROLLER_PORT=$(<"$KAFKA_DIR/controller.port") or remove $KAFKA_DIR/data (its topics are lost)"
+	fi
 	if [[ ! -f $KAFKA_DIR/data/meta.properties ]]; then
 		local id
 		id=$("$java" "${jvm[@]}" kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/format.log" | tail -n 1)
@@ -351,6 +356,7 @@ kafka_launch() {
 			tail -n 20 "$KAFKA_DIR/format.log" >&2
 			die "kafka: storage format failed (log: $KAFKA_DIR/format.log)"
 		fi
+		echo "$KAFKA_CONTROLLER_PORT" >"$KAFKA_DIR/controller.port"
 	fi
 	: >"$KAFKA_DIR/stdout.log"
 	spawn "$(pid_file kafka)" "$KAFKA_DIR/stdout.log" "$java" -Xms256m -Xmx768m -XX:+UseG1GC \
