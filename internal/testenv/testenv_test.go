@@ -157,7 +157,7 @@ func TestTopicPrefixTopicsAreDeletedAtCleanup(t *testing.T) {
 		topic = TopicPrefix(t) + ".db.table"
 		createTopic(t, brokers, topic)
 	})
-	waitFor(t, 30*time.Second, "topic "+topic+" deleted", func() bool {
+	Eventually(t, 30*time.Second, "topic "+topic+" deleted", func() bool {
 		return !topicExists(t, brokers, topic)
 	})
 }
@@ -235,7 +235,7 @@ func TestPrivateKafkaKeepsMessagesAcrossRestart(t *testing.T) {
 	k.Start()
 
 	var total int64
-	waitFor(t, time.Minute, "message readable after restart", func() bool {
+	Eventually(t, time.Minute, "message readable after restart", func() bool {
 		total = 0
 		for p := 0; p < 4; p++ {
 			conn, err := kafka.DialLeader(ctx, "tcp", k.Addr(), topic, p)
@@ -281,7 +281,7 @@ func createTopic(t *testing.T, brokers []string, topic string) {
 	if err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)
 	}
-	waitFor(t, 30*time.Second, "topic "+topic+" visible", func() bool { return topicExists(t, brokers, topic) })
+	Eventually(t, 30*time.Second, "topic "+topic+" visible", func() bool { return topicExists(t, brokers, topic) })
 }
 
 func topicExists(t *testing.T, brokers []string, topic string) bool {
@@ -299,16 +299,4 @@ func topicExists(t *testing.T, brokers []string, topic string) bool {
 		}
 	}
 	return false
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
