@@ -1,0 +1,110 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/cleave-dev/cleave/route"
+)
+
+// RouteShards converts the shards into route's form: each shard's keyspace range, parsed
+// from shards[i].keyspace, or an even split of the keyspace in shard order when no shard
+// sets one.
+func (c *Config) RouteShards() ([]route.Shard, error) {
+	out := make([]route.Shard, len(c.Shards))
+	even := true
+	for _, s := range c.Shards {
+		if s.Keyspace != "" {
+			even = false
+		}
+	}
+	var split [][2]uint64
+	if even {
+		split = route.EvenKeyspace(len(c.Shards))
+	}
+	for i, s := range c.Shards {
+		out[i].Name = s.Name
+		if even {
+			out[i].Start, out[i].End = split[i][0], split[i][1]
+			continue
+		}
+		start, end, err := route.ParseKeyRange(s.Keyspace)
+		if err != nil {
+			return nil, fmt.Errorf("shards[%d].keyspace: %w", i, err)
+		}
+		out[i].Start, out[i].End = start, end
+	}
+	return out, nil
+}
+
+// RouteSpec converts the routing of one table into route's form. kind says how its shard
+// key compares (route.KeyInt for integer columns); it matters for range and list only.
+func (t *Table) RouteSpec(kind route.KeyKind) route.TableSpec {
+	spec := route.TableSpec{
+		Strategy: route.Strategy(t.Strategy),
+		KeyKind:  kind,
+		Default:  t.DefaultShard,
+		Shard:    t.Shard,
+	}
+	for _, r := range t.Ranges {
+		spec.Ranges = append(spec.Ranges, route.RangeBound{Below: r.Below, Shard: r.Shard})
+	}
+	if len(t.Values) > 0 {
+		spec.Values = make(map[string]string, len(t.Values))
+		for _, v := range t.Values {
+			spec.Values[v.Value] = v.Shard
+		}
+	}
+	return spec
+}
+
+// Router builds the routing function of this configuration: the shards with their
+// keyspace ranges and every table's strategy, keyed by the table's db.table name. kinds
+// gives the key kind of each table's shard key column (read from its schema: route.KeyInt
+// for integer columns); a table missing from kinds compares its key as bytes.
+//
+// Validate has checked the configuration's own consistency; route.New checks what only
+// the key kinds reveal (range bounds that are not integers, or not ascending as integers).
+func (c *Config) Router(kinds map[string]route.KeyKind) (*route.Router, error) {
+	shards, err := c.RouteShards()
+	if err != nil {
+		return nil, err
+	}
+	tables := make(map[string]route.TableSpec, len(c.Tables))
+	for i := range c.Tables {
+		t := &c.Tables[i]
+		tables[t.Name] = t.RouteSpec(kinds[t.Name])
+	}
+	r, err := route.New(shards, tables)
+	if err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
+	}
+	return r, nil
+}
+
+// CanOwn reports whether any row of the table can belong to the named shard: a pinned
+// table belongs to its one shard, a range or list table to the shards its ranges, values
+// and default name; hash and broadcast tables reach every shard.
+func (t *Table) CanOwn(shard string) bool {
+	switch t.Strategy {
+	case StrategyPin:
+		return t.Shard == shard
+	case StrategyRange:
+		for _, r := range t.Ranges {
+			if r.Shard == shard {
+				return true
+			}
+		}
+		return false
+	case StrategyList:
+		if t.DefaultShard == shard {
+			return true
+		}
+		for _, v := range t.Values {
+			if v.Shard == shard {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
