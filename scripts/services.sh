@@ -162,8 +162,6 @@ spawn() {
 
 # ---------------------------------------------------------------------------- MariaDB
 
-mariadb_client() { command -v mariadb; }
-
 ensure_mariadb_installed() {
 	ensure_tool mariadbd
 	command -v mariadbd >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
@@ -247,9 +245,12 @@ mariadb_ready() {
 
 # ---------------------------------------------------------------------------- Kafka
 
-# kafka_jars resolves the broker's jars from Maven Central into the cache once.
+# kafka_jars resolves the broker's jars from Maven Central into the cache once per
+# version of scripts/kafka/pom.xml (the cache records the pom's checksum).
 kafka_jars() {
-	if [[ -f $KAFKA_CACHE/.complete ]]; then
+	local sum
+	sum=$(sha256sum "$ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1)
+	if [[ -f $KAFKA_CACHE/.complete && $(<"$KAFKA_CACHE/.complete") == "$sum" ]]; then
 		return 0
 	fi
 	ensure_tool java
@@ -266,7 +267,7 @@ kafka_jars() {
 	fi
 	rm -rf "$KAFKA_CACHE"
 	mv "$tmp" "$KAFKA_CACHE"
-	touch "$KAFKA_CACHE/.complete"
+	echo "$sum" >"$KAFKA_CACHE/.complete"
 }
 
 kafka_java() {
