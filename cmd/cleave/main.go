@@ -78,6 +78,7 @@ func newRootCmd(a *app) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
 	root.AddCommand(
 		newVersionCmd(),
+		newCheckCmd(a),
 	)
 	return root
 }

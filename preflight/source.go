@@ -1,0 +1,450 @@
+package preflight
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/mysqlx"
+)
+
+// MinBinlogRetention is the shortest binlog retention check accepts. Capture resumes from
+// the binlog position it stored; a capture stopped for longer than the retention finds its
+// position purged and the tables must be copied again. A day covers a stop overnight.
+const MinBinlogRetention = 24 * time.Hour
+
+// serverVars are the global variables check reads; a variable a server version lacks is
+// simply absent from the result.
+var serverVars = []string{
+	"version", "version_comment", "hostname", "port", "datadir", "server_id",
+	"log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "binlog_row_value_options",
+	"gtid_mode", "gtid_strict_mode", "gtid_current_pos",
+	"expire_logs_days", "binlog_expire_logs_seconds",
+}
+
+func globalVars(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	q := "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('" + strings.Join(serverVars, "','") + "')"
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read server variables: %w", err)
+	}
+	defer rows.Close()
+	vars := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("read server variables: %w", err)
+		}
+		vars[strings.ToLower(k)] = v
+	}
+	return vars, rows.Err()
+}
+
+// openServer opens dsn and reads its variables. The error is the reason it is not usable,
+// without the name: the caller's finding names the server.
+func openServer(ctx context.Context, name, dsn string) (*server, error) {
+	db, err := mysqlx.Open(ctx, name, dsn)
+	if err != nil {
+		if cause := errors.Unwrap(err); cause != nil {
+			err = cause
+		}
+		return nil, err
+	}
+	vars, err := globalVars(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &server{db: db, vars: vars, id: vars["hostname"] + ":" + vars["port"] + ":" + vars["datadir"] + ":" + vars["server_id"]}, nil
+}
+
+func (s *server) mariaDB() bool {
+	return strings.Contains(strings.ToLower(s.vars["version"]), "mariadb")
+}
+
+// product is "MariaDB 10.11.19" or "MySQL 8.0.36".
+func (s *server) product() string {
+	v, _, _ := strings.Cut(s.vars["version"], "-")
+	if s.mariaDB() {
+		return "MariaDB " + v
+	}
+	return "MySQL " + v
+}
+
+// versionAtLeast compares the server's major.minor with major.minor.
+func (s *server) versionAtLeast(major, minor int) bool {
+	parts := strings.SplitN(s.vars["version"], ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// unreachableFix says what to do about a server that did not answer.
+func unreachableFix(err error, key string) string {
+	if mysqlx.Number(err) == mysqlx.ErAccessDenied {
+		return "correct the user and password in " + key
+	}
+	return "start the server, or correct the host:port in " + key
+}
+
+// checkSource checks the source's reachability, binlog settings, GTID state, retention
+// and the capture user's grants. It returns the open source, or nil when it is unreachable.
+func checkSource(ctx context.Context, r *Report, cfg *config.Config) *server {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	subject := "source " + mysqlx.Addr(cfg.Source.DSN)
+	src, err := openServer(ctx, "source", cfg.Source.DSN)
+	if err != nil {
+		r.fail("source.reachable", subject, "not usable: "+err.Error(),
+			unreachableFix(err, "source.dsn (or "+config.EnvPrefix+"_SOURCE_DSN)"))
+		return nil
+	}
+	r.ok("source.reachable", subject, "reachable")
+
+	checkFlavor(r, cfg, src)
+	checkBinlog(r, cfg, src)
+	checkGTID(r, src)
+	checkRetention(r, src)
+	checkGrants(ctx, r, cfg, src)
+	return src
+}
+
+func checkFlavor(r *Report, cfg *config.Config, src *server) {
+	const subject = "source version"
+	flavor := "mysql"
+	if src.mariaDB() {
+		flavor = "mariadb"
+	}
+	switch {
+	case cfg.Source.Flavor != flavor:
+		r.fail("source.version", subject,
+			fmt.Sprintf("the server is %s but source.flavor is %q: capture would speak the wrong GTID dialect of the replica protocol", src.product(), cfg.Source.Flavor),
+			"set source.flavor: "+flavor)
+	case flavor == "mariadb" && !src.versionAtLeast(10, 5):
+		r.fail("source.version", subject, src.product()+" is older than 10.5, the oldest MariaDB cleave supports", "upgrade the source to MariaDB 10.5 or later")
+	case flavor == "mysql" && !src.versionAtLeast(5, 7):
+		r.fail("source.version", subject, src.product()+" is older than 5.7, the oldest MySQL cleave supports", "upgrade the source to MySQL 5.7 or later")
+	default:
+		r.ok("source.version", subject, "%s (source.flavor %s)", src.product(), cfg.Source.Flavor)
+	}
+}
+
+func checkBinlog(r *Report, cfg *config.Config, src *server) {
+	v := src.vars
+	const cnf = " and in the [mysqld] section of the server's config file, so that it survives a restart"
+	if strings.EqualFold(v["log_bin"], "ON") {
+		r.ok("source.log_bin", "source log_bin", "ON")
+	} else {
+		r.fail("source.log_bin", "source log_bin", orUnset(v["log_bin"])+": the source writes no binary log, so there is nothing to capture",
+			"add log_bin=mysql-bin to the [mysqld] section of the server's config file and restart it (log_bin cannot be changed at runtime)")
+	}
+
+	if f := v["binlog_format"]; strings.EqualFold(f, "ROW") {
+		r.ok("source.binlog_format", "source binlog_format", "ROW")
+	} else {
+		r.fail("source.binlog_format", "source binlog_format", orUnset(f)+": capture needs ROW events, which carry the values of every changed row",
+			"SET GLOBAL binlog_format=ROW"+cnf+"; sessions already open keep their format until they reconnect")
+	}
+
+	if img := v["binlog_row_image"]; strings.EqualFold(img, "FULL") {
+		r.ok("source.binlog_row_image", "source binlog_row_image", "FULL")
+	} else {
+		r.fail("source.binlog_row_image", "source binlog_row_image", orUnset(img)+": capture needs every column before and after each change; a "+strings.ToUpper(img)+" image leaves out unchanged columns, the shard key among them",
+			"SET GLOBAL binlog_row_image=FULL"+cnf)
+	}
+
+	// Capture decodes a row by the column names the binlog carries (FULL metadata), so a
+	// row written before an ALTER TABLE still decodes right after it. Without them it can
+	// only use the table's current definition, which is wrong for every event logged before
+	// the change: that is a FAIL where the server can log them, a WARN where it cannot.
+	switch meta, has := v["binlog_row_metadata"]; {
+	case !has:
+		r.warn("source.binlog_row_metadata", "source binlog_row_metadata",
+			src.product()+" cannot log column names: capture decodes rows with the table's current definition, so rows logged before a schema change may decode wrongly if the change happens while capture is behind",
+			"upgrade to MySQL 8.0 or later, or let capture catch up before every schema change")
+	case strings.EqualFold(meta, "FULL"):
+		r.ok("source.binlog_row_metadata", "source binlog_row_metadata", "FULL")
+	default:
+		r.fail("source.binlog_row_metadata", "source binlog_row_metadata", meta+": capture needs column names in the binlog to decode rows logged before a schema change (ALTER TABLE) correctly",
+			"SET GLOBAL binlog_row_metadata=FULL"+cnf)
+	}
+
+	// MySQL 8 can log JSON updates as partial diffs that only MySQL's own replica can apply.
+	if opts, has := v["binlog_row_value_options"]; has {
+		if strings.Contains(strings.ToUpper(opts), "PARTIAL_JSON") {
+			r.fail("source.binlog_row_value_options", "source binlog_row_value_options", opts+": JSON updates are logged as partial diffs, not as the whole document cleave writes to the shards",
+				"SET GLOBAL binlog_row_value_options=''"+cnf)
+		} else {
+			r.ok("source.binlog_row_value_options", "source binlog_row_value_options", "%s", orEmpty(opts))
+		}
+	}
+
+	id, err := strconv.ParseUint(v["server_id"], 10, 32)
+	switch {
+	case err != nil || id == 0:
+		r.fail("source.server_id", "source server_id", orUnset(v["server_id"])+": a server without a server_id refuses replica connections",
+			"set server_id to a unique non-zero number in the server's config file and restart it")
+	case uint32(id) == cfg.Source.ServerID:
+		r.fail("source.server_id", "source server_id",
+			fmt.Sprintf("%d is also source.server_id, the id cleave connects with as a replica: the source refuses a replica with its own server_id", id),
+			"set source.server_id to a number that neither the source nor any of its replicas uses")
+	default:
+		r.ok("source.server_id", "source server_id", "%d (cleave replicates as server_id %d)", id, cfg.Source.ServerID)
+	}
+}
+
+// checkGTID looks at the GTID state. Neither case is a FAIL: capture also works by binlog
+// file and position, and replaying a transaction is harmless (apply is version-checked).
+// What GTIDs buy is a position that survives a failover of the source to one of its
+// replicas, so their absence is worth a WARN.
+func checkGTID(r *Report, src *server) {
+	const subject = "source GTID"
+	v := src.vars
+	if src.mariaDB() {
+		pos, has := v["gtid_current_pos"]
+		if !has {
+			r.fail("source.gtid", subject, "gtid_current_pos is not readable", "use MariaDB 10.5 or later")
+			return
+		}
+		if pos == "" {
+			pos = "(empty: nothing logged yet)"
+		}
+		// Without strict mode a server accepts GTIDs out of sequence within a domain (after
+		// a failover to a diverged replica, say); resuming by GTID could then skip
+		// transactions.
+		if !strings.EqualFold(v["gtid_strict_mode"], "ON") {
+			r.warn("source.gtid", subject, "gtid_current_pos "+pos+", gtid_strict_mode "+orUnset(v["gtid_strict_mode"])+": GTIDs may go out of order within a domain after a failover, and capture resuming by GTID could then skip transactions",
+				"SET GLOBAL gtid_strict_mode=ON, and set it in the server's config file")
+			return
+		}
+		r.ok("source.gtid", subject, "gtid_current_pos %s, gtid_strict_mode ON", pos)
+		return
+	}
+	if mode := v["gtid_mode"]; !strings.EqualFold(mode, "ON") {
+		r.warn("source.gtid", subject, "gtid_mode "+orUnset(mode)+": capture follows binlog file and position, which do not survive a failover of the source to a replica",
+			"SET GLOBAL enforce_gtid_consistency=ON, then raise gtid_mode step by step (OFF_PERMISSIVE, ON_PERMISSIVE, ON) and set both in the server's config file")
+		return
+	}
+	r.ok("source.gtid", subject, "gtid_mode ON")
+}
+
+// binlogRetention is how long the source keeps binlogs (0: never purged) and the variable
+// that says so. MariaDB 10.6+ and MySQL 8 have binlog_expire_logs_seconds, which wins
+// when set; older servers only expire_logs_days (fractional on MariaDB).
+func binlogRetention(vars map[string]string) (time.Duration, string) {
+	if s, has := vars["binlog_expire_logs_seconds"]; has {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+			return time.Duration(n) * time.Second, "binlog_expire_logs_seconds=" + s
+		}
+	}
+	if d, has := vars["expire_logs_days"]; has {
+		if f, err := strconv.ParseFloat(d, 64); err == nil && f > 0 {
+			return time.Duration(f * float64(24*time.Hour)), "expire_logs_days=" + d
+		}
+	}
+	if _, has := vars["binlog_expire_logs_seconds"]; has {
+		return 0, "binlog_expire_logs_seconds=0"
+	}
+	return 0, "expire_logs_days=0"
+}
+
+func checkRetention(r *Report, src *server) {
+	const subject = "source binlog retention"
+	d, from := binlogRetention(src.vars)
+	switch {
+	case d == 0:
+		r.ok("source.binlog_retention", subject, "never purged automatically (%s); watch the disk", from)
+	case d < MinBinlogRetention:
+		fix := "SET GLOBAL binlog_expire_logs_seconds=604800 (7 days; at least 86400)"
+		if _, has := src.vars["binlog_expire_logs_seconds"]; !has {
+			fix = "SET GLOBAL expire_logs_days=7 (at least 1)"
+		}
+		r.fail("source.binlog_retention", subject,
+			fmt.Sprintf("binlogs are purged after %s (%s): a capture stopped for longer loses its position and the tables must be copied again", fmtDuration(d), from),
+			fix+", and set it in the server's config file")
+	default:
+		r.ok("source.binlog_retention", subject, "%s (%s)", fmtDuration(d), from)
+	}
+}
+
+func fmtDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		if d == 24*time.Hour {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+func orUnset(s string) string {
+	if s == "" {
+		return "(not set)"
+	}
+	return s
+}
+
+func orEmpty(s string) string {
+	if s == "" {
+		return "(empty)"
+	}
+	return s
+}
+
+// checkGrants checks the capture user's REPLICATION SLAVE and REPLICATION CLIENT, and
+// SELECT on each configured table's database.
+func checkGrants(ctx context.Context, r *Report, cfg *config.Config, src *server) {
+	var user string
+	if err := src.db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&user); err != nil {
+		r.fail("source.grants", "source grants", "cannot read the current user: "+err.Error(), "check that the source answers queries")
+		return
+	}
+	account := quoteAccount(user)
+	lines, err := showGrants(ctx, src)
+	if err != nil {
+		r.fail("source.grants", "source grants", "cannot read the grants of "+account+": "+err.Error(), "check that the source answers SHOW GRANTS")
+		return
+	}
+	gs := grants(parseGrants(lines))
+
+	if gs.global("REPLICATION SLAVE") {
+		r.ok("source.grants", "source grant REPLICATION SLAVE", "held by %s", account)
+	} else {
+		r.fail("source.grants", "source grant REPLICATION SLAVE", account+" lacks it: capture reads the binlog as a replica",
+			"GRANT REPLICATION SLAVE ON *.* TO "+account)
+	}
+
+	// Capture reads the binlog coordinates (SHOW BINARY LOGS, SHOW MASTER STATUS). MariaDB
+	// 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (SHOW GRANTS prints the new
+	// name); SLAVE MONITOR, which only shows replica status, does not allow those
+	// statements and does not count. On MySQL, SUPER allows them too.
+	client := []string{"REPLICATION CLIENT", "BINLOG MONITOR"}
+	name, grantName := "REPLICATION CLIENT", "REPLICATION CLIENT"
+	if src.mariaDB() {
+		name = "REPLICATION CLIENT (BINLOG MONITOR)"
+		if src.versionAtLeast(10, 5) {
+			grantName = "BINLOG MONITOR"
+		}
+	} else {
+		client = append(client, "SUPER")
+	}
+	switch {
+	case gs.global(client...):
+		r.ok("source.grants", "source grant "+name, "held by %s", account)
+	case probeBinlogMonitor(ctx, src):
+		r.ok("source.grants", "source grant "+name, "%s may read the binlog coordinates (SHOW BINARY LOGS works)", account)
+	default:
+		r.fail("source.grants", "source grant "+name, account+" lacks it: capture reads the binlog coordinates to start and to resume",
+			"GRANT "+grantName+" ON *.* TO "+account)
+	}
+
+	// SELECT per database: backfill and reconcile read the tables.
+	var dbs []string
+	tablesOf := map[string][]string{}
+	for _, t := range cfg.Tables {
+		db, tb := t.DB(), t.TableName()
+		if _, seen := tablesOf[db]; !seen {
+			dbs = append(dbs, db)
+		}
+		tablesOf[db] = append(tablesOf[db], tb)
+	}
+	for _, db := range dbs {
+		subject := "source grant SELECT on " + db
+		var missing []string
+		for _, tb := range tablesOf[db] {
+			if !gs.canSelect(db, tb) {
+				missing = append(missing, tb)
+			}
+		}
+		if len(missing) == 0 {
+			r.ok("source.grants", subject, "held by %s", account)
+			continue
+		}
+		// The grant lines may not tell the whole story (a role MySQL does not expand, a
+		// pattern matched differently under lower_case_table_names): trying is the proof.
+		var denied []string
+		for _, tb := range missing {
+			if err := probeSelect(ctx, src.db, db, tb); isDenied(err) {
+				denied = append(denied, db+"."+tb)
+			}
+		}
+		if len(denied) > 0 {
+			r.fail("source.grants", subject, account+" may not read "+strings.Join(denied, ", ")+": backfill copies the rows and reconcile compares them",
+				"GRANT SELECT ON "+mysqlx.QuoteIdent(db)+".* TO "+account)
+			continue
+		}
+		r.ok("source.grants", subject, "%s may read its configured tables", account)
+	}
+}
+
+// showGrants returns the lines of SHOW GRANTS for the current user. On MySQL the
+// privileges of active roles appear only with USING; MariaDB lists them by itself.
+func showGrants(ctx context.Context, src *server) ([]string, error) {
+	q := "SHOW GRANTS"
+	if !src.mariaDB() && src.versionAtLeast(8, 0) {
+		var roles string
+		if err := src.db.QueryRowContext(ctx, "SELECT CURRENT_ROLE()").Scan(&roles); err == nil && roles != "" && !strings.EqualFold(roles, "NONE") {
+			q = "SHOW GRANTS FOR CURRENT_USER() USING " + roles
+		}
+	}
+	rows, err := src.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return nil, err
+		}
+		lines = append(lines, l)
+	}
+	return lines, rows.Err()
+}
+
+// probeBinlogMonitor reports whether the user may list the binlogs.
+func probeBinlogMonitor(ctx context.Context, src *server) bool {
+	rows, err := src.db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return false
+	}
+	rows.Close()
+	return true
+}
+
+func probeSelect(ctx context.Context, db *sql.DB, schema, table string) error {
+	rows, err := db.QueryContext(ctx, "SELECT 1 FROM "+mysqlx.QuoteTable(schema, table)+" LIMIT 0")
+	if err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
+func isDenied(err error) bool {
+	switch mysqlx.Number(err) {
+	case mysqlx.ErTableAccessDenied, mysqlx.ErDBAccessDenied, mysqlx.ErAccessDenied, 1227 /* ER_SPECIFIC_ACCESS_DENIED_ERROR */ :
+		return true
+	}
+	return false
+}
+
+// quoteAccount turns CURRENT_USER()'s user@host into 'user'@'host' for a GRANT statement.
+func quoteAccount(userHost string) string {
+	at := strings.LastIndex(userHost, "@")
+	if at < 0 {
+		return "'" + userHost + "'"
+	}
+	return "'" + userHost[:at] + "'@'" + userHost[at+1:] + "'"
+}
