@@ -1,0 +1,314 @@
+package preflight_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/preflight"
+)
+
+// setup is what a test configures; load turns it into a Config through a YAML file, the
+// way `cleave check --config` gets one.
+type setup struct {
+	sourceDSN         string
+	flavor            string
+	serverID          uint32
+	shardDSNs         []string
+	brokers           []string
+	prefix            string
+	replicationFactor int
+	tables            []config.Table
+}
+
+func (s setup) load(t *testing.T) *config.Config {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", s.sourceDSN, s.flavor, s.serverID)
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  topic_prefix: %q\n  partitions: 2\n", quoteList(s.brokers), s.prefix)
+	if s.replicationFactor > 0 {
+		fmt.Fprintf(&b, "  replication_factor: %d\n", s.replicationFactor)
+	}
+	b.WriteString("shards:\n")
+	for i, dsn := range s.shardDSNs {
+		fmt.Fprintf(&b, "  - name: shard%d\n    dsn: %q\n", i, dsn)
+	}
+	b.WriteString("tables:\n")
+	for _, tb := range s.tables {
+		fmt.Fprintf(&b, "  - name: %s\n    strategy: %s\n", tb.Name, tb.Strategy)
+		if tb.ShardKey != "" {
+			fmt.Fprintf(&b, "    shard_key: %s\n", tb.ShardKey)
+		}
+		if tb.VersionColumn != "" {
+			fmt.Fprintf(&b, "    version_column: %s\n", tb.VersionColumn)
+		}
+	}
+	b.WriteString("http:\n  listen: \"\"\n")
+	path := filepath.Join(t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("load config:\n%s\n%v", b.String(), err)
+	}
+	return cfg
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// shopSchema is the demo's shape plus tables that break one rule each.
+const shopSchema = `
+CREATE DATABASE IF NOT EXISTS %[1]s;
+CREATE TABLE %[1]s.users (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  email VARCHAR(190) NOT NULL,
+  UNIQUE KEY (email));
+CREATE TABLE %[1]s.orders (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  user_id BIGINT UNSIGNED NOT NULL,
+  total DECIMAL(12,2) NOT NULL,
+  version INT UNSIGNED NOT NULL DEFAULT 0,
+  note VARCHAR(20),
+  KEY (user_id));
+CREATE TABLE %[1]s.order_items (
+  order_id BIGINT UNSIGNED NOT NULL,
+  line INT NOT NULL,
+  user_id BIGINT UNSIGNED NOT NULL,
+  sku VARCHAR(40) NOT NULL,
+  PRIMARY KEY (order_id, line));
+CREATE TABLE %[1]s.countries (code CHAR(2) NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL);
+CREATE TABLE %[1]s.audit (at DATETIME(6) NOT NULL, what TEXT);
+CREATE TABLE %[1]s.readings (id BIGINT NOT NULL PRIMARY KEY, celsius DOUBLE NOT NULL);
+`
+
+func demoTables(db string) []config.Table {
+	return []config.Table{
+		{Name: db + ".users", Strategy: "hash", ShardKey: "id"},
+		{Name: db + ".orders", Strategy: "hash", ShardKey: "user_id"},
+		{Name: db + ".order_items", Strategy: "hash", ShardKey: "user_id"},
+		{Name: db + ".countries", Strategy: "broadcast"},
+	}
+}
+
+func statuses(r preflight.Report, s preflight.Status) []string {
+	var ids []string
+	for _, f := range r.Findings {
+		if f.Status == s && !slices.Contains(ids, f.Check) {
+			ids = append(ids, f.Check)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func lines(r preflight.Report) string {
+	var b strings.Builder
+	for _, f := range r.Findings {
+		b.WriteString(f.String() + "\n")
+	}
+	return b.String()
+}
+
+func TestRunPassesOnTheLocalServices(t *testing.T) {
+	env := testenv.Services(t)
+	db := testenv.NewDatabase(t, env.SourceDSN)
+	src := testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, db))
+	for _, stmt := range strings.Split(strings.TrimSpace(fmt.Sprintf(shopSchema, "`"+db+"`")), ";") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := src.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	cfg := setup{
+		sourceDSN: env.SourceDSN, flavor: "mariadb", serverID: 4242,
+		shardDSNs: env.ShardDSNs(), brokers: env.KafkaBrokers, prefix: testenv.TopicPrefix(t),
+		tables: demoTables(db),
+	}.load(t)
+
+	r := preflight.Run(context.Background(), cfg)
+	if got := statuses(r, preflight.Fail); len(got) > 0 || r.Count(preflight.Warn) > 0 || !r.OK() {
+		t.Fatalf("want every finding OK on the local services, got:\n%s", lines(r))
+	}
+	// Every requirement of the pre-flight is covered by at least one finding.
+	for _, check := range []string{"config", "source.reachable", "source.version", "source.log_bin", "source.binlog_format",
+		"source.binlog_row_image", "source.binlog_row_metadata", "source.server_id", "source.gtid", "source.binlog_retention",
+		"source.grants", "table", "table.shard_key", "shard.reachable", "shard.writable", "kafka.reachable", "kafka.create_topic", "kafka.topics"} {
+		if len(r.Find(check)) == 0 {
+			t.Errorf("no finding for %s in:\n%s", check, lines(r))
+		}
+	}
+	if n := len(r.Find("shard.writable")); n != 2 {
+		t.Errorf("want a writable finding per shard, got %d", n)
+	}
+	t.Logf("\n%s", lines(r))
+}
+
+// TestRunNamesWhatIsWrong starts a private source that is right, breaks one thing per
+// case (a server setting through SET GLOBAL, restored afterwards, a user, or the
+// configuration) and asserts that exactly the expected checks fail, each with a fix.
+func TestRunNamesWhatIsWrong(t *testing.T) {
+	env := testenv.Services(t)
+	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	m.RootExec(fmt.Sprintf(shopSchema, "shop") +
+		"CREATE USER 'reader'@'%' IDENTIFIED BY 'reader'; GRANT SELECT ON shop.* TO 'reader'@'%';" +
+		"CREATE USER 'replicator'@'%' IDENTIFIED BY 'replicator'; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'replicator'@'%';")
+	prefix := testenv.TopicPrefix(t)
+	base := func() setup {
+		return setup{
+			sourceDSN: m.DSN(), flavor: "mariadb", serverID: 4242,
+			shardDSNs: env.ShardDSNs(), brokers: env.KafkaBrokers, prefix: prefix,
+			tables: demoTables("shop"),
+		}
+	}
+
+	tests := []struct {
+		name string
+		// own starts a source of its own with these options, for settings that cannot
+		// change at runtime.
+		own *testenv.MariaDBOptions
+		// set and reset are SET GLOBAL statements run on the shared private source.
+		set, reset string
+		edit       func(s *setup)
+		wantFail   []string
+		wantWarn   []string
+		// wantLine must be the start of one of the printed lines.
+		wantLine string
+	}{
+		{name: "a correct source passes"},
+		{name: "binlog off fails log_bin", own: &testenv.MariaDBOptions{DisableBinlog: true},
+			// testenv turns GTID strict mode on only together with the binlog.
+			wantFail: []string{"source.log_bin"}, wantWarn: []string{"source.gtid"}, wantLine: "FAIL source log_bin: OFF: the source writes no binary log"},
+		{name: "STATEMENT binlog format fails binlog_format",
+			set: "SET GLOBAL binlog_format=STATEMENT", reset: "SET GLOBAL binlog_format=ROW",
+			wantFail: []string{"source.binlog_format"}, wantLine: "FAIL source binlog_format: STATEMENT: capture needs ROW events"},
+		{name: "MINIMAL row image fails binlog_row_image",
+			set: "SET GLOBAL binlog_row_image=MINIMAL", reset: "SET GLOBAL binlog_row_image=FULL",
+			wantFail: []string{"source.binlog_row_image"}, wantLine: "FAIL source binlog_row_image: MINIMAL: "},
+		{name: "MINIMAL row metadata fails binlog_row_metadata",
+			set: "SET GLOBAL binlog_row_metadata=MINIMAL", reset: "SET GLOBAL binlog_row_metadata=FULL",
+			wantFail: []string{"source.binlog_row_metadata"}, wantLine: "FAIL source binlog_row_metadata: MINIMAL: capture needs column names"},
+		{name: "binlogs kept for an hour fail retention",
+			set: "SET GLOBAL binlog_expire_logs_seconds=3600", reset: "SET GLOBAL binlog_expire_logs_seconds=86400",
+			wantFail: []string{"source.binlog_retention"}, wantLine: "FAIL source binlog retention: binlogs are purged after 1h0m0s"},
+		{name: "binlogs never purged pass",
+			set: "SET GLOBAL binlog_expire_logs_seconds=0", reset: "SET GLOBAL binlog_expire_logs_seconds=86400",
+			wantLine: "OK   source binlog retention: never purged automatically"},
+		{name: "GTID strict mode off warns",
+			set: "SET GLOBAL gtid_strict_mode=OFF", reset: "SET GLOBAL gtid_strict_mode=ON",
+			wantWarn: []string{"source.gtid"}, wantLine: "WARN source GTID: gtid_current_pos "},
+		{name: "a replica server_id equal to the source's fails",
+			edit:     func(s *setup) { s.serverID = m.ServerID() },
+			wantFail: []string{"source.server_id"}, wantLine: fmt.Sprintf("FAIL source server_id: %d is also source.server_id", m.ServerID())},
+		{name: "flavor mysql against MariaDB fails",
+			edit:     func(s *setup) { s.flavor = "mysql" },
+			wantFail: []string{"source.version"}, wantLine: `FAIL source version: the server is MariaDB`},
+		{name: "a user with only SELECT lacks the replication grants",
+			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("reader", "reader") },
+			wantFail: []string{"source.grants"}, wantLine: "FAIL source grant REPLICATION SLAVE: 'reader'@'%' lacks it: capture reads the binlog as a replica. Fix: GRANT REPLICATION SLAVE ON *.* TO 'reader'@'%'"},
+		{name: "a user without SELECT cannot read the tables",
+			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("replicator", "replicator") },
+			wantFail: []string{"source.grants", "table"}, wantLine: "FAIL source grant SELECT on shop: 'replicator'@'%' may not read shop.users, shop.orders"},
+		{name: "a wrong password fails without showing it",
+			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("cleave", "s3cret-pw") },
+			wantFail: []string{"source.reachable"}, wantLine: "FAIL source " + m.Addr() + ": not usable: Error 1045"},
+		{name: "a table without primary key fails with the reason",
+			edit:     func(s *setup) { s.tables = append(s.tables, config.Table{Name: "shop.audit", Strategy: "broadcast"}) },
+			wantFail: []string{"table"}, wantLine: "FAIL tables[4] shop.audit: has no primary key: cleave keys every change event and checks every row by it"},
+		{name: "a table that does not exist fails",
+			edit:     func(s *setup) { s.tables = append(s.tables, config.Table{Name: "shop.nope", Strategy: "broadcast"}) },
+			wantFail: []string{"table"}, wantLine: "FAIL tables[4].name: table shop.nope does not exist on the source"},
+		{name: "a missing shard key column fails naming the key",
+			edit:     func(s *setup) { s.tables[1].ShardKey = "uid" },
+			wantFail: []string{"table.shard_key"}, wantLine: `FAIL tables[1].shard_key: column "uid" not found in shop.orders. Fix: name one of its columns (id, user_id, total, version, note)`},
+		{name: "a DOUBLE shard key fails",
+			edit: func(s *setup) {
+				s.tables = append(s.tables, config.Table{Name: "shop.readings", Strategy: "hash", ShardKey: "celsius"})
+			},
+			wantFail: []string{"table.shard_key"}, wantLine: "FAIL tables[4].shard_key: column celsius of shop.readings is double: DOUBLE values have no exact text form"},
+		{name: "an integer version column passes",
+			edit:     func(s *setup) { s.tables[1].VersionColumn = "version" },
+			wantLine: "OK   tables[1].version_column: shop.orders.version int(10) unsigned"},
+		{name: "a string version column fails",
+			edit:     func(s *setup) { s.tables[1].VersionColumn = "note" },
+			wantFail: []string{"table.version_column"}, wantLine: "FAIL tables[1].version_column: column note of shop.orders is varchar(20): a version must be an integer"},
+		{name: "an unreachable shard fails",
+			edit:     func(s *setup) { s.shardDSNs[1] = "cleave:cleave@tcp(" + closedPort(t) + ")/" },
+			wantFail: []string{"shard.reachable"}, wantLine: "FAIL shards[1] shard1 127.0.0.1:"},
+		{name: "a shard on the source's server fails",
+			edit:     func(s *setup) { s.shardDSNs[1] = m.DSN() },
+			wantFail: []string{"shard.reachable"}, wantLine: "FAIL shards[1] shard1 " + m.Addr() + ": is the same server as the source"},
+		{name: "an unreachable Kafka fails",
+			edit:     func(s *setup) { s.brokers = []string{closedPort(t)} },
+			wantFail: []string{"kafka.reachable"}, wantLine: "FAIL kafka 127.0.0.1:"},
+		{name: "a replication factor above the broker count fails topic creation",
+			edit:     func(s *setup) { s.replicationFactor = 3 },
+			wantFail: []string{"kafka.create_topic"}, wantLine: "FAIL kafka topic " + preflight.CheckTopic(prefix) + ": cannot be created"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base()
+			if tt.own != nil {
+				own := testenv.StartMariaDB(t, *tt.own)
+				own.RootExec(fmt.Sprintf(shopSchema, "shop"))
+				s.sourceDSN = own.DSN()
+			}
+			if tt.set != "" {
+				m.RootExec(tt.set)
+				t.Cleanup(func() { m.RootExec(tt.reset) })
+			}
+			if tt.edit != nil {
+				tt.edit(&s)
+			}
+			r := preflight.Run(context.Background(), s.load(t))
+			out := lines(r)
+			if got := statuses(r, preflight.Fail); !slices.Equal(got, tt.wantFail) {
+				t.Errorf("failed checks %v, want %v:\n%s", got, tt.wantFail, out)
+			}
+			if got := statuses(r, preflight.Warn); !slices.Equal(got, tt.wantWarn) {
+				t.Errorf("warned checks %v, want %v:\n%s", got, tt.wantWarn, out)
+			}
+			if r.OK() != (len(tt.wantFail) == 0) {
+				t.Errorf("OK() = %v with failures %v", r.OK(), tt.wantFail)
+			}
+			for _, f := range r.Findings {
+				if f.Status != preflight.OK && f.Fix == "" {
+					t.Errorf("%s finding without a fix: %s", f.Status, f)
+				}
+				if strings.Contains(f.String(), "s3cret-pw") {
+					t.Errorf("a finding shows the password: %s", f)
+				}
+			}
+			if tt.wantLine != "" && !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool { return strings.HasPrefix(l, tt.wantLine) }) {
+				t.Errorf("no line starts with %q:\n%s", tt.wantLine, out)
+			}
+		})
+	}
+}
