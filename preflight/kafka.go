@@ -61,25 +61,21 @@ func deleteTopic(ctx context.Context, brokers []string, topic string) error {
 	return res.Errors[topic]
 }
 
-// Topics returns the topics cleave uses for cfg: one per table and one dead-letter topic
-// per shard, in configuration order.
-func Topics(cfg *config.Config) []string {
+// tableTopics returns the change-event topics of cfg's tables, in configuration order.
+func tableTopics(cfg *config.Config) []string {
 	var names []string
 	for _, t := range cfg.Tables {
 		names = append(names, kafkax.TableTopic(cfg.Kafka.TopicPrefix, t.DB(), t.TableName()))
 	}
-	for _, s := range cfg.Shards {
-		names = append(names, kafkax.DLQTopic(cfg.Kafka.TopicPrefix, s.Name))
-	}
 	return names
 }
 
-// checkExistingTopics fails topics that exist with fewer partitions than configured: the
-// partition of a key would differ from the one cleave computes, and Kafka cannot shrink
-// or re-key a topic.
+// checkExistingTopics fails table topics that exist with fewer partitions than configured:
+// the sinks and capture would disagree about a topic's shape, and Kafka cannot re-key a
+// topic. (Dead-letter topics have one partition and are not checked.)
 func checkExistingTopics(ctx context.Context, r *Report, cfg *config.Config) {
 	const subject = "kafka topics"
-	want := Topics(cfg)
+	want := tableTopics(cfg)
 	md, err := kafkax.Client(cfg.Kafka.Brokers).Metadata(ctx, &kafka.MetadataRequest{Topics: want})
 	if err != nil {
 		r.fail("kafka.topics", subject, "cannot read topic metadata: "+err.Error(), "check that the brokers answer metadata requests")

@@ -79,6 +79,7 @@ func newRootCmd(a *app) *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newCheckCmd(a),
+		newPrepareCmd(a),
 	)
 	return root
 }
