@@ -1,0 +1,350 @@
+package prepare_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/prepare"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+const shopSchema = `
+CREATE TABLE users (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  email VARCHAR(190) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  name VARCHAR(100) CHARACTER SET latin1 NULL COMMENT 'display\nname',
+  UNIQUE KEY email (email)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci COMMENT='people';
+CREATE TABLE orders (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  user_id BIGINT UNSIGNED NOT NULL,
+  total DECIMAL(12,2) NOT NULL,
+  placed_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (id),
+  KEY by_user (user_id, placed_at),
+  CONSTRAINT fk_orders_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
+  CONSTRAINT positive CHECK (total >= 0)
+) ENGINE=InnoDB;
+CREATE TABLE order_items (
+  order_id BIGINT UNSIGNED NOT NULL,
+  line INT NOT NULL,
+  user_id BIGINT UNSIGNED NOT NULL,
+  sku VARCHAR(40) NOT NULL,
+  version INT UNSIGNED NOT NULL DEFAULT 0,
+  PRIMARY KEY (order_id, line),
+  FOREIGN KEY (order_id) REFERENCES orders (id)
+) ENGINE=InnoDB;
+CREATE TABLE countries (code CHAR(2) NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL) ENGINE=InnoDB;
+INSERT INTO users (email) VALUES ('a@example.com'), ('b@example.com');
+INSERT INTO orders (user_id, total) VALUES (1, 9.50), (2, 12.00);
+CREATE TABLE audit (at DATETIME(6) NOT NULL, what TEXT)
+`
+
+// fixture is one isolated source database with the shop schema, its configuration, and
+// the shared shards it is prepared on.
+type fixture struct {
+	env    testenv.Env
+	db     string
+	cfg    *config.Config
+	src    *sql.DB
+	shards []*sql.DB
+}
+
+func newFixture(t *testing.T, extraTables string) *fixture {
+	t.Helper()
+	env := testenv.Services(t)
+	db := testenv.NewDatabase(t, env.SourceDSN)
+	src := testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, db))
+	for _, stmt := range strings.Split(shopSchema, ";") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := src.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	f := &fixture{env: env, db: db, src: src}
+	for _, dsn := range env.ShardDSNs() {
+		shard := testenv.OpenDB(t, dsn)
+		f.shards = append(f.shards, shard)
+		// prepare creates the database on the shared shards: drop it there too.
+		t.Cleanup(func() {
+			if _, err := shard.Exec("DROP DATABASE IF EXISTS `" + db + "`"); err != nil {
+				t.Logf("drop %s on a shard: %v", db, err)
+			}
+		})
+	}
+
+	yaml := fmt.Sprintf(`source:
+  dsn: %q
+  flavor: mariadb
+  server_id: 4343
+kafka:
+  brokers: [%q]
+  topic_prefix: %q
+  partitions: 3
+shards:
+  - name: shard0
+    dsn: %q
+  - name: shard1
+    dsn: %q
+tables:
+  - name: %[6]s.users
+    strategy: hash
+    shard_key: id
+  - name: %[6]s.orders
+    strategy: hash
+    shard_key: user_id
+  - name: %[6]s.order_items
+    strategy: hash
+    shard_key: user_id
+    version_column: version
+  - name: %[6]s.countries
+    strategy: broadcast
+%[7]s`, env.SourceDSN, env.KafkaBrokers[0], testenv.TopicPrefix(t), env.Shard0DSN, env.Shard1DSN, db, strings.ReplaceAll(extraTables, "DB", db))
+	path := filepath.Join(t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	f.cfg = cfg
+	return f
+}
+
+func (f *fixture) run(t *testing.T) ([]prepare.Step, error) {
+	t.Helper()
+	var steps []prepare.Step
+	err := prepare.Run(context.Background(), f.cfg, func(s prepare.Step) { steps = append(steps, s) })
+	return steps, err
+}
+
+func showCreate(t *testing.T, db *sql.DB, schemaName, table string) string {
+	t.Helper()
+	var name, create string
+	if err := db.QueryRow("SHOW CREATE TABLE `"+schemaName+"`.`"+table+"`").Scan(&name, &create); err != nil {
+		t.Fatalf("SHOW CREATE TABLE %s.%s: %v", schemaName, table, err)
+	}
+	return create
+}
+
+// snapshot is SHOW CREATE TABLE of every configured table on every shard.
+func (f *fixture) snapshot(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for i, sh := range f.shards {
+		for _, tc := range f.cfg.Tables {
+			out[fmt.Sprintf("shard%d %s", i, tc.Name)] = showCreate(t, sh, tc.DB(), tc.TableName())
+		}
+	}
+	return out
+}
+
+func TestPrepareTwiceGivesTheSameShards(t *testing.T) {
+	f := newFixture(t, "")
+	first, err := f.run(t)
+	if err != nil {
+		t.Fatalf("first prepare: %v", err)
+	}
+	before := f.snapshot(t)
+	second, err := f.run(t)
+	if err != nil {
+		t.Fatalf("second prepare: %v", err)
+	}
+	if after := f.snapshot(t); !maps(before, after) {
+		t.Errorf("the second prepare changed the shards:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// 2 shards x (bookkeeping, database, 4 tables) + 4 table topics + 2 dead-letter topics.
+	if len(first) != 18 || len(second) != 18 {
+		t.Fatalf("want 18 steps per run, got %d and %d:\n%s\n%s", len(first), len(second), render(first), render(second))
+	}
+	for _, s := range first {
+		// _cleave may exist from other tests on the shared shards; everything else is new.
+		if !s.Created && !strings.HasPrefix(s.Object, "bookkeeping") {
+			t.Errorf("first run: want created, got %s", s)
+		}
+	}
+	for _, s := range second {
+		if s.Created {
+			t.Errorf("second run: want already up to date, got %s", s)
+		}
+	}
+	wantNote := fmt.Sprintf("shard1 table %s.orders: created; foreign key fk_orders_user left out", f.db)
+	if !slices.ContainsFunc(first, func(s prepare.Step) bool { return strings.HasPrefix(s.String(), wantNote) }) {
+		t.Errorf("no step says %q:\n%s", wantNote, render(first))
+	}
+
+	// Topics: one per table with kafka.partitions, one dead-letter topic of one partition per shard.
+	names := make([]string, 0, 6)
+	for _, tp := range prepare.Topics(f.cfg) {
+		names = append(names, tp.Name)
+	}
+	parts, err := kafkax.Partitions(context.Background(), f.env.KafkaBrokers, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range f.cfg.Tables {
+		if n := parts[kafkax.TableTopic(f.cfg.Kafka.TopicPrefix, tc.DB(), tc.TableName())]; n != 3 {
+			t.Errorf("topic of %s has %d partitions, want 3", tc.Name, n)
+		}
+	}
+	for _, sh := range f.cfg.Shards {
+		if n := parts[kafkax.DLQTopic(f.cfg.Kafka.TopicPrefix, sh.Name)]; n != 1 {
+			t.Errorf("dead-letter topic of %s has %d partitions, want 1", sh.Name, n)
+		}
+	}
+}
+
+func maps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func render(steps []prepare.Step) string {
+	var b strings.Builder
+	for _, s := range steps {
+		b.WriteString(s.String() + "\n")
+	}
+	return b.String()
+}
+
+var (
+	autoIncrement = regexp.MustCompile(` AUTO_INCREMENT=\d+`)
+	foreignKey    = regexp.MustCompile("(?m)^  CONSTRAINT `[^`]+` FOREIGN KEY .*\n")
+	trailingComma = regexp.MustCompile(",\n\\)")
+)
+
+// TestPrepareCopiesTheSourceDefinitions compares each shard table with the source's own
+// SHOW CREATE TABLE: equal but for AUTO_INCREMENT=N, the foreign keys, and the version
+// column after the last column of tables without a version_column.
+func TestPrepareCopiesTheSourceDefinitions(t *testing.T) {
+	f := newFixture(t, "")
+	if _, err := f.run(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range f.cfg.Tables {
+		src := showCreate(t, f.src, tc.DB(), tc.TableName())
+		want := autoIncrement.ReplaceAllString(src, "")
+		want = foreignKey.ReplaceAllString(want, "")
+		want = trailingComma.ReplaceAllString(want, "\n)")
+		if tc.VersionColumn == "" {
+			lines := strings.Split(want, "\n")
+			last := 0
+			for i, l := range lines {
+				if strings.HasPrefix(l, "  `") {
+					last = i
+				}
+			}
+			lines = slices.Insert(lines, last+1, "  `"+shardmeta.VersionColumn+"` bigint(20) unsigned NOT NULL DEFAULT 0,")
+			want = strings.Join(lines, "\n")
+		}
+		for i, sh := range f.shards {
+			if got := showCreate(t, sh, tc.DB(), tc.TableName()); got != want {
+				t.Errorf("shard%d %s:\n%s\nwant (from the source):\n%s", i, tc.Name, got, want)
+			}
+		}
+	}
+	// The database keeps the source's defaults.
+	for i, sh := range f.shards {
+		var srcCS, shardCS string
+		q := "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, '/', DEFAULT_COLLATION_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?"
+		if err := f.src.QueryRow(q, f.db).Scan(&srcCS); err != nil {
+			t.Fatal(err)
+		}
+		if err := sh.QueryRow(q, f.db).Scan(&shardCS); err != nil {
+			t.Fatal(err)
+		}
+		if srcCS != shardCS {
+			t.Errorf("shard%d database %s defaults %s, source %s", i, f.db, shardCS, srcCS)
+		}
+	}
+}
+
+func TestPrepareNamesAShardTableThatDiffers(t *testing.T) {
+	tests := []struct {
+		name  string
+		alter string
+		want  string
+	}{
+		{"a narrower DECIMAL", "ALTER TABLE `DB`.orders MODIFY total DECIMAL(10,2) NOT NULL",
+			"shard1: DB.orders column total: source decimal(12,2), shard decimal(10,2)"},
+		{"a column that allows NULL", "ALTER TABLE `DB`.orders MODIFY placed_at DATETIME(6) NULL",
+			"shard1: DB.orders column placed_at: source NOT NULL, shard NULL"},
+		{"a column moved", "ALTER TABLE `DB`.orders MODIFY total DECIMAL(12,2) NOT NULL AFTER id",
+			"shard1: DB.orders column order: source (id, user_id, total, placed_at), shard (id, total, user_id, placed_at)"},
+		{"an extra column", "ALTER TABLE `DB`.countries ADD COLUMN region VARCHAR(10)",
+			"shard1: DB.countries column region: shard varchar(10), not in the source"},
+		{"the bookkeeping column gone", "ALTER TABLE `DB`.users DROP COLUMN _cleave_version",
+			"shard1: DB.users column _cleave_version: missing on the shard"},
+		{"another primary key", "ALTER TABLE `DB`.order_items DROP PRIMARY KEY, ADD PRIMARY KEY (order_id, line, user_id)",
+			"shard1: DB.order_items primary key: source (order_id, line), shard (order_id, line, user_id)"},
+		{"a foreign key added on the shard", "ALTER TABLE `DB`.orders ADD CONSTRAINT fk_shard FOREIGN KEY (user_id) REFERENCES `DB`.users (id)",
+			"shard1: DB.orders foreign key fk_shard: on the shard"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			if _, err := f.run(t); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.shards[1].Exec(strings.ReplaceAll(tt.alter, "DB", f.db)); err != nil {
+				t.Fatal(err)
+			}
+			steps, err := f.run(t)
+			want := strings.ReplaceAll(tt.want, "DB", f.db)
+			var diff *prepare.DiffError
+			if !errors.As(err, &diff) {
+				t.Fatalf("want a DiffError, got %v", err)
+			}
+			if diff.Shard != "shard1" || !strings.Contains(err.Error(), want) {
+				t.Errorf("error does not name %q:\n%v", want, err)
+			}
+			// The other shard and the other tables are still reported up to date, and
+			// nothing on the differing shard was changed.
+			if n := strings.Count(render(steps), "already up to date"); n != 17 {
+				t.Errorf("want 17 steps up to date besides the differing table, got %d:\n%s", n, render(steps))
+			}
+		})
+	}
+}
+
+func TestPrepareRefusesASourceTableItCannotMove(t *testing.T) {
+	f := newFixture(t, "  - name: DB.audit\n    strategy: broadcast\n")
+	steps, err := f.run(t)
+	if err == nil || !strings.Contains(err.Error(), "tables[4] "+f.db+".audit") || !strings.Contains(err.Error(), "no primary key") {
+		t.Fatalf("want an error naming tables[4] and its missing primary key, got %v", err)
+	}
+	if len(steps) != 0 {
+		t.Errorf("nothing may change when a source table cannot be moved, got:\n%s", render(steps))
+	}
+	for i, sh := range f.shards {
+		var n int
+		if err := sh.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", f.db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("shard%d has database %s", i, f.db)
+		}
+	}
+}
