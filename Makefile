@@ -10,7 +10,7 @@ SERVICES := scripts/services.sh
 TEST_TIMEOUT ?= 25m
 PKGS ?= ./...
 
-.PHONY: all build test unit vet fmt fmt-check services-up services-down services-status rules-test
+.PHONY: all build test test-tools unit vet fmt fmt-check services-up services-down services-status rules-test
 
 all: build
 
@@ -18,11 +18,16 @@ build:
 	$(GO) build -o bin/cleave ./cmd/cleave
 
 # The full suite. Services first: tests in CI fail rather than skip when one is missing.
-test: services-up
+test: services-up test-tools
 	eval "$$($(SERVICES) env)"; \
 	$(GO) vet $(PKGS); \
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(MAKE) --no-print-directory rules-test
+
+# Programs the tests run besides the services: Prometheus and promtool (rule tests, the
+# monitoring end-to-end test) and Alertmanager, from Debian's packages when missing.
+test-tools:
+	scripts/lib/ensure.sh prometheus alertmanager
 
 # Tests that need no services (integration tests skip themselves under -short).
 unit:

@@ -53,8 +53,11 @@ ensure_tool() {
 		ensure_cmd mariadb mariadb-client
 		;;
 	kcat) ensure_cmd kcat kcat ;;
-	promtool) ensure_cmd promtool prometheus ;;
-	amtool) ensure_cmd amtool prometheus-alertmanager ;;
+	promtool | prometheus) ensure_cmd promtool prometheus && ensure_cmd prometheus prometheus ;;
+	amtool | alertmanager | prometheus-alertmanager)
+		ensure_cmd prometheus-alertmanager prometheus-alertmanager
+		ensure_cmd amtool prometheus-alertmanager
+		;;
 	pt-table-checksum) ensure_cmd pt-table-checksum percona-toolkit ;;
 	java) ensure_cmd java openjdk-17-jre-headless ;;
 	mvn) ensure_cmd mvn maven ;;
@@ -68,7 +71,7 @@ ensure_tool() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
 	set -euo pipefail
 	if [[ $# -eq 0 ]]; then
-		echo "usage: $0 TOOL... (mariadbd kcat promtool amtool pt-table-checksum java mvn)" >&2
+		echo "usage: $0 TOOL... (mariadbd kcat promtool prometheus alertmanager amtool pt-table-checksum java mvn)" >&2
 		exit 2
 	fi
 	for tool in "$@"; do
