@@ -238,7 +238,7 @@ func TestRunNamesWhatIsWrong(t *testing.T) {
 			wantFail: []string{"source.grants", "table"}, wantLine: "FAIL source grant SELECT on shop: 'replicator'@'%' may not read shop.users, shop.orders"},
 		{name: "a wrong password fails without showing it",
 			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("cleave", "s3cret-pw") },
-			wantFail: []string{"source.reachable"}, wantLine: "FAIL source " + m.Addr() + ": not usable: Error 1045"},
+			wantFail: []string{"source.reachable"}, wantLine: "FAIL source " + m.Addr() + ": not usable (Error 1045"},
 		{name: "a table without primary key fails with the reason",
 			edit:     func(s *setup) { s.tables = append(s.tables, config.Table{Name: "shop.audit", Strategy: "broadcast"}) },
 			wantFail: []string{"table"}, wantLine: "FAIL tables[4] shop.audit: has no primary key: cleave keys every change event and checks every row by it"},

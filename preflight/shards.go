@@ -34,7 +34,7 @@ func checkShard(ctx context.Context, r *Report, i int, sc config.Shard, seen map
 	subject := fmt.Sprintf("%s %s %s", key, sc.Name, mysqlx.Addr(sc.DSN))
 	s, err := openServer(ctx, "shard "+sc.Name, sc.DSN)
 	if err != nil {
-		r.fail("shard.reachable", subject, "not usable: "+err.Error(),
+		r.fail("shard.reachable", subject, "not usable ("+err.Error()+")",
 			unreachableFix(err, key+".dsn (or "+config.ShardDSNEnv(sc.Name)+")"))
 		return
 	}

@@ -106,7 +106,7 @@ func checkSource(ctx context.Context, r *Report, cfg *config.Config) *server {
 	subject := "source " + mysqlx.Addr(cfg.Source.DSN)
 	src, err := openServer(ctx, "source", cfg.Source.DSN)
 	if err != nil {
-		r.fail("source.reachable", subject, "not usable: "+err.Error(),
+		r.fail("source.reachable", subject, "not usable ("+err.Error()+"); its settings, grants and tables were not checked",
 			unreachableFix(err, "source.dsn (or "+config.EnvPrefix+"_SOURCE_DSN)"))
 		return nil
 	}
