@@ -79,7 +79,10 @@ func newRootCmd(a *app) *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newCheckCmd(a),
+		newCaptureCmd(a),
 		newPrepareCmd(a),
+		newSinkCmd(a),
+		newReconcileCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,592 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// applier applies the batches of one pipeline run.
+type applier struct {
+	s      *Sink
+	states map[tp]*partState
+	kc     *kafkaCommitter
+	budget *semaphore.Weighted
+}
+
+// apply applies one batch: its row changes in as few shard transactions as it can (one,
+// unless a schema change splits it), each with the offsets it advances.
+func (a *applier) apply(ctx context.Context, batch []*message) error {
+	defer func() {
+		for _, m := range batch {
+			a.budget.Release(m.size)
+		}
+	}()
+	items := make([]item, 0, len(batch))
+	for _, m := range batch {
+		it := item{m: m}
+		if len(m.Value) > 0 {
+			it.ev, it.err = event.Unmarshal(m.Value)
+		}
+		if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
+			if err := a.applySegment(ctx, items); err != nil {
+				return err
+			}
+			items = items[:0]
+			if err := a.applyDDL(ctx, m, it.ev); err != nil {
+				return err
+			}
+			continue
+		}
+		items = append(items, it)
+	}
+	return a.applySegment(ctx, items)
+}
+
+// applySegment applies a run of row events in one shard transaction, retried as a whole.
+func (a *applier) applySegment(ctx context.Context, items []item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	s := a.s
+	p, err := s.makePlan(items)
+	var se *errSchema
+	if errors.As(err, &se) {
+		// Another member may have applied a schema change this one has not seen yet.
+		if rerr := s.reloadTables(ctx); rerr != nil {
+			return rerr
+		}
+		p, err = s.makePlan(items)
+	}
+	if err != nil {
+		return err
+	}
+	if len(p.dead) > 0 && s.cfg.Sink.OnError == config.OnErrorStop {
+		return s.stopOn(p.dead[0])
+	}
+	start := time.Now()
+	var res *result
+	err = s.withRetry(ctx, "apply batch", func(actx context.Context) error {
+		var err error
+		res, err = a.commit(actx, p, false)
+		if err != nil && mysqlx.Rejected(err) {
+			// Some row is refused for good: find which by applying row by row.
+			s.log.Info("shard refused a row of the batch; applying it row by row to find which", zap.Error(err))
+			res, err = a.commit(actx, p, true)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.m.duration.WithLabelValues(s.shard).Observe(time.Since(start).Seconds())
+	a.committed(p, res)
+	return nil
+}
+
+// result is what a committed plan did beyond the plan itself.
+type result struct {
+	stale map[*table]int
+	dead  []*deadLetter
+}
+
+// committed updates the partition states, metrics and Kafka commits after a plan committed.
+func (a *applier) committed(p *plan, res *result) {
+	s := a.s
+	s.batches++
+	s.mu.Lock()
+	for key, pos := range p.pos {
+		st := a.states[key]
+		st.next = pos.next
+		if pos.tsMs > 0 {
+			st.tsMs = pos.tsMs
+		}
+		if pos.hwm > st.hwm {
+			st.hwm = pos.hwm
+		}
+	}
+	s.mu.Unlock()
+	for key, pos := range p.pos {
+		a.kc.add(key, pos.next)
+	}
+	s.updateConsumerLag()
+	for t, ops := range p.applied {
+		for op, n := range ops {
+			s.m.applied.WithLabelValues(s.shard, t.name, opName(op)).Add(float64(n))
+		}
+	}
+	for t, n := range res.stale {
+		s.m.stale.WithLabelValues(s.shard, t.name).Add(float64(n))
+	}
+	for _, d := range res.dead {
+		s.m.deadLetters.WithLabelValues(s.shard, d.t.name).Inc()
+		s.log.Warn("event sent to the dead-letter topic", append(logMessage(d.m), zap.String("table", d.t.name), zap.Error(d.err))...)
+	}
+}
+
+// opName is the op label: the event's Debezium letter (c, u, d, r, s).
+func opName(op event.Op) string { return string(op) }
+
+// stopOn is the error that halts the sink under on_error stop.
+func (s *Sink) stopOn(d *deadLetter) error {
+	return fmt.Errorf("sink %s: %s; sink.on_error is stop: fix the row's cause on the shard (or the table definition) and restart, or set sink.on_error: dead_letter to set such events aside in %s",
+		s.shard, d, kafkaDLQ(s))
+}
+
+func kafkaDLQ(s *Sink) string { return kafkax.DLQTopic(s.cfg.Kafka.TopicPrefix, s.shard) }
+
+const staleVar = "@cleave_stale"
+
+// commit runs one attempt of a plan's transaction. careful applies row by row, each in a
+// savepoint, so that a row the shard refuses is set aside (or, under on_error stop,
+// named) instead of failing the batch.
+func (a *applier) commit(ctx context.Context, p *plan, careful bool) (*result, error) {
+	s := a.s
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if err := a.lockOffsets(ctx, tx, p); err != nil {
+		return nil, err
+	}
+	res := &result{stale: map[*table]int{}, dead: append([]*deadLetter(nil), p.dead...)}
+	for _, tpl := range p.tables {
+		var stale int
+		if careful {
+			stale, err = a.applyCareful(ctx, tx, tpl, res)
+		} else {
+			stale, err = a.applyFast(ctx, tx, tpl)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if stale > 0 {
+			res.stale[tpl.t] = stale
+		}
+	}
+	if len(res.dead) > 0 {
+		if s.cfg.Sink.OnError == config.OnErrorStop {
+			return nil, errStop{s.stopOn(res.dead[0])}
+		}
+		if err := s.writeDeadLetters(ctx, res.dead); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.writeOffsets(ctx, tx, p.pos); err != nil {
+		return nil, err
+	}
+	if s.opts.BeforeCommit != nil {
+		if err := s.opts.BeforeCommit(ctx); err != nil {
+			return nil, errStop{fmt.Errorf("sink %s: before commit: %w", s.shard, err)}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// errStop is an error that must not be retried and is not the shard's availability.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+func (e errStop) Unwrap() error { return e.err }
+
+// lockOffsets locks the offsets rows of the plan's partitions and checks that they are
+// where this member last left them; see the package comment on fencing.
+func (a *applier) lockOffsets(ctx context.Context, tx *sql.Tx, p *plan) error {
+	s := a.s
+	var b strings.Builder
+	args := []any{s.group}
+	b.WriteString("SELECT topic, kafka_partition, next_offset FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) + " WHERE consumer_group = ? AND (")
+	i := 0
+	for key := range p.pos {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(topic = ? AND kafka_partition = ?)")
+		args = append(args, key.topic, key.partition)
+		i++
+	}
+	b.WriteString(") FOR UPDATE")
+	rows, err := tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		var key tp
+		var next int64
+		if err := rows.Scan(&key.topic, &key.partition, &next); err != nil {
+			return err
+		}
+		found++
+		if want := a.states[key].next; next != want {
+			return fmt.Errorf("%w: %s is at offset %d on the shard, this member expected %d", errFenced, key, next, want)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if found != len(p.pos) {
+		return fmt.Errorf("%w: %d of %d partitions have no stored offset any more", errFenced, len(p.pos)-found, len(p.pos))
+	}
+	return nil
+}
+
+func (a *applier) writeOffsets(ctx context.Context, tx *sql.Tx, pos map[tp]*position) error {
+	s := a.s
+	var b strings.Builder
+	args := make([]any, 0, 6*len(pos))
+	b.WriteString("INSERT INTO " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
+		" (consumer_group, topic, kafka_partition, next_offset, applied_version, applied_ts_ms) VALUES ")
+	i := 0
+	for key, p := range pos {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?)")
+		args = append(args, s.group, key.topic, key.partition, p.next, uint64(p.version), p.tsMs)
+		i++
+	}
+	b.WriteString(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)," +
+		" applied_version = GREATEST(applied_version, VALUES(applied_version))," +
+		" applied_ts_ms = GREATEST(applied_ts_ms, VALUES(applied_ts_ms))")
+	_, err := tx.ExecContext(ctx, b.String(), args...)
+	return err
+}
+
+// applyFast writes a table's upserts as multi-row INSERT ... ON DUPLICATE KEY UPDATE and
+// its deletes as multi-row guarded DELETEs, and returns how many the version check skipped.
+// Upserts go first: with the guards, a row whose delete and re-insert fall in one batch
+// (collapsed to the newest) ends the same as applied one by one.
+func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (int, error) {
+	s := a.s
+	t := tpl.t
+	groups := map[string][]*rowOp{}
+	var sigs []string
+	var dels []*rowOp
+	for _, k := range tpl.order {
+		op := tpl.ops[k]
+		if op.del {
+			dels = append(dels, op)
+			continue
+		}
+		if _, ok := groups[op.sig]; !ok {
+			sigs = append(sigs, op.sig)
+		}
+		groups[op.sig] = append(groups[op.sig], op)
+	}
+	stale := 0
+	if len(sigs) > 0 {
+		if _, err := tx.ExecContext(ctx, "SET "+staleVar+" = 0"); err != nil {
+			return 0, err
+		}
+		for _, sig := range sigs {
+			ops := groups[sig]
+			per := s.rowsPerStatement(len(ops[0].args))
+			for len(ops) > 0 {
+				n := min(per, len(ops))
+				args := make([]any, 0, n*len(ops[0].args))
+				for _, op := range ops[:n] {
+					args = append(args, op.args...)
+				}
+				if _, err := s.stmts.exec(ctx, tx, upsertKey(t, sig, n), n == per, func() string { return upsertSQL(t, sig, n) }, args); err != nil {
+					return 0, fmt.Errorf("upsert into %s: %w", t.name, err)
+				}
+				ops = ops[n:]
+			}
+		}
+		var n sql.NullInt64
+		if err := tx.QueryRowContext(ctx, "SELECT "+staleVar).Scan(&n); err != nil {
+			return 0, err
+		}
+		stale += int(n.Int64)
+	}
+	per := s.rowsPerStatement(len(t.def.PK) + 1)
+	for len(dels) > 0 {
+		n := min(per, len(dels))
+		args := make([]any, 0, n*(len(t.def.PK)+1))
+		for _, op := range dels[:n] {
+			args = append(args, op.args...)
+		}
+		r, err := s.stmts.exec(ctx, tx, deleteKey(t, n), n == per, func() string { return deleteSQL(t, n) }, args)
+		if err != nil {
+			return 0, fmt.Errorf("delete from %s: %w", t.name, err)
+		}
+		affected, _ := r.RowsAffected()
+		stale += n - int(affected)
+		dels = dels[n:]
+	}
+	return stale, nil
+}
+
+// applyCareful writes a table's rows one by one, each in a savepoint; a row the shard
+// refuses for good is rolled back to its savepoint and recorded in res.dead.
+func (a *applier) applyCareful(ctx context.Context, tx *sql.Tx, tpl *tablePlan, res *result) (int, error) {
+	t := tpl.t
+	stale := 0
+	// Upserts first, as in applyFast.
+	for _, pass := range []bool{false, true} {
+		for _, k := range tpl.order {
+			op := tpl.ops[k]
+			if op.del != pass {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT cleave_row"); err != nil {
+				return 0, err
+			}
+			var q string
+			if op.del {
+				q = deleteSQL(t, 1)
+			} else {
+				q = upsertSQL(t, op.sig, 1)
+			}
+			r, err := tx.ExecContext(ctx, q, op.args...)
+			if err != nil {
+				if !mysqlx.Rejected(err) {
+					return 0, err
+				}
+				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT cleave_row"); rerr != nil {
+					return 0, rerr
+				}
+				res.dead = append(res.dead, &deadLetter{m: op.m, ev: op.ev, t: t, err: err})
+				continue
+			}
+			if affected, _ := r.RowsAffected(); affected == 0 {
+				stale++
+			}
+		}
+	}
+	return stale, nil
+}
+
+func (s *Sink) rowsPerStatement(argsPerRow int) int {
+	// The protocol allows 65535 placeholders per statement.
+	return max(1, min(s.opts.RowsPerStatement, 65535/argsPerRow))
+}
+
+func upsertKey(t *table, sig string, n int) string {
+	return "u\x00" + t.name + "\x00" + sig + "\x00" + strconv.Itoa(n)
+}
+
+func deleteKey(t *table, n int) string {
+	return "d\x00" + t.name + "\x00" + strconv.Itoa(n)
+}
+
+// upsertSQL is the version-guarded multi-row upsert of n rows writing the columns of sig.
+// ON DUPLICATE KEY UPDATE assigns left to right and later expressions see the new values,
+// so the version column is assigned last and every other column compares against the old
+// version. A row the guard keeps counts itself in @cleave_stale.
+func upsertSQL(t *table, sig string, n int) string {
+	cols := columnsOf(t, sig)
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + t.quote + " (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(mysqlx.QuoteIdent(c))
+	}
+	b.WriteString(") VALUES ")
+	row := "(" + strings.Repeat("?,", len(cols)-1) + "?)"
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	v := mysqlx.QuoteIdent(t.versionCol.Name)
+	newer := "(" + v + " IS NULL OR VALUES(" + v + ") > " + v + ")"
+	if !t.bookkeeping {
+		// An operator's version column may repeat a value (an update that did not bump it):
+		// the later change in stream order wins.
+		newer = "(" + v + " IS NULL OR VALUES(" + v + ") >= " + v + ")"
+	}
+	b.WriteString(" ON DUPLICATE KEY UPDATE ")
+	pk := map[string]bool{}
+	for _, i := range t.def.PK {
+		pk[t.def.Columns[i].Name] = true
+	}
+	for _, c := range cols[:len(cols)-1] {
+		if pk[c] {
+			continue
+		}
+		q := mysqlx.QuoteIdent(c)
+		b.WriteString(q + " = IF(" + newer + ", VALUES(" + q + "), " + q + "), ")
+	}
+	b.WriteString(v + " = IF(" + newer + ", VALUES(" + v + "), IF((" + staleVar + " := " + staleVar + " + 1) > 0, " + v + ", " + v + "))")
+	return b.String()
+}
+
+// deleteSQL deletes n rows by primary key, each only if the shard holds an older version
+// (or, for an operator's version column, not a newer one).
+func deleteSQL(t *table, n int) string {
+	v := mysqlx.QuoteIdent(t.versionCol.Name)
+	older := "(" + v + " IS NULL OR " + v + " < ?)"
+	if !t.bookkeeping {
+		older = "(" + v + " IS NULL OR " + v + " <= ?)"
+	}
+	var one strings.Builder
+	one.WriteString("(")
+	for _, i := range t.def.PK {
+		one.WriteString(mysqlx.QuoteIdent(t.def.Columns[i].Name) + " = ? AND ")
+	}
+	one.WriteString(older + ")")
+	var b strings.Builder
+	b.WriteString("DELETE FROM " + t.quote + " WHERE ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString(one.String())
+	}
+	return b.String()
+}
+
+// writeDeadLetters sends events to the shard's dead-letter topic, synchronously, before
+// the batch that skips them commits: a crash in between sends them again on replay, it
+// never loses them. The message keeps the original key and value; headers say where it
+// came from and why it was refused.
+func (s *Sink) writeDeadLetters(ctx context.Context, dead []*deadLetter) error {
+	msgs := make([]kafka.Message, len(dead))
+	for i, d := range dead {
+		msgs[i] = kafka.Message{
+			Topic: kafkaDLQ(s),
+			Key:   d.m.Key,
+			Value: d.m.Value,
+			Headers: []kafka.Header{
+				{Key: "cleave.error", Value: []byte(d.err.Error())},
+				{Key: "cleave.shard", Value: []byte(s.shard)},
+				{Key: "cleave.table", Value: []byte(d.t.name)},
+				{Key: "cleave.topic", Value: []byte(d.m.Topic)},
+				{Key: "cleave.partition", Value: []byte(strconv.Itoa(d.m.Partition))},
+				{Key: "cleave.offset", Value: []byte(strconv.FormatInt(d.m.Offset, 10))},
+			},
+		}
+	}
+	if err := s.dlq.WriteMessages(ctx, msgs...); err != nil {
+		return &errKafka{fmt.Errorf("write %d event(s) to dead-letter topic %s: %w", len(msgs), kafkaDLQ(s), err)}
+	}
+	return nil
+}
+
+// errKafka is a Kafka failure inside a shard transaction: retried like a shard outage.
+type errKafka struct{ err error }
+
+func (e *errKafka) Error() string { return e.err.Error() }
+func (e *errKafka) Unwrap() error { return e.err }
+
+// applyDDL applies a schema change event once per shard and moves its partition past it.
+func (a *applier) applyDDL(ctx context.Context, m *message, ev *event.Event) error {
+	s := a.s
+	t := s.tables[m.Topic]
+	key := tp{m.Topic, m.Partition}
+	err := s.withRetry(ctx, "apply schema change", func(actx context.Context) error {
+		conn, err := s.db.Conn(actx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		applied := mysqlx.QuoteTable(shardmeta.Database, shardmeta.AppliedDDL)
+		var n int
+		if err := conn.QueryRowContext(actx, "SELECT COUNT(*) FROM "+applied+" WHERE db = ? AND tbl = ? AND version = ?", t.db, t.tname, uint64(ev.Version)).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := conn.ExecContext(actx, "USE "+mysqlx.QuoteIdent(t.db)); err != nil {
+				return err
+			}
+			if _, err := conn.ExecContext(actx, ev.DDL); err != nil {
+				if mysqlx.Retryable(err) {
+					return err
+				}
+				if !alreadyApplied(err) {
+					return errStop{fmt.Errorf("sink %s: schema change %s failed on the shard: %q: %w; apply an equivalent change to the shard by hand and insert (db, tbl, version, statement) = (%q, %q, %d, ...) into %s.%s, then restart",
+						s.shard, describe(m, ev), ev.DDL, err, t.db, t.tname, uint64(ev.Version), shardmeta.Database, shardmeta.AppliedDDL)}
+				}
+				// Applied before a crash, not yet recorded.
+				s.log.Warn("schema change already in effect on the shard; recording it", zap.String("ddl", ev.DDL), zap.Error(err))
+			}
+		}
+		tx, err := conn.BeginTx(actx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		p := &plan{pos: map[tp]*position{key: {next: m.Offset + 1, version: ev.Version, tsMs: ev.Source.TsMs, hwm: m.HighWaterMark}}}
+		if err := a.lockOffsets(actx, tx, p); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(actx, "INSERT IGNORE INTO "+applied+" (db, tbl, version, statement) VALUES (?, ?, ?, ?)", t.db, t.tname, uint64(ev.Version), ev.DDL); err != nil {
+			return err
+		}
+		if err := a.writeOffsets(actx, tx, p.pos); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		a.committed(p, &result{})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.m.applied.WithLabelValues(s.shard, t.name, opName(event.OpDDL)).Inc()
+	s.log.Info("schema change applied", zap.String("table", t.name), zap.Uint64("version", uint64(ev.Version)))
+	return s.reloadTable(ctx, t)
+}
+
+// alreadyApplied reports errors that mean the change is already in effect: the column,
+// index or table it adds exists, or the one it drops does not.
+func alreadyApplied(err error) bool {
+	switch mysqlx.Number(err) {
+	case 1050, // table exists
+		1060, // duplicate column name
+		1061, // duplicate key name
+		1091, // can't drop; check that it exists
+		1826: // duplicate foreign key constraint name
+		return true
+	}
+	return false
+}
+
+// reloadTables re-reads every table definition from the shard.
+func (s *Sink) reloadTables(ctx context.Context) error {
+	for _, t := range s.tables {
+		if err := s.reloadTable(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) reloadTable(ctx context.Context, t *table) error {
+	return s.withRetry(ctx, "reload table definition", func(actx context.Context) error {
+		if err := t.reload(actx, s.db, s.shard); err != nil {
+			if mysqlx.Retryable(err) {
+				return err
+			}
+			return errStop{err}
+		}
+		s.stmts.forget(t.name)
+		return nil
+	})
+}

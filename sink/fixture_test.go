@@ -1,0 +1,784 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/prepare"
+	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// The test tables: one per routing strategy, a child table whose shard key can change, a
+// composite primary key, and most column kinds.
+var sourceDDL = []string{
+	`CREATE TABLE users (
+		id BIGINT NOT NULL PRIMARY KEY,
+		name VARCHAR(64) NOT NULL,
+		email VARCHAR(128) NULL,
+		balance DECIMAL(12,2) NOT NULL,
+		created DATETIME(6) NULL,
+		flags INT UNSIGNED NOT NULL,
+		bio TEXT NULL,
+		avatar VARBINARY(32) NULL
+	) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE orders (
+		id BIGINT NOT NULL PRIMARY KEY,
+		user_id BIGINT NOT NULL,
+		amount DECIMAL(10,2) NOT NULL,
+		status ENUM('new','paid','shipped') NOT NULL,
+		note VARCHAR(255) NULL
+	) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE countries (
+		code CHAR(2) NOT NULL PRIMARY KEY,
+		name VARCHAR(64) NOT NULL
+	) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE settings (
+		k VARCHAR(32) NOT NULL PRIMARY KEY,
+		v VARCHAR(255) NULL
+	) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE items (
+		region VARCHAR(8) NOT NULL,
+		id INT NOT NULL,
+		qty INT NOT NULL,
+		PRIMARY KEY (region, id)
+	) DEFAULT CHARSET=utf8mb4`,
+}
+
+const tablesYAML = `
+tables:
+  - name: %[1]s.users
+    shard_key: id
+    strategy: hash
+  - name: %[1]s.orders
+    shard_key: user_id
+    strategy: hash
+  - name: %[1]s.countries
+    strategy: broadcast
+  - name: %[1]s.settings
+    strategy: pin
+    shard: s1
+  - name: %[1]s.items
+    shard_key: region
+    strategy: list
+    values:
+      - {value: eu, shard: s0}
+      - {value: us, shard: s1}
+    default_shard: s1
+`
+
+// fixture is one isolated cleave setup: a database of the same name on the source and on
+// both shards, a topic prefix, a configuration file, and the shard tables made by prepare.
+type fixture struct {
+	t       testing.TB
+	db      string
+	prefix  string
+	brokers []string
+	cfgPath string
+	cfg     *config.Config
+	src     *sql.DB
+	shards  []*sql.DB
+	defs    map[string]*schema.Table // source definitions by db.table
+}
+
+type fixtureOpts struct {
+	shardDSNs  []string // default: the shared shards
+	brokers    []string // default: the shared Kafka
+	onError    string
+	batchSize  int
+	partitions int
+}
+
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
+	t.Helper()
+	env := testenv.Services(t)
+	if o.shardDSNs == nil {
+		o.shardDSNs = env.ShardDSNs()
+	}
+	if o.brokers == nil {
+		o.brokers = env.KafkaBrokers
+	}
+	if o.onError == "" {
+		o.onError = config.OnErrorStop
+	}
+	if o.batchSize == 0 {
+		o.batchSize = 200
+	}
+	if o.partitions == 0 {
+		o.partitions = 4
+	}
+	f := &fixture{t: t, brokers: o.brokers, defs: map[string]*schema.Table{}}
+	f.db = testenv.UniqueName(t, "t_", '_', 64)
+	f.prefix = testenv.UniqueName(t, "t-", '-', 80)
+	t.Cleanup(func() { testenv.DeleteTopics(t, o.brokers, f.prefix) })
+
+	f.src = testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, ""))
+	createDB(t, f.src, f.db)
+	for _, dsn := range o.shardDSNs {
+		db := testenv.OpenDB(t, dsn)
+		createDB(t, db, f.db)
+		f.shards = append(f.shards, db)
+	}
+	for _, ddl := range sourceDDL {
+		mustExec(t, f.src, "USE `"+f.db+"`")
+		if _, err := f.src.Exec(strings.Replace(ddl, "CREATE TABLE ", "CREATE TABLE `"+f.db+"`.", 1)); err != nil {
+			t.Fatalf("create source table: %v", err)
+		}
+	}
+
+	yaml := fmt.Sprintf(`
+source:
+  dsn: %q
+  server_id: 4242
+kafka:
+  brokers: [%s]
+  topic_prefix: %s
+  partitions: %d
+shards:
+  - name: s0
+    dsn: %q
+  - name: s1
+    dsn: %q
+sink:
+  batch_size: %d
+  batch_wait: 20ms
+  on_error: %s
+  retry_max_time: 3m
+http:
+  listen: ""
+log:
+  level: debug
+`, env.SourceDSN, strings.Join(o.brokers, ","), f.prefix, o.partitions, o.shardDSNs[0], o.shardDSNs[1], o.batchSize, o.onError) +
+		fmt.Sprintf(tablesYAML, f.db)
+	f.cfgPath = filepath.Join(t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := prepare.Run(ctx, cfg, func(prepare.Step) {}); err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	for _, tc := range cfg.Tables {
+		def, err := schema.Load(ctx, f.src, tc.DB(), tc.TableName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.defs[tc.Name] = def
+	}
+	t.Cleanup(func() {
+		for _, db := range f.shards {
+			_, _ = db.Exec("DELETE FROM `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` WHERE consumer_group LIKE ?", f.prefix+".%")
+			_, _ = db.Exec("DELETE FROM `"+shardmeta.Database+"`.`"+shardmeta.AppliedDDL+"` WHERE db = ?", f.db)
+		}
+	})
+	return f
+}
+
+func createDB(t testing.TB, db *sql.DB, name string) {
+	t.Helper()
+	mustExec(t, db, "CREATE DATABASE `"+name+"`")
+	t.Cleanup(func() { _, _ = db.Exec("DROP DATABASE IF EXISTS `" + name + "`") })
+}
+
+func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func (f *fixture) table(name string) string { return f.db + "." + name }
+
+func (f *fixture) logger() *zap.Logger {
+	if testing.Verbose() {
+		return zaptest.NewLogger(f.t, zaptest.Level(zap.InfoLevel))
+	}
+	return zap.NewNop()
+}
+
+// runSink runs a Sink of shard in the background. stop cancels it and returns Run's
+// result; a sink that ends by itself is reported by the returned channel.
+func (f *fixture) runSink(shard string, opts Options) (stop func() error, done <-chan error) {
+	f.t.Helper()
+	if opts.Log == nil {
+		opts.Log = f.logger().With(zap.String("instance", fmt.Sprintf("%p", &opts)))
+	}
+	if opts.SessionTimeout == 0 {
+		opts.SessionTimeout = 6 * time.Second
+	}
+	s, err := New(f.cfg, shard, opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-errc:
+			case <-time.After(2 * time.Minute):
+				result = fmt.Errorf("sink %s did not stop within 2 minutes", shard)
+			}
+		})
+		return result
+	}
+	f.t.Cleanup(func() { _ = stop() })
+	return stop, errc
+}
+
+// gen is the stand-in for capture: it makes random row changes of the test tables, keeps
+// the resulting rows, and turns each change into the event capture would produce.
+type gen struct {
+	f      *fixture
+	rng    *rand.Rand
+	pos    uint64
+	rows   map[string]map[string]event.Row // table -> primary key -> row
+	nextID int64
+	msgs   []kafka.Message
+	// events counts the row events made, by table.
+	events map[string]int
+}
+
+func newGen(f *fixture, seed uint64) *gen {
+	g := &gen{f: f, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), pos: 4, rows: map[string]map[string]event.Row{}, nextID: 1, events: map[string]int{}}
+	for name := range f.defs {
+		g.rows[name] = map[string]event.Row{}
+	}
+	return g
+}
+
+func num(i int64) json.Number { return json.Number(strconv.FormatInt(i, 10)) }
+
+func (g *gen) maybeNull(v any) any {
+	if g.rng.IntN(5) == 0 {
+		return nil
+	}
+	return v
+}
+
+func (g *gen) word(n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyzäöü é€"
+	r := []rune(letters)
+	var b strings.Builder
+	for i := 0; i < 1+g.rng.IntN(n); i++ {
+		b.WriteRune(r[g.rng.IntN(len(r))])
+	}
+	return b.String()
+}
+
+func (g *gen) newRow(table string) event.Row {
+	id := g.nextID
+	g.nextID++
+	switch table {
+	case "users":
+		return event.Row{
+			"id": num(id), "name": g.word(20), "email": g.maybeNull(g.word(30) + "@x.org"),
+			"balance":  fmt.Sprintf("%d.%02d", g.rng.IntN(100000)-50000, g.rng.IntN(100)),
+			"created":  g.maybeNull(fmt.Sprintf("2024-%02d-%02d 12:%02d:%02d.%06d", 1+g.rng.IntN(12), 1+g.rng.IntN(28), g.rng.IntN(60), g.rng.IntN(60), g.rng.IntN(1000000))),
+			"flags":    num(int64(g.rng.Uint32())),
+			"bio":      g.maybeNull(strings.Repeat(g.word(10), 1+g.rng.IntN(5))),
+			"avatar":   g.maybeNull(base64.StdEncoding.EncodeToString([]byte(g.word(8)))),
+		}
+	case "orders":
+		return event.Row{
+			"id": num(id), "user_id": num(int64(1 + g.rng.IntN(300))),
+			"amount": fmt.Sprintf("%d.%02d", g.rng.IntN(10000), g.rng.IntN(100)),
+			"status": []string{"new", "paid", "shipped"}[g.rng.IntN(3)], "note": g.maybeNull(g.word(40)),
+		}
+	case "countries":
+		return event.Row{"code": fmt.Sprintf("%c%c", 'A'+g.rng.IntN(26), 'A'+g.rng.IntN(26)), "name": g.word(20)}
+	case "settings":
+		return event.Row{"k": "key" + strconv.Itoa(g.rng.IntN(50)), "v": g.maybeNull(g.word(30))}
+	case "items":
+		return event.Row{"region": []string{"eu", "us", "apac", "latam"}[g.rng.IntN(4)], "id": num(int64(g.rng.IntN(500))), "qty": num(int64(g.rng.IntN(1000)))}
+	}
+	panic(table)
+}
+
+// change modifies some columns of row (never the primary key).
+func (g *gen) change(table string, row event.Row) event.Row {
+	fresh := g.newRow(table)
+	out := event.Row{}
+	for k, v := range row {
+		out[k] = v
+	}
+	def := g.f.defs[g.f.table(table)]
+	for _, c := range def.Columns {
+		pk := false
+		for _, i := range def.PK {
+			pk = pk || def.Columns[i].Name == c.Name
+		}
+		if !pk && g.rng.IntN(2) == 0 {
+			out[c.Name] = fresh[c.Name]
+		}
+	}
+	return out
+}
+
+func (g *gen) key(table string, row event.Row) string {
+	k, err := event.Key(g.f.defs[g.f.table(table)], row)
+	if err != nil {
+		g.f.t.Fatal(err)
+	}
+	return string(k)
+}
+
+func (g *gen) emit(table string, op event.Op, before, after event.Row) {
+	g.pos += 37
+	v, err := event.NewVersion("mysql-bin.000001", g.pos, 0)
+	if err != nil {
+		g.f.t.Fatal(err)
+	}
+	ev := &event.Event{Op: op, Before: before, After: after, TsMs: time.Now().UnixMilli(), Version: v,
+		Source: event.Source{Connector: "mariadb", Name: g.f.prefix, DB: g.f.db, Table: table, ServerID: 1, File: "mysql-bin.000001", Pos: g.pos, TsMs: time.Now().UnixMilli()}}
+	img := after
+	if op == event.OpDelete {
+		img = before
+	}
+	val, err := event.Marshal(ev)
+	if err != nil {
+		g.f.t.Fatal(err)
+	}
+	g.msgs = append(g.msgs, kafka.Message{Topic: kafkax.TableTopic(g.f.prefix, g.f.db, table), Key: []byte(g.key(table, img)), Value: val})
+	g.events[table]++
+	rows := g.rows[g.f.table(table)]
+	if op == event.OpDelete {
+		delete(rows, g.key(table, before))
+	} else {
+		rows[g.key(table, after)] = after
+	}
+}
+
+var genTables = []string{"users", "users", "users", "orders", "orders", "orders", "countries", "settings", "items", "items"}
+
+// step makes one random change.
+func (g *gen) step() {
+	table := genTables[g.rng.IntN(len(genTables))]
+	rows := g.rows[g.f.table(table)]
+	keys := make([]string, 0, len(rows))
+	if len(rows) > 0 && g.rng.IntN(3) > 0 {
+		for k := range rows {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+	}
+	if len(keys) == 0 {
+		row := g.newRow(table)
+		if old, ok := rows[g.key(table, row)]; ok {
+			g.emit(table, event.OpUpdate, old, row)
+			return
+		}
+		g.emit(table, event.OpCreate, nil, row)
+		return
+	}
+	old := rows[keys[g.rng.IntN(len(keys))]]
+	switch n := g.rng.IntN(10); {
+	case n < 6:
+		g.emit(table, event.OpUpdate, old, g.change(table, old))
+	case n < 8:
+		g.emit(table, event.OpDelete, old, nil)
+	default:
+		// A primary key change: capture emits a delete and an insert.
+		row := g.change(table, old)
+		fresh := g.newRow(table)
+		for _, i := range g.f.defs[g.f.table(table)].PK {
+			name := g.f.defs[g.f.table(table)].Columns[i].Name
+			row[name] = fresh[name]
+		}
+		if _, taken := rows[g.key(table, row)]; taken {
+			g.emit(table, event.OpUpdate, old, g.change(table, old))
+			return
+		}
+		g.emit(table, event.OpDelete, old, nil)
+		g.emit(table, event.OpCreate, nil, row)
+	}
+}
+
+// heartbeats adds a heartbeat to every partition of every table topic, at the current
+// position.
+func (g *gen) heartbeats() {
+	g.pos += 37
+	v, _ := event.NewVersion("mysql-bin.000001", g.pos, 0)
+	for _, tc := range g.f.cfg.Tables {
+		for p := 0; p < g.f.cfg.Kafka.Partitions; p++ {
+			val, _ := event.Marshal(&event.Event{Op: event.OpHeartbeat, Version: v, TsMs: time.Now().UnixMilli(),
+				Source: event.Source{DB: tc.DB(), Table: tc.TableName(), File: "mysql-bin.000001", Pos: g.pos, TsMs: time.Now().UnixMilli()}})
+			g.msgs = append(g.msgs, kafka.Message{Topic: kafkax.TableTopic(g.f.prefix, tc.DB(), tc.TableName()), Partition: p, Value: val})
+		}
+	}
+}
+
+// produce makes n changes (with a round of heartbeats every 500) and writes their events.
+func (g *gen) produce(n int) {
+	for i := 0; i < n; i++ {
+		g.step()
+		if i%500 == 499 {
+			g.heartbeats()
+		}
+	}
+	g.flush()
+}
+
+// flush writes the pending events to Kafka: keyed ones partitioned by murmur2 as capture
+// does (kafkax.NewWriter), heartbeats to their own partition.
+func (g *gen) flush() {
+	g.f.t.Helper()
+	if len(g.msgs) == 0 {
+		return
+	}
+	if err := g.f.write(g.msgs); err != nil {
+		g.f.t.Fatalf("produce: %v", err)
+	}
+	g.msgs = g.msgs[:0]
+}
+
+// write produces msgs in order, retrying until Kafka takes them (a write may then be
+// duplicated, as a producer retry after a broker restart can be).
+func (f *fixture) write(msgs []kafka.Message) error {
+	w := kafkax.NewWriter(f.brokers, 1000)
+	w.Balancer = partitionOrMurmur2{}
+	defer w.Close()
+	deadline := time.Now().Add(3 * time.Minute)
+	for len(msgs) > 0 {
+		n := min(len(msgs), 5000)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := w.WriteMessages(ctx, msgs[:n]...)
+		cancel()
+		if err != nil {
+			if time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
+// partitionOrMurmur2 partitions keyed messages as kafkax.NewWriter does and sends
+// key-less ones (heartbeats) to the partition they name.
+type partitionOrMurmur2 struct{}
+
+func (partitionOrMurmur2) Balance(m kafka.Message, partitions ...int) int {
+	if m.Key == nil {
+		return m.Partition
+	}
+	return (&kafka.Murmur2Balancer{Consistent: true}).Balance(m, partitions...)
+}
+
+// loadSource writes the generator's rows into the source tables, replacing what is there:
+// the reference the shards are compared with.
+func (g *gen) loadSource() {
+	t := g.f.t
+	t.Helper()
+	for name, rows := range g.rows {
+		def := g.f.defs[name]
+		mustExec(t, g.f.src, "DELETE FROM "+mysqlx.QuoteTable(def.DB, def.Name))
+		var cols []string
+		for _, c := range def.Columns {
+			cols = append(cols, mysqlx.QuoteIdent(c.Name))
+		}
+		keys := make([]string, 0, len(rows))
+		for k := range rows {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for len(keys) > 0 {
+			n := min(len(keys), 200)
+			var args []any
+			var ph []string
+			for _, k := range keys[:n] {
+				ph = append(ph, "("+strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",")+")")
+				for i := range def.Columns {
+					a, err := event.SQLArg(&def.Columns[i], rows[k][def.Columns[i].Name])
+					if err != nil {
+						t.Fatal(err)
+					}
+					args = append(args, a)
+				}
+			}
+			q := "INSERT INTO " + mysqlx.QuoteTable(def.DB, def.Name) + " (" + strings.Join(cols, ",") + ") VALUES " + strings.Join(ph, ",")
+			if _, err := g.f.src.Exec(q, args...); err != nil {
+				t.Fatalf("load source %s: %v", name, err)
+			}
+			keys = keys[n:]
+		}
+	}
+}
+
+// waitCaughtUp waits until every sink has stored, for every partition it reads, the
+// partition's end offset.
+func (f *fixture) waitCaughtUp(timeout time.Duration) {
+	f.t.Helper()
+	ends := f.endOffsets()
+	testenv.Eventually(f.t, timeout, "sinks to apply every partition to its end", func() bool {
+		for i, sh := range f.cfg.Shards {
+			stored := f.storedOffsets(i)
+			for _, tc := range f.cfg.Tables {
+				if !tc.CanOwn(sh.Name) {
+					continue
+				}
+				topic := kafkax.TableTopic(f.prefix, tc.DB(), tc.TableName())
+				for p := 0; p < f.cfg.Kafka.Partitions; p++ {
+					if stored[tp{topic, p}] != ends[tp{topic, p}] {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+}
+
+func (f *fixture) endOffsets() map[tp]int64 {
+	f.t.Helper()
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, tc := range f.cfg.Tables {
+		topic := kafkax.TableTopic(f.prefix, tc.DB(), tc.TableName())
+		for p := 0; p < f.cfg.Kafka.Partitions; p++ {
+			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := kafkax.Client(f.brokers).ListOffsets(ctx, req)
+	if err != nil {
+		f.t.Fatalf("list offsets: %v", err)
+	}
+	out := map[tp]int64{}
+	for topic, parts := range res.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				f.t.Fatalf("list offsets %s/%d: %v", topic, p.Partition, p.Error)
+			}
+			out[tp{topic, p.Partition}] = p.LastOffset
+		}
+	}
+	return out
+}
+
+// storedOffsets reads the next offsets a shard's sinks have stored.
+func (f *fixture) storedOffsets(shard int) map[tp]int64 {
+	f.t.Helper()
+	rows, err := f.shards[shard].Query("SELECT topic, kafka_partition, next_offset FROM `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` WHERE consumer_group = ?",
+		kafkax.SinkGroup(f.prefix, f.cfg.Shards[shard].Name))
+	if err != nil {
+		f.t.Logf("read stored offsets: %v", err)
+		return nil
+	}
+	defer rows.Close()
+	out := map[tp]int64{}
+	for rows.Next() {
+		var k tp
+		var n int64
+		if err := rows.Scan(&k.topic, &k.partition, &n); err != nil {
+			f.t.Fatal(err)
+		}
+		out[k] = n
+	}
+	return out
+}
+
+// setStoredOffsets overwrites the stored offsets of a shard (sinks stopped): a replay.
+func (f *fixture) setStoredOffsets(shard int, offsets map[tp]int64) {
+	f.t.Helper()
+	for k, n := range offsets {
+		mustExec(f.t, f.shards[shard], "UPDATE `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` SET next_offset = ? WHERE consumer_group = ? AND topic = ? AND kafka_partition = ?",
+			n, kafkax.SinkGroup(f.prefix, f.cfg.Shards[shard].Name), k.topic, k.partition)
+	}
+}
+
+// shardRows reads a table of one shard (without the bookkeeping column), one string per
+// row in primary key order.
+func (f *fixture) shardRows(shard int, table string) []string {
+	f.t.Helper()
+	def := f.defs[f.table(table)]
+	return f.query(f.shards[shard], def, "")
+}
+
+// expectedRows reads from the source the rows of table that belong on shard, filtering
+// by the routing in SQL (the server's own MD5-based hash): independent of the sink's Go
+// routing.
+func (f *fixture) expectedRows(shard int, table string) []string {
+	f.t.Helper()
+	def := f.defs[f.table(table)]
+	tc := f.cfg.Table(f.table(table))
+	name := f.cfg.Shards[shard].Name
+	where := ""
+	switch tc.Strategy {
+	case config.StrategyHash:
+		ranges, err := f.cfg.RouteShards()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		where = route.SQLKeyspaceFilter(route.SQLHashExpr(mysqlx.QuoteIdent(tc.ShardKey)), ranges[shard].Start, ranges[shard].End)
+	case config.StrategyPin:
+		where = "TRUE"
+		if tc.Shard != name {
+			where = "FALSE"
+		}
+	case config.StrategyList:
+		var mine, all []string
+		for _, v := range tc.Values {
+			q := "'" + strings.ReplaceAll(v.Value, "'", "''") + "'"
+			all = append(all, q)
+			if v.Shard == name {
+				mine = append(mine, q)
+			}
+		}
+		col := mysqlx.QuoteIdent(tc.ShardKey)
+		where = "FALSE"
+		if len(mine) > 0 {
+			where = col + " IN (" + strings.Join(mine, ",") + ")"
+		}
+		if tc.DefaultShard == name {
+			where += " OR " + col + " NOT IN (" + strings.Join(all, ",") + ")"
+		}
+	}
+	return f.query(f.src, def, where)
+}
+
+func (f *fixture) query(db *sql.DB, def *schema.Table, where string) []string {
+	f.t.Helper()
+	var cols []string
+	for _, c := range def.Columns {
+		cols = append(cols, "IFNULL(HEX("+mysqlx.QuoteIdent(c.Name)+"), 'NULL')")
+	}
+	q := "SELECT CONCAT_WS('|', " + strings.Join(cols, ", ") + ") FROM " + mysqlx.QuoteTable(def.DB, def.Name)
+	if where != "" {
+		q += " WHERE " + where
+	}
+	var pk []string
+	for _, n := range def.PKNames() {
+		pk = append(pk, mysqlx.QuoteIdent(n))
+	}
+	q += " ORDER BY " + strings.Join(pk, ",")
+	rows, err := db.Query(q)
+	if err != nil {
+		f.t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// snapshot is every table of every shard.
+type snapshot map[string][]string
+
+func (f *fixture) snapshot() snapshot {
+	out := snapshot{}
+	for i := range f.cfg.Shards {
+		for _, tc := range f.cfg.Tables {
+			if !tc.CanOwn(f.cfg.Shards[i].Name) {
+				continue
+			}
+			out[fmt.Sprintf("%s %s", f.cfg.Shards[i].Name, tc.TableName())] = f.shardRows(i, tc.TableName())
+		}
+	}
+	return out
+}
+
+// assertShardsMatchSource compares every shard table with the source rows that belong on
+// it, row by row.
+func (f *fixture) assertShardsMatchSource() {
+	f.t.Helper()
+	total := 0
+	for i, sh := range f.cfg.Shards {
+		for _, tc := range f.cfg.Tables {
+			if !tc.CanOwn(sh.Name) {
+				continue
+			}
+			want := f.expectedRows(i, tc.TableName())
+			got := f.shardRows(i, tc.TableName())
+			total += len(got)
+			diffRows(f.t, sh.Name+" "+tc.Name, got, want)
+		}
+	}
+	f.t.Logf("compared %d shard rows with the source", total)
+	if total == 0 {
+		f.t.Fatal("the shards hold no rows at all: nothing was compared")
+	}
+}
+
+func diffRows(t testing.TB, what string, got, want []string) {
+	t.Helper()
+	gs, ws := map[string]bool{}, map[string]bool{}
+	for _, r := range got {
+		gs[r] = true
+	}
+	for _, r := range want {
+		ws[r] = true
+	}
+	var missing, extra []string
+	for _, r := range want {
+		if !gs[r] {
+			missing = append(missing, r)
+		}
+	}
+	for _, r := range got {
+		if !ws[r] {
+			extra = append(extra, r)
+		}
+	}
+	if len(missing)+len(extra) > 0 || len(got) != len(want) {
+		t.Errorf("%s: %d rows, want %d; %d missing, %d extra or different; first missing %.200q, first extra %.200q",
+			what, len(got), len(want), len(missing), len(extra), first(missing), first(extra))
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func (a snapshot) equal(t testing.TB, b snapshot, what string) {
+	t.Helper()
+	for k, rows := range a {
+		diffRows(t, what+": "+k, b[k], rows)
+	}
+}

@@ -1,0 +1,314 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+var (
+	// errFenced: the stored offsets of a partition are not where this member left them:
+	// another member applied it meanwhile. The batch was rolled back.
+	errFenced = errors.New("stored offsets moved by another member")
+	// errRestart: a reader failed in a way that re-reading from the stored offsets cures.
+	errRestart = errors.New("partition reader failed")
+)
+
+// tp is a topic partition.
+type tp struct {
+	topic     string
+	partition int
+}
+
+func (a tp) less(b tp) bool {
+	if a.topic != b.topic {
+		return a.topic < b.topic
+	}
+	return a.partition < b.partition
+}
+
+func (a tp) String() string { return fmt.Sprintf("%s/%d", a.topic, a.partition) }
+
+// partState is the applier's view of one assigned partition.
+type partState struct {
+	tp
+	// next is the next offset as stored on the shard by this member's last commit (or read
+	// at claim time): what the next batch expects to find there.
+	next int64
+	// hwm is the partition's high watermark as of the last fetched message.
+	hwm int64
+	// tsMs is the source commit time of the last applied event (heartbeats included).
+	tsMs int64
+}
+
+// message is a fetched Kafka message with the bytes it holds in the buffer budget.
+type message struct {
+	kafka.Message
+	size int64
+}
+
+// runPipeline claims the assigned partitions' offsets from the shard, starts one reader per
+// partition, and applies batches until ctx ends; then it applies the batch in hand and
+// returns nil.
+func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]int64, kc *kafkaCommitter) error {
+	states, err := s.claim(ctx, assigned, committed)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	s.setAssigned(states)
+	defer s.setAssigned(nil)
+
+	rctx, stopReaders := context.WithCancel(ctx)
+	defer stopReaders()
+	budget := semaphore.NewWeighted(s.opts.BufferBytes)
+	in := make(chan *message, 2*s.cfg.Sink.BatchSize)
+	readErr := make(chan error, len(states))
+	for _, st := range states {
+		go s.read(rctx, st.tp, st.next, budget, in, readErr)
+	}
+
+	a := &applier{s: s, states: states, kc: kc, budget: budget}
+	batch := make([]*message, 0, s.cfg.Sink.BatchSize)
+	for {
+		batch = batch[:0]
+		var rerr error
+		batch, rerr = s.collect(ctx, in, readErr, batch)
+		if len(batch) > 0 {
+			if err := a.apply(ctx, batch); err != nil {
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					// Stopping while the shard was unavailable: the batch stays unapplied,
+					// and its offsets unstored, for the next owner.
+					return nil
+				}
+				return err
+			}
+		}
+		if rerr != nil {
+			return rerr
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// collect gathers up to sink.batch_size messages: it waits for the first, then takes more
+// until the batch is full or sink.batch_wait has passed since the first. When ctx ends it
+// returns what it has.
+func (s *Sink) collect(ctx context.Context, in <-chan *message, readErr <-chan error, batch []*message) ([]*message, error) {
+	var timer <-chan time.Time // nil, so never ready, until the first message
+	for len(batch) < s.cfg.Sink.BatchSize {
+		select {
+		case m := <-in:
+			batch = append(batch, m)
+			if timer == nil {
+				t := time.NewTimer(s.cfg.Sink.BatchWait)
+				defer t.Stop()
+				timer = t.C
+			}
+		case <-timer:
+			return batch, nil
+		case err := <-readErr:
+			return batch, err
+		case <-ctx.Done():
+			return batch, nil
+		}
+	}
+	return batch, nil
+}
+
+// read fetches one partition from offset on, within the shared byte budget, and hands the
+// messages to the applier in order.
+func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.Weighted, out chan<- *message, errs chan<- error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:               s.cfg.Kafka.Brokers,
+		Topic:                 p.topic,
+		Partition:             p.partition,
+		MinBytes:              1,
+		MaxBytes:              s.opts.FetchMaxBytes,
+		MaxWait:               500 * time.Millisecond,
+		QueueCapacity:         64,
+		ReadLagInterval:       -1,
+		OffsetOutOfRangeError: true,
+		ErrorLogger:           kafkaLogger{s.log},
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		errs <- fmt.Errorf("%w: %s: set offset %d: %v", errRestart, p, offset, err)
+		return
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, kafka.OffsetOutOfRange) {
+				errs <- fmt.Errorf("sink %s: %s: offset %d is no longer (or not yet) in the partition: %w; events between the shard's stored offset and the partition's retained range are lost to this shard: re-copy it", s.shard, p, offset, err)
+				return
+			}
+			errs <- fmt.Errorf("%w: %s: %v", errRestart, p, err)
+			return
+		}
+		size := int64(len(m.Key) + len(m.Value) + 64)
+		if size > s.opts.BufferBytes {
+			size = s.opts.BufferBytes
+		}
+		if err := budget.Acquire(ctx, size); err != nil {
+			return
+		}
+		select {
+		case out <- &message{Message: m, size: size}:
+			offset = m.Offset + 1
+		case <-ctx.Done():
+			budget.Release(size)
+			return
+		}
+	}
+}
+
+// claim reads the stored next offset of each partition from the shard, creating the rows
+// that are missing from the group's Kafka commit or the partition's first offset, and
+// checks that each lies within what the partition still holds.
+func (s *Sink) claim(ctx context.Context, assigned []tp, committed map[tp]int64) (map[tp]*partState, error) {
+	bounds, err := s.partitionBounds(ctx, assigned)
+	if err != nil {
+		return nil, err
+	}
+	offsets := mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)
+	var b strings.Builder
+	args := make([]any, 0, 4*len(assigned))
+	b.WriteString("INSERT IGNORE INTO " + offsets + " (consumer_group, topic, kafka_partition, next_offset) VALUES ")
+	for i, p := range assigned {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?)")
+		start := committed[p]
+		if start < 0 {
+			start = bounds[p][0]
+		}
+		args = append(args, s.group, p.topic, p.partition, start)
+	}
+	var states map[tp]*partState
+	err = s.withRetry(ctx, "claim partition offsets", func(ctx context.Context) error {
+		if _, err := s.db.ExecContext(ctx, b.String(), args...); err != nil {
+			return err
+		}
+		states = make(map[tp]*partState, len(assigned))
+		rows, err := s.db.QueryContext(ctx, "SELECT topic, kafka_partition, next_offset, applied_ts_ms FROM "+offsets+" WHERE consumer_group = ?", s.group)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		want := map[tp]bool{}
+		for _, p := range assigned {
+			want[p] = true
+		}
+		for rows.Next() {
+			st := &partState{}
+			if err := rows.Scan(&st.topic, &st.partition, &st.next, &st.tsMs); err != nil {
+				return err
+			}
+			if want[st.tp] {
+				states[st.tp] = st
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range assigned {
+		if st := states[p]; st != nil && st.next > bounds[p][1] {
+			// Another member may have stored an offset past the end read above: read the
+			// ends again before calling it an error.
+			if bounds, err = s.partitionBounds(ctx, assigned); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	for _, p := range assigned {
+		st := states[p]
+		if st == nil {
+			return nil, fmt.Errorf("sink %s: no stored offset for %s after creating it", s.shard, p)
+		}
+		first, last := bounds[p][0], bounds[p][1]
+		st.hwm = last
+		if st.next < first {
+			return nil, fmt.Errorf("sink %s: %s: the shard's stored offset %d is below the partition's first retained offset %d: events %d..%d were deleted by retention before this shard applied them; re-copy the shard (or raise the topic's retention)", s.shard, p, st.next, first, st.next, first-1)
+		}
+		if st.next > last {
+			return nil, fmt.Errorf("sink %s: %s: the shard's stored offset %d is beyond the partition's end %d: the topic was re-created or the shard belongs to another cluster; delete the group's rows from %s.%s only if the shard is re-copied", s.shard, p, st.next, last, shardmeta.Database, shardmeta.Offsets)
+		}
+	}
+	return states, nil
+}
+
+// partitionBounds returns the first and the end (next to be written) offset of each
+// partition.
+func (s *Sink) partitionBounds(ctx context.Context, assigned []tp) (map[tp][2]int64, error) {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range assigned {
+		req.Topics[p.topic] = append(req.Topics[p.topic], kafka.FirstOffsetOf(p.partition), kafka.LastOffsetOf(p.partition))
+	}
+	out := map[tp][2]int64{}
+	var lastErr error
+	for attempt := 0; attempt < 10; attempt++ {
+		res, err := kafkax.Client(s.cfg.Kafka.Brokers).ListOffsets(ctx, req)
+		if err == nil {
+			for topic, parts := range res.Topics {
+				for _, po := range parts {
+					if po.Error != nil {
+						err = fmt.Errorf("%s/%d: %w", topic, po.Partition, po.Error)
+						break
+					}
+					out[tp{topic, po.Partition}] = [2]int64{po.FirstOffset, po.LastOffset}
+				}
+			}
+		}
+		if err == nil {
+			return out, nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("%w: list offsets of the assigned partitions: %v", errRestart, lastErr)
+}
+
+// logMessage names a message for logs and errors: topic, partition, offset and key.
+func logMessage(m *message) []zap.Field {
+	return []zap.Field{zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset), zap.ByteString("key", m.Key)}
+}
+
+// describe names a message and, when decoded, the source position of its event.
+func describe(m *message, ev *event.Event) string {
+	s := fmt.Sprintf("%s/%d offset %d key %s", m.Topic, m.Partition, m.Offset, m.Key)
+	if ev != nil {
+		s += fmt.Sprintf(" (source %s:%d", ev.Source.File, ev.Source.Pos)
+		if ev.Source.GTID != "" {
+			s += " gtid " + ev.Source.GTID
+		}
+		s += fmt.Sprintf(" row %d, version %d)", ev.Source.Row, uint64(ev.Version))
+	}
+	return s
+}

@@ -1,0 +1,319 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cleave-dev/cleave/event"
+)
+
+// plan is what one shard transaction does: the row writes of a run of messages, collapsed
+// to the newest change per row, and the offsets those messages advance.
+type plan struct {
+	tables  []*tablePlan // in first-seen order
+	byTable map[*table]*tablePlan
+	pos     map[tp]*position
+	// dead are events refused before reaching the shard (undecodable, unroutable, a value
+	// the column cannot take); the shard's refusals are added while applying.
+	dead []*deadLetter
+	// applied counts the changes routed to this shard, by table and source operation.
+	applied map[*table]map[event.Op]int
+}
+
+// position is how far a plan takes one partition.
+type position struct {
+	next    int64
+	version event.Version
+	tsMs    int64
+	hwm     int64
+}
+
+type tablePlan struct {
+	t *table
+	// ops holds the newest change of each row, by primary key.
+	ops   map[string]*rowOp
+	order []string // keys in first-seen order, so statements are deterministic
+}
+
+// rowOp is one row write: an upsert of the after image, or a guarded delete.
+type rowOp struct {
+	del  bool
+	sig  string // upsert: which columns it writes (one byte per table column)
+	args []any  // upsert: column values in column order, then the version; delete: key values, then the version
+	vkey versionKey
+	m    *message
+	ev   *event.Event
+}
+
+// deadLetter is an event the shard cannot take, with the reason.
+type deadLetter struct {
+	m   *message
+	ev  *event.Event
+	t   *table
+	err error
+}
+
+func (d *deadLetter) String() string {
+	return fmt.Sprintf("event %s of %s: %v", describe(d.m, d.ev), d.t.name, d.err)
+}
+
+// item is a fetched message with its decoded event (or why it does not decode).
+type item struct {
+	m   *message
+	ev  *event.Event
+	err error
+}
+
+// errSchema marks an event that does not fit the shard's table definition: not one bad
+// row but a shard that needs its schema fixed, so it stops the sink whatever on_error says.
+type errSchema struct{ msg string }
+
+func (e *errSchema) Error() string { return e.msg }
+
+// makePlan routes and collapses the changes of items. An error is a schema mismatch.
+func (s *Sink) makePlan(items []item) (*plan, error) {
+	p := &plan{byTable: map[*table]*tablePlan{}, pos: map[tp]*position{}, applied: map[*table]map[event.Op]int{}}
+	for _, it := range items {
+		m := it.m
+		key := tp{m.Topic, m.Partition}
+		pos := p.pos[key]
+		if pos == nil {
+			pos = &position{}
+			p.pos[key] = pos
+		}
+		pos.next = m.Offset + 1
+		if m.HighWaterMark > pos.hwm {
+			pos.hwm = m.HighWaterMark
+		}
+		t := s.tables[m.Topic]
+		if t == nil {
+			continue // not subscribed; cannot happen
+		}
+		if it.err != nil {
+			p.dead = append(p.dead, &deadLetter{m: m, t: t, err: it.err})
+			continue
+		}
+		ev := it.ev
+		if ev == nil {
+			continue // a tombstone: no change to apply
+		}
+		if ev.Version > pos.version {
+			pos.version = ev.Version
+		}
+		if ev.Source.TsMs > 0 {
+			pos.tsMs = ev.Source.TsMs
+		}
+		if ev.Op == event.OpHeartbeat {
+			continue
+		}
+		if err := s.planRow(p, t, m, ev); err != nil {
+			var se *errSchema
+			if errors.As(err, &se) {
+				return nil, err
+			}
+			p.dead = append(p.dead, &deadLetter{m: m, ev: ev, t: t, err: err})
+		}
+	}
+	return p, nil
+}
+
+// planRow routes one row change. An update whose shard key moves the row away from this
+// shard is a delete here; one that moves it here is an insert here.
+func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
+	here := func(row event.Row) (bool, error) {
+		v, err := t.shardValue(row)
+		if err != nil {
+			return false, err
+		}
+		shards, err := s.router.Route(t.name, v)
+		if err != nil {
+			return false, err
+		}
+		for _, i := range shards {
+			if i == s.shardNo {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	var upsert, del event.Row
+	switch ev.Op {
+	case event.OpCreate, event.OpRead:
+		ok, err := here(ev.After)
+		if err != nil {
+			return err
+		}
+		if ok {
+			upsert = ev.After
+		}
+	case event.OpDelete:
+		ok, err := here(ev.Before)
+		if err != nil {
+			return err
+		}
+		if ok {
+			del = ev.Before
+		}
+	case event.OpUpdate:
+		afterHere, err := here(ev.After)
+		if err != nil {
+			return err
+		}
+		if ev.Before != nil {
+			beforeHere, err := here(ev.Before)
+			if err != nil {
+				return err
+			}
+			if beforeHere && !afterHere {
+				del = ev.Before
+			} else if beforeHere && afterHere {
+				// A primary key change arrives as a delete and an insert; should an update
+				// still carry one, the old row must go.
+				kb, err1 := t.pkKey(ev.Before)
+				ka, err2 := t.pkKey(ev.After)
+				if err1 == nil && err2 == nil && kb != ka {
+					del = ev.Before
+				}
+			}
+		}
+		if afterHere {
+			upsert = ev.After
+		}
+	default:
+		return fmt.Errorf("op %q has no row to apply", ev.Op)
+	}
+	if upsert == nil && del == nil {
+		return nil
+	}
+	var ops []*rowOp
+	if del != nil {
+		op, err := s.deleteOp(t, m, ev, del)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, op)
+	}
+	if upsert != nil {
+		op, err := s.upsertOp(t, m, ev, upsert)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, op)
+	}
+	tpl := p.byTable[t]
+	if tpl == nil {
+		tpl = &tablePlan{t: t, ops: map[string]*rowOp{}}
+		p.byTable[t] = tpl
+		p.tables = append(p.tables, tpl)
+		p.applied[t] = map[event.Op]int{}
+	}
+	p.applied[t][ev.Op]++
+	for _, op := range ops {
+		row := ev.After
+		if op.del {
+			row = ev.Before
+		}
+		k, err := t.pkKey(row)
+		if err != nil {
+			return err
+		}
+		prev, seen := tpl.ops[k]
+		if !seen {
+			tpl.order = append(tpl.order, k)
+		}
+		// The newest change of a row wins; for equal versions the later one (stream order).
+		if !seen || !op.vkey.less(prev.vkey) {
+			tpl.ops[k] = op
+		}
+	}
+	return nil
+}
+
+func (s *Sink) upsertOp(t *table, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
+	cols := t.def.Columns
+	sig := make([]byte, len(cols))
+	args := make([]any, 0, len(cols)+1)
+	known := 0
+	for i := range cols {
+		c := &cols[i]
+		v, ok := row[c.Name]
+		if !ok {
+			sig[i] = '0'
+			continue
+		}
+		known++
+		if c.Generated || c == t.versionCol {
+			sig[i] = '0'
+			continue
+		}
+		a, err := event.SQLArg(c, v)
+		if err != nil {
+			return nil, err
+		}
+		sig[i] = '1'
+		args = append(args, a)
+	}
+	if known < len(row) {
+		if err := s.checkUnknownColumns(t, ev, row); err != nil {
+			return nil, err
+		}
+	}
+	varg, vkey, err := t.rowVersion(ev, row)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, varg)
+	return &rowOp{sig: string(sig), args: args, vkey: vkey, m: m, ev: ev}, nil
+}
+
+func (s *Sink) deleteOp(t *table, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
+	args := make([]any, 0, len(t.def.PK)+1)
+	for _, i := range t.def.PK {
+		c := &t.def.Columns[i]
+		v, ok := row[c.Name]
+		if !ok {
+			return nil, fmt.Errorf("row image lacks primary key column %s", c.Name)
+		}
+		a, err := event.SQLArg(c, v)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, a)
+	}
+	varg, vkey, err := t.rowVersion(ev, row)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, varg)
+	return &rowOp{del: true, args: args, vkey: vkey, m: m, ev: ev}, nil
+}
+
+// checkUnknownColumns accepts event columns the shard table lacks only when a schema change
+// of the table newer than the event has been applied (the column was dropped, and this
+// partition is still behind the change).
+func (s *Sink) checkUnknownColumns(t *table, ev *event.Event, row event.Row) error {
+	var unknown []string
+	for name := range row {
+		if _, ok := t.cols[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 || t.ddlVersion > ev.Version {
+		return nil
+	}
+	sort.Strings(unknown)
+	return &errSchema{fmt.Sprintf("shard %s: table %s has no column %s, which events of the table carry (version %d): align the shard's table with the source (cleave prepare), or add the column", s.shard, t.name, strings.Join(unknown, ", "), uint64(ev.Version))}
+}
+
+// columnsOf lists the columns an upsert signature writes, version column last.
+func columnsOf(t *table, sig string) []string {
+	var out []string
+	for i := range t.def.Columns {
+		if sig[i] == '1' {
+			out = append(out, t.def.Columns[i].Name)
+		}
+	}
+	return append(out, t.versionCol.Name)
+}

@@ -1,0 +1,207 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// table is what the sink knows about one shard table: its configuration, its definition
+// on the shard, and how its rows are versioned.
+type table struct {
+	cfg   *config.Table
+	name  string // db.table, the router's key
+	db    string
+	tname string
+	topic string
+	quote string // `db`.`table`
+
+	def *schema.Table
+	// cols maps a column name to its index in def.Columns.
+	cols map[string]int
+	// versionCol is the column that holds the row's version on the shard.
+	versionCol *schema.Column
+	// bookkeeping is true when versionCol is cleave's own _cleave_version, whose value is
+	// the event's version; otherwise the version is the row's own value of versionCol.
+	bookkeeping bool
+	// shardKey is the routing column (nil for broadcast and pin).
+	shardKey *schema.Column
+	// ddlVersion is the highest version of a schema change recorded on the shard for this
+	// table: event columns the shard lacks are dropped only from events older than it.
+	ddlVersion event.Version
+}
+
+// loadTable reads the table's definition from the shard and checks that the shard can
+// hold its rows: a primary key, the version column, the shard key.
+func loadTable(ctx context.Context, db *sql.DB, shard, prefix string, cfg *config.Table) (*table, error) {
+	dbName, tname, err := config.SplitName(cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	t := &table{
+		cfg: cfg, name: cfg.Name, db: dbName, tname: tname,
+		topic: kafkax.TableTopic(prefix, dbName, tname),
+		quote: mysqlx.QuoteTable(dbName, tname),
+	}
+	if err := t.reload(ctx, db, shard); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
+	def, err := schema.Load(ctx, db, t.db, t.tname)
+	switch {
+	case errors.Is(err, schema.ErrNoTable):
+		return fmt.Errorf("shard %s has no table %s: create it (cleave prepare) before starting its sink", shard, t.name)
+	case err != nil:
+		return fmt.Errorf("shard %s: %w", shard, err)
+	}
+	t.def = def
+	t.cols = make(map[string]int, len(def.Columns))
+	for i, c := range def.Columns {
+		t.cols[c.Name] = i
+	}
+	vc := t.cfg.VersionColumn
+	t.bookkeeping = vc == ""
+	if t.bookkeeping {
+		vc = shardmeta.VersionColumn
+	}
+	t.versionCol = def.Column(vc)
+	switch {
+	case t.versionCol == nil && t.bookkeeping:
+		return fmt.Errorf("shard %s: table %s has no column %s, which holds each row's version: run cleave prepare, or name an existing version column in the table's version_column", shard, t.name, vc)
+	case t.versionCol == nil:
+		return fmt.Errorf("shard %s: table %s has no column %s (its version_column)", shard, t.name, vc)
+	case t.versionCol.Generated:
+		return fmt.Errorf("shard %s: table %s: version column %s is a generated column; cleave must write it", shard, t.name, vc)
+	case !t.bookkeeping && !versionKind(t.versionCol.Kind):
+		return fmt.Errorf("shard %s: table %s: version_column %s is a %s column; cleave orders versions by integer, date or date-time columns only", shard, t.name, vc, t.versionCol.Kind)
+	}
+	for _, i := range def.PK {
+		if def.Columns[i].Name == t.versionCol.Name {
+			return fmt.Errorf("shard %s: table %s: version column %s is part of the primary key", shard, t.name, vc)
+		}
+	}
+	t.shardKey = nil
+	if t.cfg.ShardKey != "" {
+		t.shardKey = def.Column(t.cfg.ShardKey)
+		if t.shardKey == nil {
+			return fmt.Errorf("shard %s: table %s has no column %s (its shard_key)", shard, t.name, t.cfg.ShardKey)
+		}
+	}
+	var v sql.NullInt64
+	err = db.QueryRowContext(ctx, "SELECT CAST(MAX(version) AS SIGNED) FROM "+mysqlx.QuoteTable(shardmeta.Database, shardmeta.AppliedDDL)+" WHERE db = ? AND tbl = ?", t.db, t.tname).Scan(&v)
+	if err != nil {
+		return fmt.Errorf("shard %s: read applied schema changes of %s: %w", shard, t.name, err)
+	}
+	t.ddlVersion = event.Version(v.Int64)
+	return nil
+}
+
+func versionKind(k schema.Kind) bool {
+	return k.Integer() || k == schema.KindDate || k == schema.KindDateTime || k == schema.KindTimestamp
+}
+
+// keyKind is how the router compares this table's shard key.
+func (t *table) keyKind() route.KeyKind {
+	if t.shardKey != nil && t.shardKey.Kind.Integer() {
+		return route.KeyInt
+	}
+	return route.KeyBytes
+}
+
+// shardValue is the routing value of row: its shard key in canonical form.
+func (t *table) shardValue(row event.Row) (route.Value, error) {
+	if t.shardKey == nil {
+		return route.NullValue(), nil
+	}
+	v, ok := row[t.shardKey.Name]
+	if !ok {
+		return route.Value{}, fmt.Errorf("row image lacks the shard key column %s", t.shardKey.Name)
+	}
+	b, notNull, err := event.Canonical(t.shardKey, v)
+	if err != nil {
+		return route.Value{}, fmt.Errorf("shard key: %w", err)
+	}
+	if !notNull {
+		return route.NullValue(), nil
+	}
+	return route.BytesValue(b), nil
+}
+
+// rowVersion is the version a change writes: the event's version for the bookkeeping
+// column, or the row's own value of the version column, as the argument to bind and as a
+// comparable key for collapsing the changes of one row.
+func (t *table) rowVersion(ev *event.Event, row event.Row) (arg any, cmp versionKey, err error) {
+	if t.bookkeeping {
+		return uint64(ev.Version), versionKey{u: uint64(ev.Version)}, nil
+	}
+	v, ok := row[t.versionCol.Name]
+	if !ok || v == nil {
+		return nil, versionKey{}, fmt.Errorf("version column %s is missing or NULL in the row image; a version_column must always hold a value", t.versionCol.Name)
+	}
+	arg, err = event.SQLArg(t.versionCol, v)
+	if err != nil {
+		return nil, versionKey{}, err
+	}
+	switch x := arg.(type) {
+	case int64:
+		// Shift signed values into unsigned order.
+		return arg, versionKey{u: uint64(x) ^ (1 << 63)}, nil
+	case uint64:
+		return arg, versionKey{u: x}, nil
+	case string:
+		return arg, versionKey{s: x}, nil
+	}
+	return nil, versionKey{}, fmt.Errorf("version column %s: unexpected value %T", t.versionCol.Name, arg)
+}
+
+// versionKey orders versions: integers by u, date-time text by s (fixed-width text
+// compares in time order).
+type versionKey struct {
+	u uint64
+	s string
+}
+
+func (a versionKey) less(b versionKey) bool {
+	if a.s != b.s {
+		return a.s < b.s
+	}
+	return a.u < b.u
+}
+
+// pkKey identifies a row of the table within a batch: its primary key values in key order.
+func (t *table) pkKey(row event.Row) (string, error) {
+	var b strings.Builder
+	for i, c := range t.def.PK {
+		name := t.def.Columns[c].Name
+		v, ok := row[name]
+		if !ok {
+			return "", fmt.Errorf("row image lacks primary key column %s", name)
+		}
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		switch x := v.(type) {
+		case nil:
+			b.WriteString("\x01N")
+		case string:
+			b.WriteString(strconv.Quote(x))
+		default:
+			fmt.Fprint(&b, x)
+		}
+	}
+	return b.String(), nil
+}
