@@ -305,11 +305,11 @@ func (g *gen) newRow(table string) event.Row {
 	case "users":
 		return event.Row{
 			"id": num(id), "name": g.word(20), "email": g.maybeNull(g.word(30) + "@x.org"),
-			"balance":  fmt.Sprintf("%d.%02d", g.rng.IntN(100000)-50000, g.rng.IntN(100)),
-			"created":  g.maybeNull(fmt.Sprintf("2024-%02d-%02d 12:%02d:%02d.%06d", 1+g.rng.IntN(12), 1+g.rng.IntN(28), g.rng.IntN(60), g.rng.IntN(60), g.rng.IntN(1000000))),
-			"flags":    num(int64(g.rng.Uint32())),
-			"bio":      g.maybeNull(strings.Repeat(g.word(10), 1+g.rng.IntN(5))),
-			"avatar":   g.maybeNull(base64.StdEncoding.EncodeToString([]byte(g.word(8)))),
+			"balance": fmt.Sprintf("%d.%02d", g.rng.IntN(100000)-50000, g.rng.IntN(100)),
+			"created": g.maybeNull(fmt.Sprintf("2024-%02d-%02d 12:%02d:%02d.%06d", 1+g.rng.IntN(12), 1+g.rng.IntN(28), g.rng.IntN(60), g.rng.IntN(60), g.rng.IntN(1000000))),
+			"flags":   num(int64(g.rng.Uint32())),
+			"bio":     g.maybeNull(strings.Repeat(g.word(10), 1+g.rng.IntN(5))),
+			"avatar":  g.maybeNull(base64.StdEncoding.EncodeToString([]byte(g.word(8)))),
 		}
 	case "orders":
 		return event.Row{
