@@ -1,0 +1,215 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// AlertName is the alertname label of drift alerts.
+const AlertName = "CleaveReconcileDrift"
+
+// WebhookMessage is the body POSTed to reconcile.webhook_url: the payload Alertmanager
+// sends to its webhook receivers (version 4), so that anything that consumes Alertmanager
+// webhooks consumes cleave's. One alert per table and shard with drift; a run that finds
+// drift sends them firing, the first complete run after it that finds none sends them
+// resolved.
+type WebhookMessage struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []Alert           `json:"alerts"`
+}
+
+// Alert is one alert of a WebhookMessage.
+type Alert struct {
+	Status       string            `json:"status"` // firing or resolved
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"` // zero while firing
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// alertState remembers the alerts that fire, with when they started, across runs of one
+// process and, through its file, across one-shot runs.
+type alertState struct {
+	path   string
+	Firing map[string]time.Time `json:"firing"` // "table shard" -> startsAt
+}
+
+func newAlertState(path string) *alertState {
+	a := &alertState{path: path, Firing: map[string]time.Time{}}
+	if path == "" {
+		return a
+	}
+	if data, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(data, a)
+		if a.Firing == nil {
+			a.Firing = map[string]time.Time{}
+		}
+	}
+	return a
+}
+
+func (a *alertState) save() error {
+	if a.path == "" {
+		return nil
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	tmp := a.path + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(a.path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.path)
+}
+
+// alertsFor computes the message for a finished run, updating the state; nil when there
+// is nothing to say (no drift now and none firing before).
+func (a *alertState) alertsFor(rep *Report, now time.Time) *WebhookMessage {
+	current := map[string]map[Kind]int{}
+	checked := map[string]bool{}
+	for _, t := range rep.Tables {
+		for _, s := range t.Shards {
+			id := t.Table + " " + s.Shard
+			if t.Error == "" {
+				checked[id] = true
+			}
+			for k, n := range s.Drift {
+				if n > 0 {
+					if current[id] == nil {
+						current[id] = map[Kind]int{}
+					}
+					current[id][k] = n
+				}
+			}
+		}
+	}
+	var alerts []Alert
+	ids := make([]string, 0, len(current))
+	for id := range current {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		start, ok := a.Firing[id]
+		if !ok {
+			start = now
+			a.Firing[id] = start
+		}
+		alerts = append(alerts, makeAlert(id, "firing", current[id], start, time.Time{}))
+	}
+	var gone []string
+	for id := range a.Firing {
+		// Only a check that covered the table resolves its alert.
+		if _, firing := current[id]; !firing && checked[id] {
+			gone = append(gone, id)
+		}
+	}
+	sort.Strings(gone)
+	for _, id := range gone {
+		alerts = append(alerts, makeAlert(id, "resolved", nil, a.Firing[id], now))
+		delete(a.Firing, id)
+	}
+	if len(alerts) == 0 {
+		return nil
+	}
+	status := "resolved"
+	if len(current) > 0 {
+		status = "firing"
+	}
+	return &WebhookMessage{
+		Version:           "4",
+		GroupKey:          `{}:{alertname="` + AlertName + `"}`,
+		Status:            status,
+		Receiver:          "cleave",
+		GroupLabels:       map[string]string{"alertname": AlertName},
+		CommonLabels:      map[string]string{"alertname": AlertName},
+		CommonAnnotations: map[string]string{},
+		Alerts:            alerts,
+	}
+}
+
+func makeAlert(id, status string, kinds map[Kind]int, start, end time.Time) Alert {
+	table, shard, _ := strings.Cut(id, " ")
+	var parts []string
+	total := 0
+	for _, k := range Kinds {
+		if kinds[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, kinds[k]))
+			total += kinds[k]
+		}
+	}
+	ann := map[string]string{}
+	if status == "firing" {
+		ann["summary"] = fmt.Sprintf("%d rows of %s on shard %s differ from the source", total, table, shard)
+		ann["description"] = strings.Join(parts, " ") + "; run cleave reconcile --json to list them and --repair-sql to see the fix"
+	} else {
+		ann["summary"] = fmt.Sprintf("%s on shard %s matches the source again", table, shard)
+	}
+	return Alert{
+		Status:      status,
+		Labels:      map[string]string{"alertname": AlertName, "table": table, "shard": shard, "severity": "critical"},
+		Annotations: ann,
+		StartsAt:    start.UTC(),
+		EndsAt:      end.UTC(),
+		Fingerprint: fmt.Sprintf("%016x", RowHash([]string{AlertName, table, shard})),
+	}
+}
+
+// alert posts the run's webhook message, if any. A failed post is logged, not fatal: the
+// report and the metrics still carry the result.
+func (c *Checker) alert(ctx context.Context, rep *Report) {
+	msg := c.alerts.alertsFor(rep, c.now())
+	if err := c.alerts.save(); err != nil {
+		c.log.Warn("save alert state", zap.Error(err))
+	}
+	url := c.cfg.Reconcile.WebhookURL
+	if msg == nil || url == "" {
+		return
+	}
+	body, err := json.Marshal(msg)
+	if err != nil {
+		c.log.Error("encode webhook message", zap.Error(err))
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		c.log.Error("webhook request", zap.Error(err))
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.log.Error("post drift alert to webhook", zap.Error(err))
+		rep.Notes = append(rep.Notes, "alert webhook failed: "+err.Error())
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		c.log.Error("drift alert webhook refused", zap.Int("status", resp.StatusCode))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("alert webhook answered HTTP %d", resp.StatusCode))
+	}
+}

@@ -1,0 +1,530 @@
+package reconcile
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/big"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cleave-dev/cleave/route"
+)
+
+const (
+	// firstChunk is the size of the first chunk of an adaptive run; the size then follows
+	// the time the chunk queries take.
+	firstChunk = 1000
+	minChunk   = 100
+	maxChunk   = 2_000_000
+	// leafRows is the source row count under which a mismatched range is compared row by
+	// row instead of being bisected further.
+	leafRows = 2000
+	// fanout is how many parts a mismatched range is split into.
+	fanout = 8
+	// flushAt is how many differing rows are collected before they are re-checked.
+	flushAt = 5000
+)
+
+// agg is the aggregate of one side over one key range.
+type agg struct {
+	count int64
+	sum   *big.Int
+	// stray counts rows that routing places on another shard (shards only).
+	stray int64
+}
+
+// checkTable walks the table chunk by chunk from where the state says, comparing each.
+//
+// Chunk boundaries come from the source: the key size rows past the previous boundary
+// (keyset pagination, never OFFSET from the start). The last chunk is open above, and the
+// first open below, so that shard rows outside the source's key range are seen too. While
+// one chunk's aggregates run on the source and on every shard at once, the next boundary
+// is already being looked up.
+func (c *Checker) checkTable(ctx context.Context, ti *tableInfo, tr *TableReport, ts *tableState, st *state, progress func(int64)) error {
+	ts.restore(tr)
+	if ts.Done {
+		return nil
+	}
+	lower := ts.Next
+	size := firstChunk
+	if c.opts.ChunkSize > 0 {
+		size = c.opts.ChunkSize
+	}
+	if c.limiter != nil && size > c.limiter.Burst() {
+		size = c.limiter.Burst()
+	}
+	target := c.cfg.Reconcile.ChunkTarget
+
+	type bound struct {
+		upper [][]byte
+		err   error
+	}
+	fetch := func(lower [][]byte, size int) chan bound {
+		ch := make(chan bound, 1)
+		go func() {
+			u, err := c.boundary(ctx, ti, lower, size)
+			ch <- bound{u, err}
+		}()
+		return ch
+	}
+	next := fetch(lower, size)
+	for {
+		if err := c.throttle(ctx, size); err != nil {
+			return err
+		}
+		b := <-next
+		if b.err != nil {
+			return b.err
+		}
+		r := keyRange{Lower: lower, Upper: b.upper}
+		if r.Upper != nil {
+			next = fetch(r.Upper, size)
+		}
+		start := time.Now()
+		src, shards, err := c.aggregates(ctx, ti, r)
+		if err != nil {
+			return err
+		}
+		elapsed := time.Since(start)
+		if !c.matches(ti, src, shards) {
+			tr.ChunksMismatched++
+			keys, err := c.drill(ctx, ti, r, src.count, 0)
+			if err != nil {
+				return err
+			}
+			ts.Pending = append(ts.Pending, keys...)
+			if len(ts.Pending) >= flushAt || r.Upper == nil {
+				if err := c.settle(ctx, ti, tr, ts); err != nil {
+					return err
+				}
+			}
+		}
+		tr.Chunks++
+		tr.RowsChecked += src.count
+		for i, s := range shards {
+			tr.Shards[i].RowsChecked += s.count
+		}
+		c.m.rows.WithLabelValues(ti.name).Add(float64(src.count))
+		c.m.chunks.WithLabelValues(ti.name).Inc()
+		ts.save(tr, r.Upper)
+		if err := c.saveState(st); err != nil {
+			return err
+		}
+		progress(tr.RowsChecked)
+		if r.Upper == nil {
+			if err := c.settle(ctx, ti, tr, ts); err != nil {
+				return err
+			}
+			ts.Done = true
+			ts.save(tr, nil)
+			return c.saveState(st)
+		}
+		lower = r.Upper
+		if c.opts.ChunkSize == 0 {
+			size = adapt(size, elapsed, target)
+			if c.limiter != nil && size > c.limiter.Burst() {
+				size = c.limiter.Burst()
+			}
+		}
+	}
+}
+
+// adapt scales the chunk size so that its slowest query takes about target, changing it
+// by at most a factor of two per chunk (as pt-table-checksum does), so one slow query
+// caused by something else does not swing it wildly.
+func adapt(size int, elapsed, target time.Duration) int {
+	if elapsed <= 0 {
+		return min(size*2, maxChunk)
+	}
+	f := float64(target) / float64(elapsed)
+	f = max(0.5, min(2, f))
+	return max(minChunk, min(maxChunk, int(float64(size)*f)))
+}
+
+// boundary returns the key size rows past lower (the chunk's inclusive upper bound), or nil
+// when fewer rows remain: the chunk is then the last one.
+func (c *Checker) boundary(ctx context.Context, ti *tableInfo, lower [][]byte, size int) ([][]byte, error) {
+	where, args, err := ti.where(keyRange{Lower: lower})
+	if err != nil {
+		return nil, err
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s FORCE INDEX (PRIMARY) WHERE %s ORDER BY %s LIMIT 1 OFFSET %d",
+		ti.keySelect(), ti.quoted, where, ti.keyList(), size-1)
+	rows, err := c.source.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find chunk boundary of %s on the source: %w", ti.name, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	key, err := scanKey(rows, len(ti.keys), 0)
+	if err != nil {
+		return nil, fmt.Errorf("find chunk boundary of %s: %w", ti.name, err)
+	}
+	return key, rows.Err()
+}
+
+// scanKey reads len key columns followed by extra columns (discarded) from the current row.
+func scanKey(rows *sql.Rows, n, extra int) ([][]byte, error) {
+	raw := make([]sql.RawBytes, n+extra)
+	dest := make([]any, n+extra)
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return nil, err
+	}
+	key := make([][]byte, n)
+	for i := range key {
+		key[i] = append([]byte{}, raw[i]...)
+	}
+	return key, nil
+}
+
+// aggregates computes the chunk's aggregate on the source and on every shard at once.
+func (c *Checker) aggregates(ctx context.Context, ti *tableInfo, r keyRange) (agg, []agg, error) {
+	var src agg
+	shards := make([]agg, len(c.shards))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		src, err = c.aggregate(gctx, c.source, ti, r, "")
+		if err != nil {
+			return fmt.Errorf("checksum %s on the source: %w", ti.name, err)
+		}
+		return nil
+	})
+	for i, db := range c.shards {
+		g.Go(func() error {
+			member := ti.member[i]
+			if ti.strategy == route.Broadcast {
+				member = ""
+			}
+			a, err := c.aggregate(gctx, db, ti, r, member)
+			if err != nil {
+				return fmt.Errorf("checksum %s on shard %s: %w", ti.name, c.shardNames[i], err)
+			}
+			shards[i] = a
+			return nil
+		})
+	}
+	err := g.Wait()
+	return src, shards, err
+}
+
+func (c *Checker) aggregate(ctx context.Context, db *sql.DB, ti *tableInfo, r keyRange, member string) (agg, error) {
+	where, args, err := ti.where(r)
+	if err != nil {
+		return agg{}, err
+	}
+	stray := "0"
+	if member != "" && member != "TRUE" {
+		stray = "COALESCE(SUM(IF(" + member + ",0,1)),0)"
+	}
+	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(SUM(%s),0), %s FROM %s FORCE INDEX (PRIMARY) WHERE %s",
+		ti.rowHash, stray, ti.quoted, where)
+	var a agg
+	var sum string
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&a.count, &sum, &a.stray); err != nil {
+		return agg{}, err
+	}
+	s, ok := new(big.Int).SetString(sum, 10)
+	if !ok {
+		return agg{}, fmt.Errorf("row hash sum %q is not an integer", sum)
+	}
+	a.sum = s
+	return a, nil
+}
+
+// matches reports whether the shards agree with the source over a range: for a broadcast
+// table each shard holds what the source holds; otherwise the shards' counts and sums add
+// up to the source's and no shard holds a row that routing places elsewhere.
+func (c *Checker) matches(ti *tableInfo, src agg, shards []agg) bool {
+	if ti.strategy == route.Broadcast {
+		for _, s := range shards {
+			if s.count != src.count || s.sum.Cmp(src.sum) != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	var count int64
+	sum := new(big.Int)
+	for _, s := range shards {
+		if s.stray != 0 {
+			return false
+		}
+		count += s.count
+		sum.Add(sum, s.sum)
+	}
+	return count == src.count && sum.Cmp(src.sum) == 0
+}
+
+// settle re-checks the differing rows collected so far against the sinks' progress and
+// records drift and rows in flight. Rows are collected across chunks so that a lagging
+// pipeline is waited for once per batch, not once per chunk.
+func (c *Checker) settle(ctx context.Context, ti *tableInfo, tr *TableReport, ts *tableState) error {
+	if len(ts.Pending) == 0 {
+		return nil
+	}
+	c.log.Debug("rows differ, re-checking", zap.String("table", ti.name), zap.Int("rows", len(ts.Pending)))
+	drift, inflight, err := c.recheck(ctx, ti, ts.Pending)
+	if err != nil {
+		return err
+	}
+	for _, d := range drift {
+		if len(tr.Drift) >= c.opts.MaxDriftRows {
+			tr.Truncated = true
+			break
+		}
+		tr.Drift = append(tr.Drift, d)
+	}
+	tr.InFlight = append(tr.InFlight, inflight...)
+	ts.Pending = nil
+	return nil
+}
+
+// drill narrows a mismatched range down to the keys that differ: a range with few source
+// rows is compared row by row; a larger one is split into fanout parts at source keys, and
+// only the parts whose aggregates differ are examined further.
+func (c *Checker) drill(ctx context.Context, ti *tableInfo, r keyRange, srcCount int64, depth int) ([][][]byte, error) {
+	if srcCount <= leafRows || depth > 20 {
+		return c.leaf(ctx, ti, r)
+	}
+	step := int(srcCount / fanout)
+	if step < 1 {
+		step = 1
+	}
+	var parts []keyRange
+	lower := r.Lower
+	for i := 0; i < fanout-1; i++ {
+		u, err := c.boundaryWithin(ctx, ti, lower, r.Upper, step)
+		if err != nil {
+			return nil, err
+		}
+		if u == nil {
+			break
+		}
+		parts = append(parts, keyRange{Lower: lower, Upper: u})
+		lower = u
+	}
+	parts = append(parts, keyRange{Lower: lower, Upper: r.Upper})
+	var out [][][]byte
+	for _, p := range parts {
+		src, shards, err := c.aggregates(ctx, ti, p)
+		if err != nil {
+			return nil, err
+		}
+		if c.matches(ti, src, shards) {
+			continue
+		}
+		keys, err := c.drill(ctx, ti, p, src.count, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keys...)
+		if len(out) > c.opts.MaxDriftRows*2 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// boundaryWithin is boundary limited to keys at or below upper.
+func (c *Checker) boundaryWithin(ctx context.Context, ti *tableInfo, lower, upper [][]byte, size int) ([][]byte, error) {
+	where, args, err := ti.where(keyRange{Lower: lower, Upper: upper})
+	if err != nil {
+		return nil, err
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s FORCE INDEX (PRIMARY) WHERE %s ORDER BY %s LIMIT 1 OFFSET %d",
+		ti.keySelect(), ti.quoted, where, ti.keyList(), size-1)
+	rows, err := c.source.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("split range of %s on the source: %w", ti.name, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	key, err := scanKey(rows, len(ti.keys), 0)
+	if err != nil {
+		return nil, err
+	}
+	// The last key of the range closes the last part anyway.
+	if upper != nil && mapKey(key) == mapKey(upper) {
+		return nil, rows.Err()
+	}
+	return key, rows.Err()
+}
+
+// rowInfo is one row as the comparison sees it.
+type rowInfo struct {
+	key     [][]byte
+	hash    uint64
+	sk      route.Value
+	version []byte // the shard row's version column, nil for NULL or none
+}
+
+// readRows reads key, row hash, shard key and (on shards) version of the rows of a range or
+// of a list of keys. limit 0 means no limit.
+func (c *Checker) readRows(ctx context.Context, db *sql.DB, ti *tableInfo, where string, args []any, versionCol string, limit int) (map[string]*rowInfo, error) {
+	vsel := "NULL"
+	if versionCol != "" {
+		vsel = "CAST(" + quoteIdent(versionCol) + " AS BINARY)"
+	}
+	q := fmt.Sprintf("SELECT %s, %s, %s, %s FROM %s FORCE INDEX (PRIMARY) WHERE %s",
+		ti.keySelect(), ti.rowHash, ti.shardKeySelect(), vsel, ti.quoted, where)
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	n := len(ti.keys)
+	out := map[string]*rowInfo{}
+	raw := make([]sql.RawBytes, n+3)
+	dest := make([]any, n+3)
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		ri := &rowInfo{key: make([][]byte, n)}
+		for i := 0; i < n; i++ {
+			ri.key[i] = append([]byte{}, raw[i]...)
+		}
+		h, err := parseUint(raw[n])
+		if err != nil {
+			return nil, fmt.Errorf("row hash: %w", err)
+		}
+		ri.hash = h
+		ri.sk = routeValue(cloneBytes(raw[n+1]), raw[n+1] == nil)
+		ri.version = cloneBytes(raw[n+2])
+		out[mapKey(ri.key)] = ri
+	}
+	return out, rows.Err()
+}
+
+// leaf compares a range row by row and returns the keys whose rows differ.
+func (c *Checker) leaf(ctx context.Context, ti *tableInfo, r keyRange) ([][][]byte, error) {
+	where, args, err := ti.where(r)
+	if err != nil {
+		return nil, err
+	}
+	limit := c.opts.MaxDriftRows*2 + leafRows*4
+	src, err := c.readRows(ctx, c.source, ti, where, args, "", limit)
+	if err != nil {
+		return nil, fmt.Errorf("read rows of %s on the source: %w", ti.name, err)
+	}
+	on := make([]map[string]*rowInfo, len(c.shards))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, db := range c.shards {
+		g.Go(func() error {
+			m, err := c.readRows(gctx, db, ti, where, args, ti.shards[i].versionCol, limit)
+			if err != nil {
+				return fmt.Errorf("read rows of %s on shard %s: %w", ti.name, c.shardNames[i], err)
+			}
+			on[i] = m
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out [][][]byte
+	consider := func(k string, key [][]byte) error {
+		if seen[k] {
+			return nil
+		}
+		seen[k] = true
+		copies := make([]*rowInfo, len(on))
+		for i := range on {
+			copies[i] = on[i][k]
+		}
+		d, err := c.classify(ti, key, src[k], copies)
+		if err != nil {
+			return err
+		}
+		if len(d) > 0 {
+			out = append(out, key)
+		}
+		return nil
+	}
+	for k, ri := range src {
+		if err := consider(k, ri.key); err != nil {
+			return nil, err
+		}
+	}
+	for i := range on {
+		for k, ri := range on[i] {
+			if err := consider(k, ri.key); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// classify names what is wrong with one key, given the source row (nil: absent) and each
+// shard's copy (nil: absent). No result means the row is where it belongs, as it is.
+func (c *Checker) classify(ti *tableInfo, key [][]byte, src *rowInfo, copies []*rowInfo) ([]DriftRow, error) {
+	var owners []int
+	if src != nil {
+		o, err := c.router.Route(ti.name, src.sk)
+		if err == nil {
+			owners = o
+		}
+	}
+	var ownerNames []string
+	ownerHas := false
+	for _, o := range owners {
+		ownerNames = append(ownerNames, c.shardNames[o])
+		if copies[o] != nil {
+			ownerHas = true
+		}
+	}
+	var out []DriftRow
+	add := func(kind Kind, shard int, expected []string) {
+		d := DriftRow{Kind: kind, Shard: c.shardNames[shard], ExpectedShards: expected, Key: ti.encodeKey(key), raw: key}
+		if cp := copies[shard]; cp != nil {
+			d.version, d.hasVersion = cp.version, ti.shards[shard].versionCol != ""
+		}
+		out = append(out, d)
+	}
+	stray := false
+	for i, cp := range copies {
+		if cp == nil {
+			continue
+		}
+		switch {
+		case src == nil:
+			add(Extra, i, nil)
+		case contains(owners, i):
+			if cp.hash != src.hash {
+				add(Changed, i, ownerNames)
+			}
+		case ownerHas:
+			add(Duplicate, i, ownerNames)
+		default:
+			add(WrongShard, i, ownerNames)
+			stray = true
+		}
+	}
+	if src != nil && !stray {
+		for _, o := range owners {
+			if copies[o] == nil {
+				add(Missing, o, ownerNames)
+			}
+		}
+	}
+	return out, nil
+}

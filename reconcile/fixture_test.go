@@ -1,0 +1,236 @@
+package reconcile
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// fixture is a source and two shards holding one database of the same name, filled
+// directly with SQL: a pipeline at rest.
+type fixture struct {
+	t      *testing.T
+	env    testenv.Env
+	dbName string
+	source *sql.DB
+	shards []*sql.DB
+	dir    string
+	cfg    *config.Config
+	router *route.Router
+}
+
+// fixtureTable is one table of the fixture's configuration.
+type fixtureTable struct {
+	name     string // table name (the database is the fixture's)
+	ddl      string // column and key definitions
+	strategy string
+	shardKey string
+	extra    string // more YAML for the table entry, indented by 4
+}
+
+func newFixture(t *testing.T, tables ...fixtureTable) *fixture {
+	t.Helper()
+	env := testenv.MySQL(t)
+	f := &fixture{t: t, env: env, dir: t.TempDir()}
+	f.dbName = testenv.UniqueName(t, "rc_", '_', 40)
+	ctx := context.Background()
+	open := func(name, dsn string) *sql.DB {
+		db, err := mysqlx.Open(ctx, name, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := db.Exec("CREATE DATABASE " + mysqlx.QuoteIdent(f.dbName)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := db.Exec("DROP DATABASE IF EXISTS " + mysqlx.QuoteIdent(f.dbName)); err != nil {
+				t.Logf("drop %s on %s: %v", f.dbName, name, err)
+			}
+		})
+		return db
+	}
+	f.source = open("source", env.SourceDSN)
+	for i, dsn := range env.ShardDSNs() {
+		f.shards = append(f.shards, open(fmt.Sprintf("shard%d", i), dsn))
+	}
+	var yaml strings.Builder
+	fmt.Fprintf(&yaml, "source:\n  dsn: %q\n  server_id: 4242\nkafka:\n  brokers: [%q]\n  topic_prefix: %s\n  partitions: 4\n",
+		env.SourceDSN, env.KafkaBrokers[0], strings.ReplaceAll(f.dbName, "_", "-"))
+	fmt.Fprintf(&yaml, "shards:\n  - name: s0\n    dsn: %q\n  - name: s1\n    dsn: %q\ntables:\n", env.Shard0DSN, env.Shard1DSN)
+	for _, tb := range tables {
+		fmt.Fprintf(&yaml, "  - name: %s.%s\n    strategy: %s\n", f.dbName, tb.name, tb.strategy)
+		if tb.shardKey != "" {
+			fmt.Fprintf(&yaml, "    shard_key: %s\n", tb.shardKey)
+		}
+		yaml.WriteString(tb.extra)
+		f.exec(f.source, "CREATE TABLE %s (%s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl)
+		for _, s := range f.shards {
+			f.exec(s, "CREATE TABLE %s (%s, %s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl, shardmeta.VersionColumnDDL)
+		}
+	}
+	yaml.WriteString("reconcile:\n  recheck_rounds: 3\n")
+	path := filepath.Join(f.dir, "cleave.yaml")
+	if err := os.WriteFile(path, []byte(yaml.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+	return f
+}
+
+func (f *fixture) configPath() string { return filepath.Join(f.dir, "cleave.yaml") }
+
+func (f *fixture) q(table string) string { return mysqlx.QuoteTable(f.dbName, table) }
+
+func (f *fixture) exec(db *sql.DB, format string, args ...any) {
+	f.t.Helper()
+	if _, err := db.Exec(fmt.Sprintf(format, args...)); err != nil {
+		f.t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+	}
+}
+
+// full is the configured name of a fixture table.
+func (f *fixture) full(table string) string { return f.dbName + "." + table }
+
+// owner routes a shard key value of table with the configuration's router.
+func (f *fixture) owner(table string, key route.Value) []int {
+	f.t.Helper()
+	if f.router == nil {
+		kinds := map[string]route.KeyKind{}
+		for _, tb := range f.cfg.Tables {
+			def, err := schema.Load(context.Background(), f.source, tb.DB(), tb.TableName())
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			if tb.ShardKey != "" {
+				kinds[tb.Name] = keyKind(def.Column(tb.ShardKey))
+			}
+		}
+		r, err := f.cfg.Router(kinds)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.router = r
+	}
+	o, err := f.router.Route(f.full(table), key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return o
+}
+
+// copyRouted copies every source row of table to the shards that own it, with version 1,
+// as a sink would have left them. shardKey is the routing column ("" routes every row to
+// the owners of NULL, which is right for broadcast and pin).
+func (f *fixture) copyRouted(table, shardKey string) {
+	f.t.Helper()
+	cols := f.columns(table)
+	sk := "NULL"
+	if shardKey != "" {
+		sk = "CAST(" + mysqlx.QuoteIdent(shardKey) + " AS BINARY)"
+	}
+	rows, err := f.source.Query("SELECT " + sk + ", " + strings.Join(quoteAll(cols), ",") + " FROM " + f.q(table))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rows.Close()
+	type row struct {
+		sk   []byte
+		null bool
+		vals []any
+	}
+	var all []row
+	for rows.Next() {
+		vals := make([]any, len(cols)+1)
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			f.t.Fatal(err)
+		}
+		b, _ := vals[0].([]byte)
+		all = append(all, row{sk: b, null: vals[0] == nil, vals: vals[1:]})
+	}
+	if err := rows.Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	ph := strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",")
+	for _, r := range all {
+		for _, o := range f.owner(table, routeValue(r.sk, r.null)) {
+			q := fmt.Sprintf("INSERT INTO %s (%s, _cleave_version) VALUES (%s, 1)", f.q(table), strings.Join(quoteAll(cols), ","), ph)
+			if _, err := f.shards[o].Exec(q, r.vals...); err != nil {
+				f.t.Fatalf("copy row to shard %d: %v", o, err)
+			}
+		}
+	}
+}
+
+func (f *fixture) columns(table string) []string {
+	f.t.Helper()
+	rows, err := f.source.Query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", f.dbName, table)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			f.t.Fatal(err)
+		}
+		cols = append(cols, c)
+	}
+	return cols
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = mysqlx.QuoteIdent(n)
+	}
+	return out
+}
+
+// checker returns a checker over the fixture's pools with the given options.
+func (f *fixture) checker(opts Options, more ...Option) *Checker {
+	f.t.Helper()
+	all := append([]Option{WithOptions(opts), WithConnections(f.source, f.shards)}, more...)
+	c, err := New(f.cfg, all...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) run(opts Options, more ...Option) *Report {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := f.checker(opts, more...).Run(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, tr := range rep.Tables {
+		if tr.Error != "" {
+			f.t.Fatalf("table %s could not be checked: %s", tr.Table, tr.Error)
+		}
+	}
+	return rep
+}

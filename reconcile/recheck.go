@@ -1,0 +1,378 @@
+package reconcile
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// keyBatch is how many keys one re-read query names.
+const keyBatch = 500
+
+func quoteIdent(s string) string { return mysqlx.QuoteIdent(s) }
+
+func parseUint(b []byte) (uint64, error) { return strconv.ParseUint(string(b), 10, 64) }
+
+// recheck settles candidate rows under live writes.
+//
+// A difference seen once may be replication lag. Each round:
+//
+//  1. read the rows on the source (src1);
+//  2. note the source's binlog position P (SHOW MASTER STATUS, read after src1, so every
+//     change src1 reflects is below P);
+//  3. wait until every shard's sink has applied past P on every partition of the table's
+//     topic (min applied_version in _cleave.offsets >= version(P)); a shard without any
+//     offsets for the topic has no sink running and is not waited for;
+//  4. read the rows on every shard, then on the source again (src2).
+//
+// For a row with src1 == src2 the source did not change it between steps 1 and 4, so every
+// change of it is below P and already applied: the shards must show exactly src2. If they
+// do not, that round counts against the row. A row must differ in two such rounds (or the
+// only round) to be drift, which also covers a change and its revert between 1 and 4.
+// A row whose source copy changed (src1 != src2) is inconclusive for the round; when the
+// sinks did not reach P within the round's wait, the round is inconclusive for every row.
+// Rows still inconclusive after the last round are in flight, never drift. The wait doubles
+// every round.
+func (c *Checker) recheck(ctx context.Context, ti *tableInfo, keys [][][]byte) ([]DriftRow, []InFlightRow, error) {
+	type pend struct {
+		key      [][]byte
+		diffs    int
+		last     []DriftRow
+		changing bool
+		lag      string
+	}
+	rounds := max(1, c.cfg.Reconcile.RecheckRounds)
+	need := min(2, rounds)
+	pending := map[string]*pend{}
+	var order []string
+	for _, k := range keys {
+		mk := mapKey(k)
+		if _, ok := pending[mk]; !ok {
+			pending[mk] = &pend{key: k}
+			order = append(order, mk)
+		}
+	}
+	var drift []DriftRow
+	wait := c.opts.RecheckWait
+	backoff := 100 * time.Millisecond
+	for round := 0; round < rounds && len(pending) > 0; round++ {
+		var batch [][][]byte
+		for _, mk := range order {
+			if p, ok := pending[mk]; ok {
+				batch = append(batch, p.key)
+			}
+		}
+		src1, err := c.readByKeys(ctx, c.source, ti, batch, "")
+		if err != nil {
+			return nil, nil, fmt.Errorf("re-read rows of %s on the source: %w", ti.name, err)
+		}
+		v, havePos, err := c.sourceVersion(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		lag := ""
+		if havePos {
+			ok, note, err := c.waitSinks(ctx, ti, v, wait)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !ok {
+				lag = note
+			}
+		}
+		unsettled := false
+		if lag != "" {
+			for _, p := range pending {
+				p.lag, p.changing = lag, false
+			}
+			unsettled = true
+		} else {
+			copies := make([]map[string]*rowInfo, len(c.shards))
+			for i, db := range c.shards {
+				m, err := c.readByKeys(ctx, db, ti, batch, ti.shards[i].versionCol)
+				if err != nil {
+					return nil, nil, fmt.Errorf("re-read rows of %s on shard %s: %w", ti.name, c.shardNames[i], err)
+				}
+				copies[i] = m
+			}
+			src2, err := c.readByKeys(ctx, c.source, ti, batch, "")
+			if err != nil {
+				return nil, nil, fmt.Errorf("re-read rows of %s on the source: %w", ti.name, err)
+			}
+			for _, mk := range order {
+				p, ok := pending[mk]
+				if !ok {
+					continue
+				}
+				a, b := src1[mk], src2[mk]
+				if !sameRow(a, b) {
+					p.changing, p.lag = true, ""
+					unsettled = true
+					continue
+				}
+				on := make([]*rowInfo, len(copies))
+				for i := range copies {
+					on[i] = copies[i][mk]
+				}
+				d, err := c.classify(ti, p.key, b, on)
+				if err != nil {
+					return nil, nil, err
+				}
+				if len(d) == 0 {
+					delete(pending, mk)
+					continue
+				}
+				p.diffs++
+				p.last, p.changing, p.lag = d, false, ""
+				if p.diffs >= need {
+					drift = append(drift, d...)
+					delete(pending, mk)
+				}
+			}
+		}
+		if len(pending) > 0 && round < rounds-1 {
+			if unsettled {
+				if err := sleep(ctx, backoff); err != nil {
+					return nil, nil, err
+				}
+				backoff = min(backoff*2, 5*time.Second)
+			}
+			wait *= 2
+		}
+	}
+	var inflight []InFlightRow
+	for _, mk := range order {
+		p, ok := pending[mk]
+		if !ok {
+			continue
+		}
+		f := InFlightRow{Key: ti.encodeKey(p.key)}
+		switch {
+		case p.lag != "":
+			f.Reason = p.lag
+		case p.changing:
+			f.Reason = "source row kept changing"
+		default:
+			f.Reason = "differed in fewer rounds than needed to confirm"
+		}
+		for _, d := range p.last {
+			if !contains(f.Shards, d.Shard) {
+				f.Shards = append(f.Shards, d.Shard)
+			}
+		}
+		inflight = append(inflight, f)
+	}
+	for i := range drift {
+		if drift[i].Kind != Changed {
+			continue
+		}
+		cols, err := c.changedColumns(ctx, ti, drift[i].raw, c.shardIndex(drift[i].Shard))
+		if err != nil {
+			return nil, nil, err
+		}
+		drift[i].Columns = cols
+	}
+	return drift, inflight, nil
+}
+
+func (c *Checker) shardIndex(name string) int {
+	for i, n := range c.shardNames {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func sameRow(a, b *rowInfo) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.hash == b.hash && a.sk.Null == b.sk.Null && string(a.sk.Bytes) == string(b.sk.Bytes)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// readByKeys reads the rows with the given keys, in batches.
+func (c *Checker) readByKeys(ctx context.Context, db *sql.DB, ti *tableInfo, keys [][][]byte, versionCol string) (map[string]*rowInfo, error) {
+	out := map[string]*rowInfo{}
+	for start := 0; start < len(keys); start += keyBatch {
+		where, args, err := ti.keysWhere(keys[start:min(start+keyBatch, len(keys))])
+		if err != nil {
+			return nil, err
+		}
+		m, err := c.readRows(ctx, db, ti, where, args, versionCol, 0)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// sourceVersion is the version of the source's current binlog position: every change
+// committed so far has a lower version. ok is false when the source has no binlog.
+func (c *Checker) sourceVersion(ctx context.Context) (event.Version, bool, error) {
+	file, pos, ok, err := masterStatus(ctx, c.source)
+	if err != nil || !ok {
+		return 0, ok, err
+	}
+	v, err := event.NewVersion(file, pos, 0)
+	if err != nil {
+		return 0, false, err
+	}
+	return v, true, nil
+}
+
+func masterStatus(ctx context.Context, db *sql.DB) (file string, pos uint64, ok bool, err error) {
+	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return "", 0, false, fmt.Errorf("read the source's binlog position (SHOW MASTER STATUS needs REPLICATION CLIENT or BINLOG MONITOR): %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", 0, false, err
+	}
+	if !rows.Next() {
+		return "", 0, false, rows.Err()
+	}
+	raw := make([]sql.RawBytes, len(cols))
+	dest := make([]any, len(cols))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return "", 0, false, err
+	}
+	for i, name := range cols {
+		switch strings.ToLower(name) {
+		case "file":
+			file = string(raw[i])
+		case "position":
+			pos, err = strconv.ParseUint(string(raw[i]), 10, 64)
+			if err != nil {
+				return "", 0, false, fmt.Errorf("SHOW MASTER STATUS position %q: %w", raw[i], err)
+			}
+		}
+	}
+	return file, pos, file != "", rows.Err()
+}
+
+// waitSinks waits until every shard whose sink keeps offsets for the table's topic has
+// applied past version v on every partition, or timeout passes; note then says which
+// shard is behind.
+func (c *Checker) waitSinks(ctx context.Context, ti *tableInfo, v event.Version, timeout time.Duration) (bool, string, error) {
+	topic := kafkax.TableTopic(c.cfg.Kafka.TopicPrefix, ti.db, ti.tbl)
+	deadline := time.Now().Add(timeout)
+	q := "SELECT COUNT(*), COALESCE(MIN(applied_version),0) FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
+		" WHERE consumer_group = ? AND topic = ?"
+	for {
+		note := ""
+		for i, db := range c.shards {
+			group := kafkax.SinkGroup(c.cfg.Kafka.TopicPrefix, c.shardNames[i])
+			var n int64
+			var applied uint64
+			err := db.QueryRowContext(ctx, q, group, topic).Scan(&n, &applied)
+			switch {
+			case err != nil && (mysqlx.Number(err) == mysqlx.ErNoSuchTable || mysqlx.Number(err) == 1049):
+				continue // no bookkeeping: no sink has ever run on this shard
+			case err != nil:
+				return false, "", fmt.Errorf("read sink offsets of %s on shard %s: %w", topic, c.shardNames[i], err)
+			case n == 0:
+				continue // no sink keeps offsets for this table here: nothing to wait for
+			}
+			if int(n) < c.cfg.Kafka.Partitions {
+				applied = 0 // a partition without offsets has applied nothing yet
+			}
+			if event.Version(applied) < v {
+				note = fmt.Sprintf("sinks behind: shard %s (group %s) had applied topic %s up to version %d (%d of %d partitions with offsets), below the source position's version %d after waiting %s",
+					c.shardNames[i], group, topic, applied, n, c.cfg.Kafka.Partitions, uint64(v), timeout)
+				break
+			}
+		}
+		if note == "" {
+			return true, "", nil
+		}
+		if time.Now().After(deadline) {
+			return false, note, nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return false, "", err
+		}
+	}
+}
+
+// changedColumns names the columns whose parts differ between the source row and the
+// shard's copy.
+func (c *Checker) changedColumns(ctx context.Context, ti *tableInfo, key [][]byte, shard int) ([]string, error) {
+	if shard < 0 {
+		return nil, nil
+	}
+	src, err := c.readParts(ctx, c.source, ti, key)
+	if err != nil {
+		return nil, fmt.Errorf("read changed row of %s on the source: %w", ti.name, err)
+	}
+	dst, err := c.readParts(ctx, c.shards[shard], ti, key)
+	if err != nil {
+		return nil, fmt.Errorf("read changed row of %s on shard %s: %w", ti.name, c.shardNames[shard], err)
+	}
+	if src == nil || dst == nil {
+		return nil, nil
+	}
+	var cols []string
+	for i, col := range ti.hashed {
+		if src[i] != dst[i] {
+			cols = append(cols, col.Name)
+		}
+	}
+	return cols, nil
+}
+
+// readParts reads the hash parts of one row (nil when absent).
+func (c *Checker) readParts(ctx context.Context, db *sql.DB, ti *tableInfo, key [][]byte) ([]string, error) {
+	where, args, err := ti.keysWhere([][][]byte{key})
+	if err != nil {
+		return nil, err
+	}
+	sels := make([]string, len(ti.hashed))
+	for i, col := range ti.hashed {
+		sels[i] = partSQL(col)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT "+strings.Join(sels, ",")+" FROM "+ti.quoted+" WHERE "+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	vals := make([]string, len(sels))
+	dest := make([]any, len(sels))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return nil, err
+	}
+	return vals, rows.Err()
+}

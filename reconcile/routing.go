@@ -1,0 +1,137 @@
+package reconcile
+
+import (
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
+)
+
+// keyKind is how routing compares a table's shard key: as integers for integer columns,
+// as bytes otherwise (the rule the sinks use).
+func keyKind(c *schema.Column) route.KeyKind {
+	if c != nil && c.Kind.Integer() {
+		return route.KeyInt
+	}
+	return route.KeyBytes
+}
+
+var intLiteral = regexp.MustCompile(`^[+-]?[0-9]+$`)
+
+// memberSQL is the SQL condition that holds when a row belongs on shard i by the table's
+// routing: the same function as route.Router.Route, evaluated by the server so that a shard
+// can count its stray rows without sending them. The property test in routing_test.go checks
+// it against Route on random values.
+func memberSQL(spec route.TableSpec, shardKey *schema.Column, shards []route.Shard, i int) (string, error) {
+	name := shards[i].Name
+	switch spec.Strategy {
+	case route.Broadcast:
+		return "TRUE", nil
+	case route.Pin:
+		if spec.Shard == name {
+			return "TRUE", nil
+		}
+		return "FALSE", nil
+	}
+	if shardKey == nil {
+		return "", fmt.Errorf("strategy %s needs a shard key", spec.Strategy)
+	}
+	col := mysqlx.QuoteIdent(shardKey.Name)
+	bin := "CAST(" + col + " AS BINARY)"
+	lit := func(v string) (string, error) {
+		if spec.KeyKind == route.KeyInt {
+			if !intLiteral.MatchString(v) {
+				return "", fmt.Errorf("%q is not an integer", v)
+			}
+			return v, nil
+		}
+		return "X'" + hex.EncodeToString([]byte(v)) + "'", nil
+	}
+	operand := bin
+	if spec.KeyKind == route.KeyInt {
+		operand = col
+	}
+	switch spec.Strategy {
+	case route.Hash:
+		s := shards[i]
+		return route.SQLKeyspaceFilter(route.SQLHashExpr(col), s.Start, s.End), nil
+	case route.Range:
+		var ors []string
+		for j, r := range spec.Ranges {
+			if r.Shard != name {
+				continue
+			}
+			var conds []string
+			if j > 0 {
+				l, err := lit(spec.Ranges[j-1].Below)
+				if err != nil {
+					return "", err
+				}
+				conds = append(conds, operand+" >= "+l)
+			}
+			if r.Below != "" {
+				l, err := lit(r.Below)
+				if err != nil {
+					return "", err
+				}
+				conds = append(conds, operand+" < "+l)
+			}
+			if j == 0 {
+				// NULL sorts below every bound: it belongs to the first range.
+				if len(conds) == 0 {
+					ors = append(ors, "TRUE")
+				} else {
+					ors = append(ors, "("+col+" IS NULL OR "+strings.Join(conds, " AND ")+")")
+				}
+				continue
+			}
+			if len(conds) == 0 {
+				ors = append(ors, "TRUE")
+			} else {
+				ors = append(ors, "("+strings.Join(conds, " AND ")+")")
+			}
+		}
+		if len(ors) == 0 {
+			return "FALSE", nil
+		}
+		return "(" + strings.Join(ors, " OR ") + ")", nil
+	case route.List:
+		var mine, all []string
+		vals := make([]string, 0, len(spec.Values))
+		for v := range spec.Values {
+			vals = append(vals, v)
+		}
+		sort.Strings(vals)
+		for _, v := range vals {
+			l, err := lit(v)
+			if err != nil {
+				return "", err
+			}
+			all = append(all, l)
+			if spec.Values[v] == name {
+				mine = append(mine, l)
+			}
+		}
+		var ors []string
+		if len(mine) > 0 {
+			ors = append(ors, operand+" IN ("+strings.Join(mine, ",")+")")
+		}
+		if spec.Default == name {
+			if len(all) > 0 {
+				ors = append(ors, "("+col+" IS NULL OR "+operand+" NOT IN ("+strings.Join(all, ",")+"))")
+			} else {
+				ors = append(ors, "TRUE")
+			}
+		}
+		if len(ors) == 0 {
+			return "FALSE", nil
+		}
+		return "(" + strings.Join(ors, " OR ") + ")", nil
+	}
+	return "", fmt.Errorf("unknown strategy %q", spec.Strategy)
+}
