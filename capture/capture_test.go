@@ -1,0 +1,320 @@
+package capture
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/schema"
+)
+
+// sourceRows reads table from the source with SELECT and returns each row in event form
+// by its message key: what capture must have delivered as the row's latest image.
+func (f *fixture) sourceRows(table string) map[string]event.Row {
+	f.t.Helper()
+	ctx := context.Background()
+	tbl, err := schema.Load(ctx, f.src, f.db, table)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rows, err := f.src.QueryContext(ctx, "SELECT * FROM `"+table+"`")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]event.Row{}
+	for rows.Next() {
+		vals := make([]any, len(tbl.Columns))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			f.t.Fatal(err)
+		}
+		row := event.Row{}
+		for i := range tbl.Columns {
+			col := tbl.Columns[i]
+			if col.Kind == schema.KindString {
+				// The session converted the column's bytes to utf8mb4 already.
+				col.Charset = "utf8mb4"
+			}
+			v, err := event.Encode(&col, vals[i])
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			row[col.Name] = v
+		}
+		key, err := event.Key(tbl, row)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out[string(key)] = row
+	}
+	if err := rows.Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// sameRows compares rows read back from Kafka with rows read from the source, through
+// JSON, as a sink sees them.
+func sameRows(t *testing.T, what string, got, want map[string]event.Row) {
+	t.Helper()
+	norm := func(m map[string]event.Row) string {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back any
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.UseNumber()
+		if err := dec.Decode(&back); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := json.Marshal(back)
+		return string(out)
+	}
+	if g, w := norm(got), norm(want); g != w {
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d rows from Kafka, %d in the source", what, len(got), len(want))
+		}
+		for k, w := range want {
+			if g, ok := got[k]; !ok || !reflect.DeepEqual(norm(map[string]event.Row{k: g}), norm(map[string]event.Row{k: w})) {
+				t.Fatalf("%s: row %s\nfrom Kafka: %v\nin source:  %v", what, k, got[k], w)
+			}
+		}
+		t.Fatalf("%s differ:\nfrom Kafka: %s\nin source:  %s", what, g, w)
+	}
+}
+
+func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec(
+		"CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), qty INT)",
+		"CREATE TABLE pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (b, a))",
+		"CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(40))",
+		"CREATE TABLE ignored (id INT PRIMARY KEY)",
+	)
+	cfg := f.configure([]string{"items", "pairs", "big"}, "")
+	r := f.start(cfg)
+
+	f.exec(
+		"INSERT INTO items VALUES (1,'a',1)",
+		"INSERT INTO items VALUES (2,'b',2),(3,'c',3),(4,'d',4)",
+		"UPDATE items SET qty = qty + 10 WHERE id <= 3",
+		"DELETE FROM items WHERE id = 4",
+		"INSERT INTO ignored VALUES (1),(2)",
+		"UPDATE items SET id = 10 WHERE id = 1",
+		"UPDATE items SET name = 'same' WHERE id = 2",
+		"INSERT INTO pairs VALUES (1,'x',1),(2,'x',2),(1,'y',3)",
+		"UPDATE pairs SET v = v * 2",
+		"DELETE FROM pairs WHERE b = 'y'",
+	)
+	// One transaction of 100k rows (and a change to another table in it).
+	tx, err := f.src.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		"INSERT INTO big SELECT seq, CONCAT('value ', seq) FROM seq_1_to_100000",
+		"UPDATE items SET qty = 0 WHERE id = 10",
+	} {
+		if _, err := tx.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	target := f.sourcePosition()
+	r.waitAcknowledged(t, target)
+	if err := r.shutdown(); err != nil {
+		t.Fatalf("capture stopped with %v, want nil on cancel", err)
+	}
+
+	for _, tc := range []struct {
+		table string
+		ops   map[event.Op]int
+	}{
+		{"items", map[event.Op]int{event.OpCreate: 5, event.OpUpdate: 5, event.OpDelete: 2}},
+		{"pairs", map[event.Op]int{event.OpCreate: 3, event.OpUpdate: 3, event.OpDelete: 1}},
+		{"big", map[event.Op]int{event.OpCreate: 100000}},
+	} {
+		t.Run(tc.table+" has every change once, in order per key, ending in the source's rows", func(t *testing.T) {
+			recs := readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, tc.table))
+			got := countOps(rowEvents(recs))
+			if !reflect.DeepEqual(got, tc.ops) {
+				t.Fatalf("events by op = %v, want %v", got, tc.ops)
+			}
+			checkOrderPerKey(t, recs)
+			sameRows(t, tc.table, finalRows(recs), f.sourceRows(tc.table))
+		})
+	}
+
+	t.Run("a primary key update is a delete of the old key and a create of the new", func(t *testing.T) {
+		recs := rowEvents(readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "items")))
+		var del, cre *record
+		for i := range recs {
+			switch {
+			case recs[i].key == "[1]" && recs[i].ev.Op == event.OpDelete:
+				del = &recs[i]
+			case recs[i].key == "[10]" && recs[i].ev.Op == event.OpCreate:
+				cre = &recs[i]
+			}
+		}
+		if del == nil || cre == nil {
+			t.Fatalf("delete of [1] = %v, create of [10] = %v", del, cre)
+		}
+		if del.ev.Version != cre.ev.Version || del.ev.Source.Pos != cre.ev.Source.Pos {
+			t.Fatalf("the pair carries versions %v and %v", del.ev.Version, cre.ev.Version)
+		}
+		if del.ev.Before["qty"] != json.Number("11") || cre.ev.After["qty"] != json.Number("11") {
+			t.Fatalf("before %v, after %v", del.ev.Before, cre.ev.After)
+		}
+	})
+
+	t.Run("the rows of one transaction share its GTID and position order", func(t *testing.T) {
+		recs := rowEvents(readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "big")))
+		gtids := map[string]bool{}
+		versions := map[event.Version]bool{}
+		for _, r := range recs {
+			gtids[r.ev.Source.GTID] = true
+			versions[r.ev.Version] = true
+			if r.ev.Source.DB != f.db || r.ev.Source.Table != "big" || r.ev.Source.File == "" || r.ev.Source.TsMs == 0 {
+				t.Fatalf("source %+v", r.ev.Source)
+			}
+		}
+		if len(gtids) != 1 || len(versions) != 100000 {
+			t.Fatalf("%d GTIDs, %d distinct versions", len(gtids), len(versions))
+		}
+	})
+
+	t.Run("the final checkpoint is at or after the last change", func(t *testing.T) {
+		cp, err := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1).Load(context.Background())
+		if err != nil || cp == nil {
+			t.Fatalf("checkpoint %v, %v", cp, err)
+		}
+		if cp.Before(target) {
+			t.Fatalf("checkpoint %s before %s", cp.Position, target)
+		}
+		if cp.GTID == "" || cp.SourceServerID == 0 {
+			t.Fatalf("checkpoint %+v lacks its GTID or source", cp)
+		}
+	})
+}
+
+func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+	cfg := f.configure([]string{"t"}, "")
+	r := f.start(cfg)
+	f.exec("INSERT INTO t VALUES (1),(2),(3),(4),(5),(6),(7),(8)")
+	r.waitAcknowledged(t, f.sourcePosition())
+	topic := kafkax.TableTopic(f.prefix, f.db, "t")
+
+	// After the insert, every partition gets a heartbeat above the rows before it.
+	var recs []record
+	deadline := time.Now().Add(time.Minute)
+	for {
+		recs = readTopic(t, f.env.KafkaBrokers, topic)
+		after := map[int]bool{}
+		var top event.Version
+		for _, rec := range rowEvents(recs) {
+			top = max(top, rec.ev.Version)
+		}
+		for _, rec := range recs {
+			if rec.ev.Op == event.OpHeartbeat && rec.ev.Version > top {
+				after[rec.partition] = true
+			}
+		}
+		if len(after) == cfg.Kafka.Partitions {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeats after the rows on %d of %d partitions", len(after), cfg.Kafka.Partitions)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	last := map[int]event.Version{}
+	for _, rec := range recs {
+		if rec.ev.Version < last[rec.partition] {
+			t.Fatalf("partition %d: version %v at offset %d after %v", rec.partition, rec.ev.Version, rec.offset, last[rec.partition])
+		}
+		last[rec.partition] = rec.ev.Version
+		if rec.ev.Op == event.OpHeartbeat && (rec.key != "" || rec.ev.Source.File == "" || rec.ev.Source.TsMs == 0) {
+			t.Fatalf("heartbeat %+v with key %q", rec.ev, rec.key)
+		}
+	}
+
+	testenv.Eventually(t, time.Minute, "source_lag_seconds 0 on the idle source", func() bool {
+		return metricValue(t, r.reg, "cleave_capture_source_lag_seconds") == 0 &&
+			metricValue(t, r.reg, "cleave_capture_heartbeats_total") > 0
+	})
+	if n := metricValue(t, r.reg, "cleave_capture_events_total"); n != 8 {
+		t.Fatalf("events_total = %v, want 8", n)
+	}
+}
+
+func TestServerIDInUseStopsTheOlderConnectionNamingIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+	cfg := f.configure([]string{"t"}, "")
+	first := f.start(cfg)
+	second := f.start(cfg)
+	var err error
+	select {
+	case err = <-first.done:
+		first.done <- err
+	case <-time.After(time.Minute):
+		t.Fatal("the first capture kept running beside a second one with its server_id")
+	}
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("source.server_id=%d", cfg.Source.ServerID)) || !strings.Contains(err.Error(), "its own server_id") {
+		t.Fatalf("error = %v", err)
+	}
+	if !second.c.Status().Streaming {
+		t.Fatal("the second capture is not streaming")
+	}
+}
+
+func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+	cfg := f.configure([]string{"t"}, "")
+	store := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1)
+	defer store.Close()
+	ctx := context.Background()
+	if err := store.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur := f.sourcePosition()
+	var id uint32
+	if err := f.src.QueryRow("SELECT @@server_id").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	gone := Checkpoint{Position: Position{File: strings.TrimRight(cur.File, "0123456789") + "000000", Pos: 4}, SourceServerID: id, Flavor: "mariadb"}
+	if err := store.Store(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Run(ctx)
+	for _, want := range []string{gone.File, "no longer has binlog file", "backfill", CheckpointTopic(f.prefix)} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v does not say %q", err, want)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+)
+
+// fixture is one test's isolated world: a database on the shared source, a topic prefix
+// on the shared Kafka, and a replica server_id of its own.
+type fixture struct {
+	t       *testing.T
+	env     testenv.Env
+	db      string
+	prefix  string
+	src     *sql.DB // a session on the test's database (UTC, utf8mb4)
+	cfgPath string
+	cfg     *config.Config
+}
+
+// newFixture creates the database and prefix; tables are the configured tables of the
+// test's database, created by the caller with src.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := testenv.Services(t)
+	f := &fixture{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t)}
+	src, err := mysqlx.Open(context.Background(), "source", testenv.DSNWithDB(t, env.SourceDSN, f.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	f.src = src
+	return f
+}
+
+// serverID returns a replica server_id no other test (of any package) uses.
+func serverID() uint32 { return 1<<24 + rand.Uint32N(1<<30) }
+
+// configure writes and loads a configuration for the fixture with the given tables (names
+// within the test's database) and extra YAML.
+func (f *fixture) configure(tables []string, extra string) *config.Config {
+	f.t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", f.env.SourceDSN, serverID())
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", f.env.KafkaBrokers[0], f.prefix)
+	fmt.Fprintf(&b, "shards:\n  - name: s0\n    dsn: %q\n", f.env.Shard0DSN)
+	b.WriteString("tables:\n")
+	for _, tb := range tables {
+		fmt.Fprintf(&b, "  - name: %s.%s\n    strategy: broadcast\n", f.db, tb)
+	}
+	b.WriteString("http:\n  listen: \"\"\nlog:\n  level: info\n  format: json\n")
+	b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
+	b.WriteString(extra)
+	f.cfgPath = filepath.Join(f.t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(f.cfgPath, []byte(b.String()), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	cfg, err := config.Load(f.cfgPath)
+	if err != nil {
+		f.t.Fatalf("config: %v\n%s", err, b.String())
+	}
+	f.cfg = cfg
+	return cfg
+}
+
+func (f *fixture) exec(stmts ...string) {
+	f.t.Helper()
+	for _, s := range stmts {
+		if _, err := f.src.Exec(s); err != nil {
+			f.t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// running is a Capture running in the test process.
+type running struct {
+	c    *Capture
+	reg  *prometheus.Registry
+	stop context.CancelFunc
+	done chan error
+	once sync.Once
+	err  error
+}
+
+func (f *fixture) start(cfg *config.Config) *running {
+	f.t.Helper()
+	reg := prometheus.NewRegistry()
+	c, err := New(cfg, Options{Registerer: reg, RetryMaxTime: time.Minute})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{c: c, reg: reg, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- c.Run(ctx) }()
+	f.t.Cleanup(func() { r.shutdown() })
+	// Streaming begins once the start position is stored.
+	testenv.Eventually(f.t, time.Minute, "capture streaming", func() bool {
+		select {
+		case err := <-r.done:
+			r.done <- err
+			return true
+		default:
+		}
+		return c.Status().Streaming
+	})
+	return r
+}
+
+// shutdown cancels Run and returns what it returned.
+func (r *running) shutdown() error {
+	r.once.Do(func() {
+		r.stop()
+		select {
+		case r.err = <-r.done:
+		case <-time.After(2 * time.Minute):
+			r.err = errors.New("capture did not stop within 2 minutes")
+		}
+	})
+	return r.err
+}
+
+// sourcePosition is the source's current position.
+func (f *fixture) sourcePosition() Position {
+	f.t.Helper()
+	var file string
+	var pos uint64
+	var a, b sql.NullString
+	if err := f.src.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
+		f.t.Fatal(err)
+	}
+	return Position{File: file, Pos: pos}
+}
+
+// waitAcknowledged waits until Kafka has acknowledged everything up to the source's
+// current position.
+func (r *running) waitAcknowledged(t *testing.T, target Position) {
+	t.Helper()
+	testenv.Eventually(t, 2*time.Minute, "capture acknowledged up to "+target.String(), func() bool {
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("capture stopped: %v", err)
+		default:
+		}
+		return !r.c.Status().Acknowledged.Before(target)
+	})
+}
+
+// record is one message read back from Kafka.
+type record struct {
+	partition int
+	offset    int64
+	key       string
+	ev        *event.Event
+}
+
+// readTopic reads every message of topic, partition by partition in offset order.
+func readTopic(t *testing.T, brokers []string, topic string) []record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	parts, err := kafkax.Partitions(ctx, brokers, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record
+	for p := 0; p < parts[topic]; p++ {
+		conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, p)
+		if err != nil {
+			t.Fatalf("dial %s/%d: %v", topic, p, err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(time.Minute))
+		first, last, err := conn.ReadOffsets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+			t.Fatal(err)
+		}
+		off := first
+		for off < last {
+			batch := conn.ReadBatch(1, 16<<20)
+			for {
+				m, err := batch.ReadMessage()
+				if err != nil {
+					break
+				}
+				ev, err := event.Unmarshal(m.Value)
+				if err != nil {
+					t.Fatalf("%s/%d@%d: %v: %s", topic, p, m.Offset, err, m.Value)
+				}
+				out = append(out, record{partition: p, offset: m.Offset, key: string(m.Key), ev: ev})
+				off = m.Offset + 1
+			}
+			if err := batch.Close(); err != nil {
+				t.Fatalf("read %s/%d: %v", topic, p, err)
+			}
+		}
+		conn.Close()
+	}
+	return out
+}
+
+// rows returns the row events (no heartbeats, no schema changes) of records.
+func rowEvents(recs []record) []record {
+	var out []record
+	for _, r := range recs {
+		if r.ev.Op == event.OpCreate || r.ev.Op == event.OpUpdate || r.ev.Op == event.OpDelete {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checkOrderPerKey checks that, in every partition, each key's versions strictly increase
+// and that a key lives in one partition only.
+func checkOrderPerKey(t *testing.T, recs []record) {
+	t.Helper()
+	last := map[string]event.Version{}
+	part := map[string]int{}
+	for _, r := range rowEvents(recs) {
+		if p, ok := part[r.key]; ok && p != r.partition {
+			t.Fatalf("key %s in partitions %d and %d", r.key, p, r.partition)
+		}
+		part[r.key] = r.partition
+		if v, ok := last[r.key]; ok && r.ev.Version <= v {
+			t.Fatalf("key %s: version %v at offset %d after %v", r.key, r.ev.Version, r.offset, v)
+		}
+		last[r.key] = r.ev.Version
+	}
+}
+
+// finalRows replays the row events per key in partition order and returns the rows that
+// exist at the end, by key.
+func finalRows(recs []record) map[string]event.Row {
+	rows := map[string]event.Row{}
+	sorted := append([]record(nil), rowEvents(recs)...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].partition != sorted[j].partition {
+			return sorted[i].partition < sorted[j].partition
+		}
+		return sorted[i].offset < sorted[j].offset
+	})
+	for _, r := range sorted {
+		if r.ev.Op == event.OpDelete {
+			delete(rows, r.key)
+		} else {
+			rows[r.key] = r.ev.After
+		}
+	}
+	return rows
+}
+
+func countOps(recs []record) map[event.Op]int {
+	n := map[event.Op]int{}
+	for _, r := range recs {
+		n[r.ev.Op]++
+	}
+	return n
+}
+
+// metricValue reads a gauge or counter (summed over labels) from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,350 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/mysqlx"
+)
+
+// source is what capture knows about the server it reads, learnt at start.
+type source struct {
+	db       *sql.DB
+	flavor   string // gomysql.MariaDBFlavor or gomysql.MySQLFlavor
+	version  string
+	serverID uint32
+	// gtids is whether the source has GTIDs capture can follow (MariaDB always; MySQL with
+	// gtid_mode=ON).
+	gtids bool
+	// fillZeroLogPos: MariaDB 11.4+ may send events with a zero log position.
+	fillZeroLogPos bool
+	coll           collations
+
+	host     string
+	port     uint16
+	user     string
+	password string
+	socket   string
+}
+
+// Errors that end capture for good: retrying cannot help, an operator must act.
+var (
+	// ErrPurged is returned when the binlog position capture must resume from is no longer
+	// on the source.
+	ErrPurged = errors.New("checkpoint purged from the source's binlog")
+	// ErrServerIDConflict is returned when another replica connection uses capture's
+	// server_id.
+	ErrServerIDConflict = errors.New("another replica connection uses capture's server_id")
+	// ErrDDL is returned when a schema change on a configured table meets ddl.policy stop.
+	ErrDDL = errors.New("schema change on a configured table")
+	// ErrSource is returned when the source is set up in a way capture cannot work with.
+	ErrSource = errors.New("source not usable for capture")
+)
+
+// openSource connects to the source, checks the settings capture depends on and reads what
+// it needs for decoding. Each problem names the variable and the fix.
+func openSource(ctx context.Context, cfg *config.Config) (*source, error) {
+	dc, err := mysql.ParseDSN(cfg.Source.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("source.dsn: %w", err)
+	}
+	s := &source{flavor: cfg.Source.Flavor, user: dc.User, password: dc.Passwd}
+	switch dc.Net {
+	case "unix":
+		s.socket = dc.Addr
+	default:
+		host, port, err := net.SplitHostPort(dc.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("source.dsn: address %q: %w", dc.Addr, err)
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("source.dsn: port %q: %w", port, err)
+		}
+		s.host, s.port = host, uint16(p)
+	}
+	s.db, err = mysqlx.Open(ctx, "source", cfg.Source.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.check(ctx, cfg); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	if err := s.loadCollations(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *source) check(ctx context.Context, cfg *config.Config) error {
+	vars := map[string]string{}
+	rows, err := s.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version','server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode','binlog_transaction_compression','binlog_row_value_options')")
+	if err != nil {
+		return fmt.Errorf("read source variables: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return fmt.Errorf("read source variables: %w", err)
+		}
+		vars[strings.ToLower(k)] = v
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read source variables: %w", err)
+	}
+	s.version = vars["version"]
+	mariadb := strings.Contains(strings.ToLower(s.version), "mariadb")
+	const cnf = " (SET GLOBAL and in the server's config file), then restart capture"
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	switch {
+	case mariadb && s.flavor != gomysql.MariaDBFlavor:
+		bad("the source is MariaDB %s but source.flavor is %q: set source.flavor: mariadb", s.version, s.flavor)
+	case !mariadb && s.flavor != gomysql.MySQLFlavor:
+		bad("the source is MySQL %s but source.flavor is %q: set source.flavor: mysql", s.version, s.flavor)
+	}
+	if !strings.EqualFold(vars["log_bin"], "ON") && vars["log_bin"] != "1" {
+		bad("log_bin is %s: the source writes no binary log; enable it in the server's config file and restart the server", orUnset(vars["log_bin"]))
+	}
+	if !strings.EqualFold(vars["binlog_format"], "ROW") {
+		bad("binlog_format is %s: capture needs row events; set binlog_format=ROW%s", orUnset(vars["binlog_format"]), cnf)
+	}
+	if !strings.EqualFold(vars["binlog_row_image"], "FULL") {
+		bad("binlog_row_image is %s: capture needs every column of every changed row; set binlog_row_image=FULL%s", orUnset(vars["binlog_row_image"]), cnf)
+	}
+	if meta, ok := vars["binlog_row_metadata"]; !ok {
+		bad("the source (%s) cannot log column names (binlog_row_metadata): capture decodes each row by the names its table map carries, so that rows logged before a schema change decode right; use MariaDB 10.5+ or MySQL 8.0+", s.version)
+	} else if !strings.EqualFold(meta, "FULL") {
+		bad("binlog_row_metadata is %s: capture decodes each row by the column names, signedness and labels of its table map; set binlog_row_metadata=FULL%s", meta, cnf)
+	}
+	if strings.EqualFold(vars["binlog_transaction_compression"], "ON") {
+		bad("binlog_transaction_compression is ON: a compressed transaction has no per-row binlog positions to derive versions from; set it OFF%s", cnf)
+	}
+	if strings.Contains(strings.ToUpper(vars["binlog_row_value_options"]), "PARTIAL_JSON") {
+		bad("binlog_row_value_options is %s: JSON updates would arrive as partial diffs; set it to ''%s", vars["binlog_row_value_options"], cnf)
+	}
+	id, err := strconv.ParseUint(vars["server_id"], 10, 32)
+	if err != nil {
+		bad("server_id is %q, not a number", vars["server_id"])
+	}
+	s.serverID = uint32(id)
+	if s.serverID == cfg.Source.ServerID {
+		bad("source.server_id %d is the source's own server_id: give capture a server_id no server and no other replica uses", cfg.Source.ServerID)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w at %s: %s", ErrSource, mysqlx.Addr(cfg.Source.DSN), strings.Join(problems, "; "))
+	}
+	s.gtids = mariadb || strings.EqualFold(vars["gtid_mode"], "ON")
+	if mariadb {
+		s.fillZeroLogPos = versionAtLeast(s.version, 11, 4)
+	}
+	return nil
+}
+
+func orUnset(v string) string {
+	if v == "" {
+		return "unset"
+	}
+	return v
+}
+
+// versionAtLeast compares a server version string's major.minor with major.minor.
+func versionAtLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// loadCollations reads the collation ids the server uses in table maps.
+func (s *source) loadCollations(ctx context.Context) error {
+	s.coll = collations{}
+	queries := []string{
+		"SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL",
+		// MariaDB 10.10+ lists the ids of its UCA-14 collations only here.
+		"SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID IS NOT NULL",
+	}
+	for i, q := range queries {
+		rows, err := s.db.QueryContext(ctx, q)
+		if err != nil {
+			if i == 0 {
+				return fmt.Errorf("read the source's collations: %w", err)
+			}
+			continue // older servers have no ID column there
+		}
+		for rows.Next() {
+			var id uint64
+			var cs string
+			if err := rows.Scan(&id, &cs); err != nil {
+				rows.Close()
+				return fmt.Errorf("read the source's collations: %w", err)
+			}
+			s.coll[id] = strings.ToLower(cs)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil && i == 0 {
+			return fmt.Errorf("read the source's collations: %w", err)
+		}
+	}
+	return nil
+}
+
+// currentPosition returns the source's current binlog position, a transaction boundary,
+// with its GTID state.
+func (s *source) currentPosition(ctx context.Context) (Position, error) {
+	var p Position
+	q := "SHOW MASTER STATUS"
+	if s.flavor == gomysql.MySQLFlavor && versionAtLeast(s.version, 8, 2) {
+		q = "SHOW BINARY LOG STATUS"
+	}
+	rows, err := s.db.QueryContext(ctx, q)
+	if err != nil {
+		return p, fmt.Errorf("read the source's binlog position (%s): %w", q, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return p, fmt.Errorf("read the source's binlog position: %w", err)
+		}
+		return p, fmt.Errorf("%w: %s returned nothing: the source has no binary log", ErrSource, q)
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return p, fmt.Errorf("read the source's binlog position: %w", err)
+	}
+	p.File = vals[0].String
+	if p.Pos, err = strconv.ParseUint(vals[1].String, 10, 64); err != nil {
+		return p, fmt.Errorf("read the source's binlog position: %q is not an offset", vals[1].String)
+	}
+	rows.Close()
+	if s.flavor == gomysql.MySQLFlavor {
+		if s.gtids && len(cols) >= 5 {
+			p.GTID = strings.ReplaceAll(vals[4].String, "\n", "")
+		}
+		return p, nil
+	}
+	p.GTID, err = s.gtidAt(ctx, p)
+	return p, err
+}
+
+// gtidAt returns MariaDB's GTID position at a binlog position.
+func (s *source) gtidAt(ctx context.Context, p Position) (string, error) {
+	var g sql.NullString
+	if err := s.db.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&g); err != nil {
+		return "", fmt.Errorf("read the GTID position at %s: %w", p, err)
+	}
+	return g.String, nil
+}
+
+// binlogFiles lists the binlog files the source still has, oldest first.
+func (s *source) binlogFiles(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("list the source's binlog files: %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var files []string
+	for rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("list the source's binlog files: %w", err)
+		}
+		files = append(files, string(vals[0]))
+	}
+	return files, rows.Err()
+}
+
+// purgedError is the error for a resume position the source no longer has.
+func purgedError(cp Position, prefix, detail string) error {
+	return fmt.Errorf("%w: capture must resume at %s, but %s. Every change after that point is gone from the source, so the shards cannot be brought up to date from the binlog. Recover by copying the tables again: delete the topic %s (or set a new kafka.topic_prefix) so that capture starts at the current position, then run the backfill; and keep binlogs longer (binlog_expire_logs_seconds) than capture may be stopped",
+		ErrPurged, cp, detail, CheckpointTopic(prefix))
+}
+
+// checkResume verifies that the source can still serve cp and that cp belongs to it.
+func (s *source) checkResume(ctx context.Context, cp *Checkpoint, prefix string) error {
+	if cp.SourceServerID != 0 && cp.SourceServerID != s.serverID {
+		return fmt.Errorf("%w: the checkpoint %s was taken on the source with server_id %d, but source.dsn now reaches server_id %d. Versions order the changes of one server's binlog only; after a failover or with another source, start over: a new kafka.topic_prefix (or delete %s), then backfill",
+			ErrSource, cp.Position, cp.SourceServerID, s.serverID, CheckpointTopic(prefix))
+	}
+	files, err := s.binlogFiles(ctx)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, f := range files {
+		if f == cp.File {
+			found = true
+		}
+	}
+	if !found {
+		oldest := "none"
+		if len(files) > 0 {
+			oldest = files[0]
+		}
+		return purgedError(cp.Position, prefix, fmt.Sprintf("the source no longer has binlog file %s (oldest kept: %s)", cp.File, oldest))
+	}
+	// File names restart after RESET MASTER or on a server restored from a backup: the same
+	// file and offset would then hold other transactions. The GTID state at the position
+	// tells them apart.
+	if s.flavor == gomysql.MariaDBFlavor && cp.GTID != "" {
+		g, err := s.gtidAt(ctx, cp.Position)
+		if err != nil {
+			return err
+		}
+		if !sameMariaDBState(g, cp.GTID) {
+			return fmt.Errorf("%w: at %s:%d the source's binlog has GTID position %q, but the checkpoint recorded %q: the binlog was reset or the server replaced since. Start over: a new kafka.topic_prefix (or delete %s), then backfill",
+				ErrSource, cp.File, cp.Pos, g, cp.GTID, CheckpointTopic(prefix))
+		}
+	}
+	return nil
+}
+
+// classifyStreamError turns an error of the replica connection into capture's error.
+func classifyStreamError(err error, serverID uint32, resume Position, prefix string) error {
+	var me *gomysql.MyError
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch me.Code {
+	case 4052, 1236:
+		msg := strings.ToLower(me.Message)
+		if me.Code == 4052 || strings.Contains(msg, "same server_uuid/server_id") || strings.Contains(msg, "same server_id") {
+			return fmt.Errorf("%w: the source closed capture's replica connection because another one registered with source.server_id=%d (%s). Two connections with one server_id disconnect each other: give every cleave capture, and every other replica of the source, its own server_id",
+				ErrServerIDConflict, serverID, me.Message)
+		}
+		if strings.Contains(msg, "purged") || strings.Contains(msg, "could not find") || strings.Contains(msg, "not find first log") {
+			return purgedError(resume, prefix, "the source answers: "+me.Message)
+		}
+		return fmt.Errorf("%w: the source refused to send its binlog from %s: %s", ErrSource, resume, me.Message)
+	}
+	return err
+}
