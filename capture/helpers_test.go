@@ -91,6 +91,22 @@ func (f *fixture) exec(stmts ...string) {
 	}
 }
 
+// execOneSession runs stmts in order on one connection, for session settings.
+func (f *fixture) execOneSession(stmts ...string) {
+	f.t.Helper()
+	ctx := context.Background()
+	conn, err := f.src.Conn(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			f.t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
 // running is a Capture running in the test process.
 type running struct {
 	c    *Capture
