@@ -407,7 +407,7 @@ func (r *reader) schemaChange(h *replication.EventHeader, stmt string, d ddlStat
 	if r.c.cfg.DDL.Policy != config.DDLPropagate {
 		// The boundary before this statement is the newest one stored: a restart stops here
 		// again, until the policy or the source changes.
-		return fatal(fmt.Errorf("%w %s at %s: %q. ddl.policy is stop, so capture halts before it (resuming from %s). Apply the change to the shard tables and set ddl.policy: propagate to let capture carry it to every shard, or copy the table again (backfill)",
+		return fatal(fmt.Errorf("%w %s at %s: %q. ddl.policy is stop, so capture halts before it and will resume from %s. To go on, set ddl.policy: propagate and restart (capture then carries this change to every shard, before the rows written after it), or change the shard tables yourself and copy the table again (backfill)",
 			ErrDDL, strings.Join(names, ", "), r.pos(h), stmt, r.last))
 	}
 	qualified := qualify(stmt, d, defaultDB)
