@@ -83,6 +83,8 @@ func newRootCmd(a *app) *cobra.Command {
 		newPrepareCmd(a),
 		newSinkCmd(a),
 		newReconcileCmd(a),
+		newRunCmd(a),
+		newStatusCmd(a),
 	)
 	return root
 }
