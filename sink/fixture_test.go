@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -228,8 +227,15 @@ func (f *fixture) logger() *zap.Logger {
 // result; a sink that ends by itself is reported by the returned channel.
 func (f *fixture) runSink(shard string, opts Options) (stop func() error, done <-chan error) {
 	f.t.Helper()
+	_, stop, done = f.startSink(shard, opts)
+	return stop, done
+}
+
+// startSink is runSink that also returns the Sink.
+func (f *fixture) startSink(shard string, opts Options) (s *Sink, stop func() error, done <-chan error) {
+	f.t.Helper()
 	if opts.Log == nil {
-		opts.Log = f.logger().With(zap.String("instance", fmt.Sprintf("%p", &opts)))
+		opts.Log = f.logger()
 	}
 	if opts.SessionTimeout == 0 {
 		opts.SessionTimeout = 6 * time.Second
@@ -238,24 +244,27 @@ func (f *fixture) runSink(shard string, opts Options) (stop func() error, done <
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	s.log = s.log.With(zap.String("instance", fmt.Sprintf("%p", s)))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	var once sync.Once
+	finished := make(chan struct{})
 	var result error
+	go func() {
+		result = s.Run(ctx)
+		errc <- result
+		close(finished)
+	}()
 	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case result = <-errc:
-			case <-time.After(2 * time.Minute):
-				result = fmt.Errorf("sink %s did not stop within 2 minutes", shard)
-			}
-		})
-		return result
+		cancel()
+		select {
+		case <-finished:
+			return result
+		case <-time.After(2 * time.Minute):
+			return fmt.Errorf("sink %s did not stop within 2 minutes", shard)
+		}
 	}
 	f.t.Cleanup(func() { _ = stop() })
-	return stop, errc
+	return s, stop, errc
 }
 
 // gen is the stand-in for capture: it makes random row changes of the test tables, keeps

@@ -1,8 +1,24 @@
 package sink
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/route"
 )
 
 func TestSinksApplyEveryStrategyIncludingShardKeyMoves(t *testing.T) {
@@ -22,4 +38,256 @@ func TestSinksApplyEveryStrategyIncludingShardKeyMoves(t *testing.T) {
 	}
 	g.loadSource()
 	f.assertShardsMatchSource()
+}
+
+// stopAll stops sinks and fails the test if one of them ended with an error.
+func stopAll(t *testing.T, stops ...func() error) {
+	t.Helper()
+	for _, stop := range stops {
+		if err := stop(); err != nil {
+			t.Fatalf("sink: %v", err)
+		}
+	}
+}
+
+func TestReplayingAnySuffixLeavesTheShardsAsOneCleanPass(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	g := newGen(f, 2)
+	g.produce(6000)
+
+	pass := func() {
+		t.Helper()
+		stop0, _ := f.runSink("s0", Options{})
+		stop1, _ := f.runSink("s1", Options{})
+		f.waitCaughtUp(2 * time.Minute)
+		stopAll(t, stop0, stop1)
+	}
+	pass()
+	g.loadSource()
+	f.assertShardsMatchSource()
+	clean := f.snapshot()
+
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := 0; round < 3; round++ {
+		t.Run(fmt.Sprintf("random suffix %d", round), func(t *testing.T) {
+			for i := range f.cfg.Shards {
+				stored := f.storedOffsets(i)
+				for k, next := range stored {
+					stored[k] = rng.Int64N(next + 1)
+				}
+				f.setStoredOffsets(i, stored)
+			}
+			pass()
+			f.snapshot().equal(t, clean, "after replaying a suffix")
+		})
+	}
+	t.Run("the whole stream twice", func(t *testing.T) {
+		for twice := 0; twice < 2; twice++ {
+			for i := range f.cfg.Shards {
+				stored := f.storedOffsets(i)
+				for k := range stored {
+					stored[k] = 0
+				}
+				f.setStoredOffsets(i, stored)
+			}
+			pass()
+			f.snapshot().equal(t, clean, fmt.Sprintf("after replaying the whole stream (%d)", twice+1))
+		}
+	})
+}
+
+func TestTwoSinksOfOneShardSplitItsPartitions(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	g := newGen(f, 3)
+	ma, _ := NewMetrics(nil)
+	mb, _ := NewMetrics(nil)
+	a, stopA, doneA := f.startSink("s0", Options{Metrics: ma})
+	b, stopB, doneB := f.startSink("s0", Options{Metrics: mb})
+	stop1, _ := f.runSink("s1", Options{})
+	testenv.Eventually(t, time.Minute, "both s0 sinks to hold partitions", func() bool {
+		return len(a.Status().Partitions) > 0 && len(b.Status().Partitions) > 0 &&
+			len(a.Status().Partitions)+len(b.Status().Partitions) == 16
+	})
+	g.produce(4000)
+	f.waitCaughtUp(2 * time.Minute)
+	appliedA, appliedB := sumApplied(ma), sumApplied(mb)
+	if appliedA == 0 || appliedB == 0 {
+		t.Fatalf("applied %v and %v events: want both sinks of s0 to apply some", appliedA, appliedB)
+	}
+	t.Logf("s0 sinks applied %v and %v events", appliedA, appliedB)
+
+	// One leaves; the other takes its partitions over and the result is still exact.
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	g.produce(2000)
+	f.waitCaughtUp(2 * time.Minute)
+	stopAll(t, stopA, stop1)
+	for _, done := range []<-chan error{doneA, doneB} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+		}
+	}
+	g.loadSource()
+	f.assertShardsMatchSource()
+}
+
+func sumApplied(m *Metrics) float64 {
+	ch := make(chan prometheus.Metric, 100)
+	go func() { m.applied.Collect(ch); close(ch) }()
+	var sum float64
+	for metric := range ch {
+		var d dto.Metric
+		_ = metric.Write(&d)
+		sum += d.GetCounter().GetValue()
+	}
+	return sum
+}
+
+// poison adds events the shards refuse for good, one per shard: a datetime that does
+// not exist (s0) and a name too long for its column (s1), plus a value that is not an
+// event at all. It returns their message keys by shard.
+func (g *gen) poison(t *testing.T) map[string][]string {
+	t.Helper()
+	r, err := g.f.cfg.Router(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string][]string{}
+	for shard, bad := range map[int]func(event.Row){
+		0: func(row event.Row) { row["created"] = "2024-13-45 99:99:99" },
+		1: func(row event.Row) { row["name"] = strings.Repeat("x", 65) },
+	} {
+		for {
+			row := g.newRow("users")
+			id, _ := row["id"].(json.Number).Int64()
+			to, err := r.Route(g.f.table("users"), route.IntValue(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if to[0] != shard {
+				continue
+			}
+			bad(row)
+			g.emit("users", event.OpCreate, nil, row)
+			// The shard never has it: neither does the reference.
+			delete(g.rows[g.f.table("users")], g.key("users", row))
+			keys[g.f.cfg.Shards[shard].Name] = append(keys[g.f.cfg.Shards[shard].Name], g.key("users", row))
+			break
+		}
+	}
+	// Not an event: every shard that reads users refuses it.
+	g.msgs = append(g.msgs, kafka.Message{Topic: kafkax.TableTopic(g.f.prefix, g.f.db, "users"), Key: []byte(`[999999999]`), Value: []byte(`{"op":"c","after":`)})
+	for _, s := range []string{"s0", "s1"} {
+		keys[s] = append(keys[s], `[999999999]`)
+	}
+	return keys
+}
+
+func TestPoisonEventGoesToTheDeadLetterTopicAndTheRestApplies(t *testing.T) {
+	f := newFixture(t, fixtureOpts{onError: config.OnErrorDeadLetter})
+	g := newGen(f, 4)
+	g.produce(1500)
+	poison := g.poison(t)
+	g.produce(1500)
+	m, _ := NewMetrics(nil)
+	stop0, _ := f.runSink("s0", Options{Metrics: m})
+	stop1, _ := f.runSink("s1", Options{Metrics: m})
+	f.waitCaughtUp(2 * time.Minute)
+	stopAll(t, stop0, stop1)
+	g.loadSource()
+	f.assertShardsMatchSource()
+
+	for _, shard := range []string{"s0", "s1"} {
+		t.Run(shard, func(t *testing.T) {
+			msgs := readAll(t, f.brokers, kafkax.DLQTopic(f.prefix, shard), len(poison[shard]))
+			var got []string
+			for _, msg := range msgs {
+				h := map[string]string{}
+				for _, x := range msg.Headers {
+					h[x.Key] = string(x.Value)
+				}
+				got = append(got, string(msg.Key))
+				if h["cleave.error"] == "" || h["cleave.topic"] != kafkax.TableTopic(f.prefix, f.db, "users") || h["cleave.offset"] == "" || h["cleave.shard"] != shard {
+					t.Errorf("dead letter %s lacks its origin or error: %v", msg.Key, h)
+				}
+				t.Logf("dead letter %s: %s", msg.Key, h["cleave.error"])
+			}
+			sort.Strings(got)
+			want := append([]string(nil), poison[shard]...)
+			sort.Strings(want)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("dead letters %v, want %v", got, want)
+			}
+			n := counterValue(m.deadLetters.WithLabelValues(shard, f.table("users")))
+			if n != float64(len(want)) {
+				t.Errorf("cleave_sink_dead_letters_total{shard=%s} = %v, want %d", shard, n, len(want))
+			}
+		})
+	}
+}
+
+func TestPoisonEventStopsTheSinkNamingIt(t *testing.T) {
+	f := newFixture(t, fixtureOpts{onError: config.OnErrorStop})
+	g := newGen(f, 5)
+	g.produce(500)
+	poison := g.poison(t)
+	g.produce(500)
+	for _, shard := range []string{"s0", "s1"} {
+		t.Run(shard, func(t *testing.T) {
+			stop, done := f.runSink(shard, Options{})
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(2 * time.Minute):
+				t.Fatal("the sink did not stop on a poison event")
+			}
+			_ = stop()
+			if err == nil {
+				t.Fatal("Run returned nil")
+			}
+			msg := err.Error()
+			t.Logf("error: %s", msg)
+			named := false
+			for _, k := range poison[shard] {
+				named = named || strings.Contains(msg, "key "+k)
+			}
+			for _, want := range []string{kafkax.TableTopic(f.prefix, f.db, "users") + "/", "offset ", "sink.on_error is stop"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error does not name %q", want)
+				}
+			}
+			if !named {
+				t.Errorf("error names none of the poison keys %v", poison[shard])
+			}
+		})
+	}
+}
+
+// readAll reads want messages from partition 0 of topic.
+func readAll(t *testing.T, brokers []string, topic string, want int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []kafka.Message
+	for len(out) < want {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %s: got %d of %d messages: %v", topic, len(out), want, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	_ = c.Write(&d)
+	return d.GetCounter().GetValue()
 }
