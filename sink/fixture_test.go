@@ -58,6 +58,12 @@ var sourceDDL = []string{
 		k VARCHAR(32) NOT NULL PRIMARY KEY,
 		v VARCHAR(255) NULL
 	) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE ledger (
+		id BIGINT NOT NULL PRIMARY KEY,
+		account VARCHAR(32) NOT NULL,
+		amount DECIMAL(14,4) NOT NULL,
+		lock_version INT UNSIGNED NOT NULL
+	) DEFAULT CHARSET=utf8mb4`,
 	`CREATE TABLE items (
 		region VARCHAR(8) NOT NULL,
 		id INT NOT NULL,
@@ -79,6 +85,10 @@ tables:
   - name: %[1]s.settings
     strategy: pin
     shard: s1
+  - name: %[1]s.ledger
+    shard_key: account
+    strategy: hash
+    version_column: lock_version
   - name: %[1]s.items
     shard_key: region
     strategy: list
@@ -330,6 +340,9 @@ func (g *gen) newRow(table string) event.Row {
 		return event.Row{"code": fmt.Sprintf("%c%c", 'A'+g.rng.IntN(26), 'A'+g.rng.IntN(26)), "name": g.word(20)}
 	case "settings":
 		return event.Row{"k": "key" + strconv.Itoa(g.rng.IntN(50)), "v": g.maybeNull(g.word(30))}
+	case "ledger":
+		return event.Row{"id": num(id), "account": fmt.Sprintf("acct-%d", g.rng.IntN(400)),
+			"amount": fmt.Sprintf("%d.%04d", g.rng.IntN(1000000)-500000, g.rng.IntN(10000)), "lock_version": num(1)}
 	case "items":
 		return event.Row{"region": []string{"eu", "us", "apac", "latam"}[g.rng.IntN(4)], "id": num(int64(g.rng.IntN(500))), "qty": num(int64(g.rng.IntN(1000)))}
 	}
@@ -352,6 +365,11 @@ func (g *gen) change(table string, row event.Row) event.Row {
 		if !pk && g.rng.IntN(2) == 0 {
 			out[c.Name] = fresh[c.Name]
 		}
+	}
+	if table == "ledger" {
+		// An optimistic-lock counter: every change bumps it.
+		v, _ := row["lock_version"].(json.Number).Int64()
+		out["lock_version"] = num(v + 1)
 	}
 	return out
 }
@@ -390,7 +408,7 @@ func (g *gen) emit(table string, op event.Op, before, after event.Row) {
 	}
 }
 
-var genTables = []string{"users", "users", "users", "orders", "orders", "orders", "countries", "settings", "items", "items"}
+var genTables = []string{"users", "users", "users", "orders", "orders", "orders", "countries", "settings", "ledger", "ledger", "items", "items"}
 
 // step makes one random change.
 func (g *gen) step() {

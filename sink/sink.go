@@ -364,7 +364,9 @@ func (k *kafkaCommitter) add(t tp, next int64) {
 }
 
 func (k *kafkaCommitter) flush() {
-	if len(k.pending) == 0 {
+	if len(k.pending) == 0 || k.gen == nil {
+		// Without a generation (an applier driven directly) there is nothing to commit to.
+		k.pending = nil
 		return
 	}
 	k.last = time.Now()
