@@ -68,7 +68,9 @@ func (f *fixture) configure(tables []string, extra string) *config.Config {
 		fmt.Fprintf(&b, "  - name: %s.%s\n    strategy: broadcast\n", f.db, tb)
 	}
 	b.WriteString("http:\n  listen: \"\"\nlog:\n  level: info\n  format: json\n")
-	b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
+	if !strings.Contains(extra, "capture:") {
+		b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
+	}
 	b.WriteString(extra)
 	f.cfgPath = filepath.Join(f.t.TempDir(), "cleave.yaml")
 	if err := os.WriteFile(f.cfgPath, []byte(b.String()), 0o644); err != nil {
