@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,13 @@ type fixtureTable struct {
 
 func newFixture(t *testing.T, tables ...fixtureTable) *fixture {
 	t.Helper()
+	return newFixtureWith(t, "", "", tables...)
+}
+
+// newFixtureWith is newFixture with a Kafka topic prefix ("" derives one from the database
+// name) and extra YAML for the configuration (which then also sets the reconcile section).
+func newFixtureWith(t *testing.T, prefix, extraYAML string, tables ...fixtureTable) *fixture {
+	t.Helper()
 	env := testenv.MySQL(t)
 	f := &fixture{t: t, env: env, dir: t.TempDir()}
 	f.dbName = testenv.UniqueName(t, "rc_", '_', 40)
@@ -67,8 +75,11 @@ func newFixture(t *testing.T, tables ...fixtureTable) *fixture {
 		f.shards = append(f.shards, open(fmt.Sprintf("shard%d", i), dsn))
 	}
 	var yaml strings.Builder
-	fmt.Fprintf(&yaml, "source:\n  dsn: %q\n  server_id: 4242\nkafka:\n  brokers: [%q]\n  topic_prefix: %s\n  partitions: 4\n",
-		env.SourceDSN, env.KafkaBrokers[0], strings.ReplaceAll(f.dbName, "_", "-"))
+	if prefix == "" {
+		prefix = strings.ReplaceAll(f.dbName, "_", "-")
+	}
+	fmt.Fprintf(&yaml, "source:\n  dsn: %q\n  server_id: %d\nkafka:\n  brokers: [%q]\n  topic_prefix: %s\n  partitions: 4\n",
+		env.SourceDSN, 1<<24+mrand.Uint32N(1<<30), env.KafkaBrokers[0], prefix)
 	fmt.Fprintf(&yaml, "shards:\n  - name: s0\n    dsn: %q\n  - name: s1\n    dsn: %q\ntables:\n", env.Shard0DSN, env.Shard1DSN)
 	for _, tb := range tables {
 		fmt.Fprintf(&yaml, "  - name: %s.%s\n    strategy: %s\n", f.dbName, tb.name, tb.strategy)
@@ -81,7 +92,10 @@ func newFixture(t *testing.T, tables ...fixtureTable) *fixture {
 			f.exec(s, "CREATE TABLE %s (%s, %s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl, shardmeta.VersionColumnDDL)
 		}
 	}
-	yaml.WriteString("reconcile:\n  recheck_rounds: 3\n")
+	if extraYAML == "" {
+		extraYAML = "reconcile:\n  recheck_rounds: 3\n"
+	}
+	yaml.WriteString(extraYAML)
 	path := filepath.Join(f.dir, "cleave.yaml")
 	if err := os.WriteFile(path, []byte(yaml.String()), 0o644); err != nil {
 		t.Fatal(err)
