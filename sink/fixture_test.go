@@ -110,6 +110,7 @@ type fixture struct {
 	src     *sql.DB
 	shards  []*sql.DB
 	defs    map[string]*schema.Table // source definitions by db.table
+	w       *kafka.Writer
 }
 
 type fixtureOpts struct {
@@ -494,14 +495,17 @@ func (g *gen) flush() {
 // write produces msgs in order, retrying until Kafka takes them (a write may then be
 // duplicated, as a producer retry after a broker restart can be).
 func (f *fixture) write(msgs []kafka.Message) error {
-	w := kafkax.NewWriter(f.brokers, 1000)
-	w.Balancer = partitionOrMurmur2{}
-	defer w.Close()
+	if f.w == nil {
+		f.w = kafkax.NewWriter(f.brokers, 1000)
+		f.w.Balancer = partitionOrMurmur2{}
+		w := f.w
+		f.t.Cleanup(func() { w.Close() })
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for len(msgs) > 0 {
 		n := min(len(msgs), 5000)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := w.WriteMessages(ctx, msgs[:n]...)
+		err := f.w.WriteMessages(ctx, msgs[:n]...)
 		cancel()
 		if err != nil {
 			if time.Now().After(deadline) {
@@ -513,6 +517,46 @@ func (f *fixture) write(msgs []kafka.Message) error {
 		msgs = msgs[n:]
 	}
 	return nil
+}
+
+// load keeps producing changes (about rate per second, heartbeats included) until stop
+// is called; stop returns how many changes it made.
+func (g *gen) load(rate int) (stop func() int) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	var n int
+	var err error
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			for j := 0; j < rate/20; j++ {
+				g.step()
+				n++
+			}
+			if i%10 == 0 {
+				g.heartbeats()
+			}
+			if err = g.f.write(g.msgs); err != nil {
+				return
+			}
+			g.msgs = g.msgs[:0]
+		}
+	}()
+	return func() int {
+		close(done)
+		<-finished
+		if err != nil {
+			g.f.t.Fatalf("write load: %v", err)
+		}
+		return n
+	}
 }
 
 // partitionOrMurmur2 partitions keyed messages as kafkax.NewWriter does and sends
