@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -68,7 +67,7 @@ func encode(col *schema.Column, v any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := new(big.Float).SetString(s); !ok {
+		if !isDecimalText(s) {
 			return nil, fmt.Errorf("%q is not a decimal", s)
 		}
 		return s, nil
@@ -213,6 +212,26 @@ func encodeFloat(col *schema.Column, v any) (any, error) {
 	return json.Number(strconv.FormatFloat(f, 'g', -1, bits)), nil
 }
 
+// isDecimalText reports whether s is a plain decimal literal as MySQL renders DECIMAL
+// values: an optional sign, digits, and optionally a point and more digits.
+func isDecimalText(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	digits, point := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !point:
+			point = true
+		default:
+			return false
+		}
+	}
+	return digits > 0
+}
+
 func toText(v any) (string, error) {
 	switch x := v.(type) {
 	case string:
@@ -242,6 +261,9 @@ func encodeText(col *schema.Column, v any) (any, error) {
 	var b []byte
 	switch x := v.(type) {
 	case string:
+		if utf8Compatible(col.Charset) {
+			return x, nil // no copy: the common case of every binlog row
+		}
 		b = []byte(x)
 	case []byte:
 		b = x
@@ -259,6 +281,15 @@ func encodeText(col *schema.Column, v any) (any, error) {
 		return string(s), nil
 	}
 	return nil, fmt.Errorf("character set %s is not supported (use utf8mb4, utf8mb3, ascii or latin1)", col.Charset)
+}
+
+// utf8Compatible reports whether text in charset cs is already UTF-8.
+func utf8Compatible(cs string) bool {
+	switch cs {
+	case "", "utf8mb4", "utf8mb3", "utf8", "ascii", "binary":
+		return true
+	}
+	return false
 }
 
 func encodeEnum(col *schema.Column, v any) (any, error) {
