@@ -234,6 +234,7 @@ func TestKafkaRestartLosesNothing(t *testing.T) {
 func (f *fixture) waitCaughtUpOrMore(shard int, n int64) {
 	f.t.Helper()
 	testenv.Eventually(f.t, 2*time.Minute, fmt.Sprintf("%s to apply %d messages", f.cfg.Shards[shard].Name, n), func() bool {
+		f.checkSinks()
 		return sumOffsets(f.storedOffsets(shard)) >= n
 	})
 }

@@ -111,6 +111,8 @@ type fixture struct {
 	shards  []*sql.DB
 	defs    map[string]*schema.Table // source definitions by db.table
 	w       *kafka.Writer
+	// failed reports a sink of this fixture that ended with an error by itself.
+	failed chan error
 }
 
 type fixtureOpts struct {
@@ -139,7 +141,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.partitions == 0 {
 		o.partitions = 4
 	}
-	f := &fixture{t: t, brokers: o.brokers, defs: map[string]*schema.Table{}}
+	f := &fixture{t: t, brokers: o.brokers, defs: map[string]*schema.Table{}, failed: make(chan error, 16)}
 	f.db = testenv.UniqueName(t, "t_", '_', 64)
 	f.prefix = testenv.UniqueName(t, "t-", '-', 80)
 	t.Cleanup(func() { testenv.DeleteTopics(t, o.brokers, f.prefix) })
@@ -263,6 +265,12 @@ func (f *fixture) startSink(shard string, opts Options) (s *Sink, stop func() er
 	go func() {
 		result = s.Run(ctx)
 		errc <- result
+		if result != nil && ctx.Err() == nil {
+			select {
+			case f.failed <- fmt.Errorf("sink %s: %w", shard, result):
+			default:
+			}
+		}
 		close(finished)
 	}()
 	stop = func() error {
@@ -289,6 +297,9 @@ type gen struct {
 	msgs   []kafka.Message
 	// events counts the row events made, by table.
 	events map[string]int
+	// extra adds users columns, drop removes them (after schema changes).
+	extra map[string]func() any
+	drop  map[string]bool
 }
 
 func newGen(f *fixture, seed uint64) *gen {
@@ -323,7 +334,7 @@ func (g *gen) newRow(table string) event.Row {
 	g.nextID++
 	switch table {
 	case "users":
-		return event.Row{
+		row := event.Row{
 			"id": num(id), "name": g.word(20), "email": g.maybeNull(g.word(30) + "@x.org"),
 			"balance": fmt.Sprintf("%d.%02d", g.rng.IntN(100000)-50000, g.rng.IntN(100)),
 			"created": g.maybeNull(fmt.Sprintf("2024-%02d-%02d 12:%02d:%02d.%06d", 1+g.rng.IntN(12), 1+g.rng.IntN(28), g.rng.IntN(60), g.rng.IntN(60), g.rng.IntN(1000000))),
@@ -331,6 +342,13 @@ func (g *gen) newRow(table string) event.Row {
 			"bio":     g.maybeNull(strings.Repeat(g.word(10), 1+g.rng.IntN(5))),
 			"avatar":  g.maybeNull(base64.StdEncoding.EncodeToString([]byte(g.word(8)))),
 		}
+		for c, f := range g.extra {
+			row[c] = f()
+		}
+		for c := range g.drop {
+			delete(row, c)
+		}
+		return row
 	case "orders":
 		return event.Row{
 			"id": num(id), "user_id": num(int64(1 + g.rng.IntN(300))),
@@ -355,7 +373,9 @@ func (g *gen) change(table string, row event.Row) event.Row {
 	fresh := g.newRow(table)
 	out := event.Row{}
 	for k, v := range row {
-		out[k] = v
+		if !g.drop[k] || table != "users" {
+			out[k] = v
+		}
 	}
 	def := g.f.defs[g.f.table(table)]
 	for _, c := range def.Columns {
@@ -616,6 +636,7 @@ func (f *fixture) waitCaughtUp(timeout time.Duration) {
 	f.t.Helper()
 	ends := f.endOffsets()
 	testenv.Eventually(f.t, timeout, "sinks to apply every partition to its end", func() bool {
+		f.checkSinks()
 		for i, sh := range f.cfg.Shards {
 			stored := f.storedOffsets(i)
 			for _, tc := range f.cfg.Tables {
@@ -632,6 +653,17 @@ func (f *fixture) waitCaughtUp(timeout time.Duration) {
 		}
 		return true
 	})
+}
+
+// checkSinks fails the test when a sink of the fixture ended by itself with an error
+// (tests that expect one read the sink's own done channel instead).
+func (f *fixture) checkSinks() {
+	f.t.Helper()
+	select {
+	case err := <-f.failed:
+		f.t.Fatalf("a sink stopped: %v", err)
+	default:
+	}
 }
 
 func (f *fixture) endOffsets() map[tp]int64 {

@@ -18,7 +18,10 @@ import (
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
+	"github.com/cleave-dev/cleave/shardmeta"
 )
 
 func TestSinksApplyEveryStrategyIncludingShardKeyMoves(t *testing.T) {
@@ -290,4 +293,57 @@ func counterValue(c prometheus.Counter) float64 {
 	var d dto.Metric
 	_ = c.Write(&d)
 	return d.GetCounter().GetValue()
+}
+
+// ddl makes a schema change of table on the source and emits its event to every partition
+// of the table's topic, as capture does under ddl.policy propagate.
+func (g *gen) ddl(table, stmt string) {
+	t := g.f.t
+	t.Helper()
+	g.flush()
+	mustExec(t, g.f.src, "ALTER TABLE "+mysqlx.QuoteTable(g.f.db, table)+" "+stmt)
+	def, err := schema.Load(context.Background(), g.f.src, g.f.db, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.f.defs[g.f.table(table)] = def
+	g.pos += 37
+	v, _ := event.NewVersion("mysql-bin.000001", g.pos, 0)
+	for p := 0; p < g.f.cfg.Kafka.Partitions; p++ {
+		val, _ := event.Marshal(&event.Event{Op: event.OpDDL, DDL: "ALTER TABLE " + mysqlx.QuoteIdent(table) + " " + stmt, Version: v,
+			Source: event.Source{DB: g.f.db, Table: table, File: "mysql-bin.000001", Pos: g.pos, TsMs: time.Now().UnixMilli()}})
+		g.msgs = append(g.msgs, kafka.Message{Topic: kafkax.TableTopic(g.f.prefix, g.f.db, table), Partition: p, Value: val})
+	}
+	g.flush()
+}
+
+func TestSchemaChangesApplyOncePerShardAcrossPartitions(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	g := newGen(f, 10)
+	g.produce(1500)
+	// A backlog with events before and after each change: partitions are consumed side by
+	// side, so some reach a change while others are still behind it, with events of the
+	// old schema.
+	g.ddl("users", "ADD COLUMN nick VARCHAR(16) NULL")
+	g.extra = map[string]func() any{"nick": func() any { return g.maybeNull(g.word(10)) }}
+	g.produce(1500)
+	g.ddl("users", "DROP COLUMN bio")
+	g.drop = map[string]bool{"bio": true}
+	g.produce(1500)
+	stop0, _ := f.runSink("s0", Options{})
+	stop1, _ := f.runSink("s1", Options{})
+	g.produce(500)
+	f.waitCaughtUp(2 * time.Minute)
+	stopAll(t, stop0, stop1)
+	g.loadSource()
+	f.assertShardsMatchSource()
+	for i, db := range f.shards {
+		var n int
+		if err := db.QueryRow("SELECT COUNT(*) FROM `"+shardmeta.Database+"`.`"+shardmeta.AppliedDDL+"` WHERE db = ? AND tbl = 'users'", f.db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 {
+			t.Errorf("shard %d recorded %d schema changes of users, want 2", i, n)
+		}
+	}
 }
