@@ -275,6 +275,7 @@ func (d *Daemon) fill(s *Status, v metricsView) {
 		eta := value(m)
 		get(m).ETASeconds = &eta
 	}
+	s.Backfill = []TableBackfill{} // an empty list, not null, when nothing is reported
 	for _, b := range byTable {
 		s.Backfill = append(s.Backfill, *b)
 	}

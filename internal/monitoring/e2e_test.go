@@ -371,6 +371,19 @@ scrape_configs:
 		t.Logf("drift alert delivered %s after the row was deleted: %v", time.Since(injected).Round(100*time.Millisecond), got)
 	})
 
+	t.Run("cleave status prints the running daemon and exits 1 on drift", func(t *testing.T) {
+		out, err := exec.CommandContext(ctx, bin, "status", "--config", cfgPath).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("cleave status: %v, want exit 1 (the last reconcile found drift)\n%s", err, out)
+		}
+		for _, want := range []string{"ready: yes", "CAPTURE", "shard0", "shard1", "DRIFT TABLE", db + ".users"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("cleave status output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("SIGTERM drains cleave run and exits 0", func(t *testing.T) {
 		stopLoad()
 		loadWG.Wait()
