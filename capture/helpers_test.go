@@ -28,7 +28,7 @@ import (
 // fixture is one test's isolated world: a database on the shared source, a topic prefix
 // on the shared Kafka, and a replica server_id of its own.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	env     testenv.Env
 	db      string
 	prefix  string
@@ -39,7 +39,7 @@ type fixture struct {
 
 // newFixture creates the database and prefix; tables are the configured tables of the
 // test's database, created by the caller with src.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	env := testenv.Services(t)
 	f := &fixture{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t)}
@@ -170,7 +170,7 @@ func (f *fixture) sourcePosition() Position {
 
 // waitAcknowledged waits until Kafka has acknowledged everything up to the source's
 // current position.
-func (r *running) waitAcknowledged(t *testing.T, target Position) {
+func (r *running) waitAcknowledged(t testing.TB, target Position) {
 	t.Helper()
 	testenv.Eventually(t, 2*time.Minute, "capture acknowledged up to "+target.String(), func() bool {
 		select {

@@ -219,6 +219,10 @@ type reader struct {
 
 	nextHeartbeat time.Time
 	caughtUp      bool
+	// buf is scratch space for encoding messages; before and after hold the images of
+	// the row being encoded.
+	buf           []byte
+	before, after rowImage
 }
 
 // ignoredTable marks a table id of a table that is not configured.
@@ -505,80 +509,81 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 	}
 	start := uint64(h.LogPos - h.EventSize)
 	now := time.Now().UnixMilli()
-	emit := func(op event.Op, before, after event.Row, row int) error {
+	src := r.source(h, d.info, start, 0)
+	before, after := &r.before, &r.after
+	emit := func(op event.Op, row int) error {
 		version, err := event.NewVersion(r.file, start, row)
 		if err != nil {
 			return fatal(err)
 		}
-		image := after
-		if op == event.OpDelete {
-			image = before
+		var b, a *rowImage
+		key := after
+		switch op {
+		case event.OpCreate:
+			a = after
+		case event.OpUpdate:
+			b, a = before, after
+		case event.OpDelete:
+			b, key = before, before
 		}
-		key, err := event.Key(d.table, image)
-		if err != nil {
-			return fatal(err)
-		}
-		ev := &event.Event{Before: before, After: after, Op: op, TsMs: now, Source: r.source(h, d.info, start, row), Version: version}
-		val, err := event.Marshal(ev)
-		if err != nil {
-			return fatal(err)
-		}
+		src.Row = row
+		// One scratch buffer for the encoding, one exact copy per message: Kafka keeps it
+		// until it is acknowledged.
+		r.buf = d.appendKey(r.buf[:0], key)
+		k := append(make([]byte, 0, len(r.buf)), r.buf...)
+		r.buf = d.appendEvent(r.buf[:0], op, b, a, now, &src, version)
+		val := append(make([]byte, 0, len(r.buf)), r.buf...)
 		d.info.counters[op].Inc()
-		return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: key, Value: val})
+		return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
 	}
-	decode := func(values []any) (event.Row, error) {
-		row, err := d.image(values)
-		if err != nil {
-			return nil, fatal(fmt.Errorf("decode row at %s: %w", r.pos(h), err))
+	decode := func(img *rowImage, values []any) error {
+		if err := d.image(img, values); err != nil {
+			return fatal(fmt.Errorf("decode row at %s: %w", r.pos(h), err))
 		}
-		return row, nil
+		return nil
 	}
 	switch e.Type() {
 	case replication.EnumRowsEventTypeInsert:
 		for i, vals := range e.Rows {
-			after, err := decode(vals)
-			if err != nil {
+			if err := decode(after, vals); err != nil {
 				return err
 			}
-			if err := emit(event.OpCreate, nil, after, i); err != nil {
+			if err := emit(event.OpCreate, i); err != nil {
 				return err
 			}
 		}
 	case replication.EnumRowsEventTypeDelete:
 		for i, vals := range e.Rows {
-			before, err := decode(vals)
-			if err != nil {
+			if err := decode(before, vals); err != nil {
 				return err
 			}
-			if err := emit(event.OpDelete, before, nil, i); err != nil {
+			if err := emit(event.OpDelete, i); err != nil {
 				return err
 			}
 		}
 	case replication.EnumRowsEventTypeUpdate:
 		for i := 0; i+1 < len(e.Rows); i += 2 {
-			before, err := decode(e.Rows[i])
-			if err != nil {
+			if err := decode(before, e.Rows[i]); err != nil {
 				return err
 			}
-			after, err := decode(e.Rows[i+1])
-			if err != nil {
+			if err := decode(after, e.Rows[i+1]); err != nil {
 				return err
 			}
 			row := i / 2
-			if !sameKey(d, before, after) {
+			if !d.sameKey(before, after) {
 				// A new primary key is a new row: the old one is deleted and the new one
 				// created, each under its own key (and partition). Both carry the version
 				// of this row change; as they are different keys, each key's versions
 				// still strictly increase.
-				if err := emit(event.OpDelete, before, nil, row); err != nil {
+				if err := emit(event.OpDelete, row); err != nil {
 					return err
 				}
-				if err := emit(event.OpCreate, nil, after, row); err != nil {
+				if err := emit(event.OpCreate, row); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := emit(event.OpUpdate, before, after, row); err != nil {
+			if err := emit(event.OpUpdate, row); err != nil {
 				return err
 			}
 		}
@@ -586,17 +591,6 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 		return fatal(fmt.Errorf("rows event of unknown kind at %s", r.pos(h)))
 	}
 	return nil
-}
-
-// sameKey reports whether an update keeps the row's primary key.
-func sameKey(d *tableDef, before, after event.Row) bool {
-	for _, i := range d.table.PK {
-		name := d.table.Columns[i].Name
-		if before[name] != after[name] {
-			return false
-		}
-	}
-	return true
 }
 
 // maybeHeartbeat writes a heartbeat to every partition of every table topic when one is

@@ -42,6 +42,10 @@ type tableDef struct {
 	timeFSP []int
 	// fingerprint identifies the definition for the schema history.
 	fingerprint string
+	// order lists the columns in the order the message encoder writes them; quotedNames
+	// are their names as JSON strings.
+	order       []int
+	quotedNames [][]byte
 }
 
 // collations maps the source's collation ids to character set names.
@@ -138,6 +142,11 @@ func buildDef(tm *replication.TableMapEvent, coll collations, topic string, pos 
 	}
 	fmt.Fprintf(&fp, "|pk%v", t.PK)
 	d.fingerprint = fp.String()
+	d.order = sortedColumns(names)
+	d.quotedNames = make([][]byte, n)
+	for i, name := range names {
+		d.quotedNames[i] = appendJSONString(nil, name)
+	}
 	return d, nil
 }
 
@@ -278,29 +287,32 @@ func (d *tableDef) sameTable(tm *replication.TableMapEvent) bool {
 	return d.tableID == tm.TableID && string(d.colTypes) == string(tm.ColumnType)
 }
 
-// image turns one row image of a rows event into event form.
-func (d *tableDef) image(values []any) (event.Row, error) {
+// image writes one row image of a rows event into img, in event form.
+func (d *tableDef) image(img *rowImage, values []any) error {
 	cols := d.table.Columns
 	if len(values) != len(cols) {
-		return nil, fmt.Errorf("row of %s has %d values for %d columns", d.name, len(values), len(cols))
+		return fmt.Errorf("row of %s has %d values for %d columns", d.name, len(values), len(cols))
 	}
-	row := make(event.Row, len(cols))
+	img.reset()
 	for i := range cols {
 		v := values[i]
 		switch {
 		case v == nil:
+			img.buf = append(img.buf, "null"...)
+			img.ends = append(img.ends, len(img.buf))
+			continue
 		case d.pad[i] > 0:
 			v = padBinary(v, d.pad[i])
 		case d.timeFSP[i] > 0:
 			v = padTime(v, d.timeFSP[i])
 		}
-		enc, err := event.Encode(&cols[i], v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.name, err)
+		var err error
+		if img.buf, err = appendColumn(img.buf, &cols[i], v); err != nil {
+			return fmt.Errorf("%s: %w", d.name, err)
 		}
-		row[cols[i].Name] = enc
+		img.ends = append(img.ends, len(img.buf))
 	}
-	return row, nil
+	return nil
 }
 
 // padBinary restores the trailing 0x00 bytes of a BINARY(n) value, which the binlog drops.

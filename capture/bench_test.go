@@ -1,0 +1,163 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+)
+
+// BenchmarkCatchUp measures how fast capture catches up with a backlog of row changes
+// (1M by default; CLEAVE_BENCH_ROWS sets another count): from the checkpoint before the
+// backlog until Kafka has acknowledged every event, beside the rate at which go-mysql
+// alone reads and decodes the same binlog range, measured in the same run.
+//
+//	go test -run '^$' -bench CatchUp -benchtime 1x ./capture/
+func BenchmarkCatchUp(b *testing.B) {
+	total := 1_000_000
+	if s := os.Getenv("CLEAVE_BENCH_ROWS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 10 {
+			b.Fatalf("CLEAVE_BENCH_ROWS=%q: want a count of at least 10", s)
+		}
+		total = n
+	}
+	f := newFixture(b)
+	f.exec(`CREATE TABLE orders (
+		id BIGINT PRIMARY KEY, user_id INT NOT NULL, status TINYINT NOT NULL, sku VARCHAR(40) NOT NULL,
+		amount DECIMAL(12,2) NOT NULL, created DATETIME(6) NOT NULL, score DOUBLE, note VARCHAR(100), flags INT UNSIGNED)`)
+	// 70% inserts, 20% updates (two images each), 10% deletes.
+	inserts, updates := total*7/10, total*2/10
+	deletes := total - inserts - updates
+	start := f.sourcePosition()
+	var sourceID uint32
+	if err := f.src.QueryRow("SELECT BINLOG_GTID_POS(?, ?), @@server_id", start.File, start.Pos).Scan(&start.GTID, &sourceID); err != nil {
+		b.Fatal(err)
+	}
+	base := f.prefix
+	loadStart := time.Now()
+	const chunk = 10000
+	for lo := 0; lo < inserts; lo += chunk {
+		hi := min(lo+chunk, inserts) - 1
+		f.exec(fmt.Sprintf(`INSERT INTO orders SELECT seq, seq %% 10007, seq %% 5, CONCAT('SKU-', seq %% 977),
+			(seq %% 100000) / 100, '2024-01-01 00:00:00' + INTERVAL seq SECOND, seq / 7, CONCAT('note for order ', seq), seq
+			FROM seq_%d_to_%d`, lo+1, hi+1))
+	}
+	for lo := 0; lo < updates; lo += chunk {
+		f.exec(fmt.Sprintf("UPDATE orders SET status = status + 1, amount = amount + 1 WHERE id BETWEEN %d AND %d", lo+1, min(lo+chunk, updates)))
+	}
+	f.exec(fmt.Sprintf("DELETE FROM orders WHERE id > %d", inserts-deletes))
+	end := f.sourcePosition()
+	b.Logf("backlog of %d row changes written in %s, binlog %s to %s", total, time.Since(loadStart).Round(time.Millisecond), start, end)
+
+	b.ResetTimer()
+	var bareRate, captureRate float64
+	for i := 0; i < b.N; i++ {
+		cpu0 := cpuTime()
+		var rows int
+		var took time.Duration
+		pprof.Do(context.Background(), pprof.Labels("phase", "bare"), func(context.Context) {
+			rows, took = bareDecode(b, f.env.SourceDSN, start, end, f.db)
+		})
+		bareCPU := cpuTime() - cpu0
+		if rows != total {
+			b.Fatalf("bare decode read %d row changes, want %d", rows, total)
+		}
+		bareRate = float64(rows) / took.Seconds()
+
+		// A fresh topic prefix whose checkpoint stands before the backlog.
+		f.prefix = fmt.Sprintf("%s-%d", base, i)
+		cfg := f.configure([]string{"orders"}, "")
+		store := NewCheckpointStore(cfg.Kafka.Brokers, f.prefix, 1)
+		if err := store.Ensure(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Store(context.Background(), Checkpoint{Position: start, SourceServerID: sourceID, Flavor: "mariadb"}); err != nil {
+			b.Fatal(err)
+		}
+		store.Close()
+		began, cpu1 := time.Now(), cpuTime()
+		var r *running
+		pprof.Do(context.Background(), pprof.Labels("phase", "capture"), func(context.Context) { r = f.start(cfg) })
+		r.waitAcknowledged(b, end)
+		took = time.Since(began)
+		captureCPU := cpuTime() - cpu1
+		if err := r.shutdown(); err != nil {
+			b.Fatal(err)
+		}
+		captureRate = float64(total) / took.Seconds()
+		b.Logf("run %d: capture %d events in %s = %.0f events/s; bare go-mysql decode %.0f rows/s; capture at %.0f%% of bare; CPU of this process per row change: capture %.1fµs, bare decode %.1fµs",
+			i+1, total, took.Round(time.Millisecond), captureRate, bareRate, 100*captureRate/bareRate,
+			float64(captureCPU.Microseconds())/float64(total), float64(bareCPU.Microseconds())/float64(total))
+	}
+	b.ReportMetric(captureRate, "events/s")
+	b.ReportMetric(bareRate, "bare-rows/s")
+	b.ReportMetric(100*captureRate/bareRate, "%-of-bare")
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// bareDecode reads the binlog from from to to with go-mysql alone, as capture configures
+// it, and counts the decoded row changes of db.
+func bareDecode(tb testing.TB, dsn string, from, to Position, db string) (int, time.Duration) {
+	tb.Helper()
+	dc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	host, portText, _ := strings.Cut(dc.Addr, ":")
+	port, _ := strconv.Atoi(portText)
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: serverID(), Flavor: "mariadb", Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
+		TimestampStringLocation: time.UTC, EventCacheCount: 1024, DiscardGTIDSet: true, DisableRetrySync: true,
+		Logger: newSlogger(zap.NewNop()),
+	})
+	defer syncer.Close()
+	began := time.Now()
+	st, err := syncer.StartSync(gomysql.Position{Name: from.File, Pos: uint32(from.Pos)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	file, rows := from.File, 0
+	for {
+		ev, err := st.GetEvent(ctx)
+		if err != nil {
+			tb.Fatalf("bare decode: %v", err)
+		}
+		switch e := ev.Event.(type) {
+		case *replication.RotateEvent:
+			file = string(e.NextLogName)
+			continue
+		case *replication.RowsEvent:
+			if string(e.Table.Schema) == db {
+				n := len(e.Rows)
+				if e.Type() == replication.EnumRowsEventTypeUpdate {
+					n /= 2
+				}
+				rows += n
+			}
+		}
+		if ev.Header.LogPos > 0 && !(Position{File: file, Pos: uint64(ev.Header.LogPos)}).Before(to) {
+			return rows, time.Since(began)
+		}
+	}
+}

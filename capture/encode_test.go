@@ -1,0 +1,175 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/schema"
+)
+
+// randomText mixes what JSON must escape with what it must not touch.
+func randomText(rng *rand.Rand) string {
+	pieces := []string{"a", "Z", "0", " ", "\"", "\\", "/", "<", ">", "&", "\x00", "\x01", "\x1f", "\x7f", "\b", "\f", "\n", "\r", "\t",
+		"é", "€", "🎉", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x82", "\xed\xa0\x80", "'", "`", "{", "}"}
+	var b []byte
+	for n := rng.IntN(12); n > 0; n-- {
+		b = append(b, pieces[rng.IntN(len(pieces))]...)
+	}
+	return string(b)
+}
+
+func randomValue(rng *rand.Rand) any {
+	switch rng.IntN(5) {
+	case 0:
+		return nil
+	case 1:
+		return json.Number(strconv.FormatInt(rng.Int64()-rng.Int64(), 10))
+	case 2:
+		return json.Number(strconv.FormatUint(rng.Uint64(), 10))
+	case 3:
+		return json.Number(strconv.FormatFloat(rng.NormFloat64()*1e10, 'g', -1, 64))
+	}
+	return randomText(rng)
+}
+
+func TestMessagesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		ncols := 1 + rng.IntN(8)
+		names := make([]string, ncols)
+		seen := map[string]bool{}
+		for c := range names {
+			for names[c] == "" || seen[names[c]] {
+				names[c] = randomText(rng) + strconv.Itoa(c)
+			}
+			seen[names[c]] = true
+		}
+		tbl := &schema.Table{DB: randomText(rng), Name: randomText(rng), Columns: make([]schema.Column, ncols)}
+		for c := range names {
+			tbl.Columns[c].Name = names[c]
+		}
+		tbl.PK = []int{rng.IntN(ncols)}
+		if ncols > 1 && rng.IntN(2) == 0 {
+			tbl.PK = append(tbl.PK, (tbl.PK[0]+1)%ncols)
+		}
+		d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, ncols)}
+		for c, n := range names {
+			d.quotedNames[c] = appendJSONString(nil, n)
+		}
+		img := func() (*rowImage, event.Row) {
+			ri := &rowImage{set: true}
+			row := event.Row{}
+			for c := 0; c < ncols; c++ {
+				v := randomValue(rng)
+				ri.buf = appendValue(ri.buf, v)
+				ri.ends = append(ri.ends, len(ri.buf))
+				row[names[c]] = v
+			}
+			return ri, row
+		}
+		before, beforeRow := img()
+		after, afterRow := img()
+		op := []event.Op{event.OpCreate, event.OpUpdate, event.OpDelete}[rng.IntN(3)]
+		ev := &event.Event{Before: beforeRow, After: afterRow, Op: op, TsMs: rng.Int64(), Version: event.Version(rng.Uint64()),
+			Source: event.Source{Connector: "cleave", Name: randomText(rng), DB: tbl.DB, Table: tbl.Name, ServerID: rng.Uint32(),
+				File: randomText(rng), Pos: rng.Uint64(), GTID: []string{"", "0-1-42", randomText(rng)}[rng.IntN(3)], TsMs: rng.Int64(), Row: rng.IntN(1000)}}
+		switch op {
+		case event.OpCreate:
+			before, ev.Before = nil, nil
+		case event.OpDelete:
+			after, ev.After = nil, nil
+		}
+		want, err := event.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := d.appendEvent(nil, op, before, after, ev.TsMs, &ev.Source, ev.Version)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+		image, imageRow := after, afterRow
+		if op == event.OpDelete {
+			image, imageRow = before, beforeRow
+		}
+		wantKey, err := event.Key(tbl, imageRow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotKey := d.appendKey(nil, image); !bytes.Equal(gotKey, wantKey) {
+			t.Fatalf("case %d key:\n got %s\nwant %s", i, gotKey, wantKey)
+		}
+	}
+}
+
+func BenchmarkEncodeEvent(b *testing.B) {
+	names := []string{"id", "user_id", "status", "sku", "amount", "created", "score", "note", "flags"}
+	tbl := &schema.Table{DB: "shop", Name: "orders", PK: []int{0}, Columns: make([]schema.Column, len(names))}
+	for i, n := range names {
+		tbl.Columns[i].Name = n
+	}
+	d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, len(names))}
+	for c, n := range names {
+		d.quotedNames[c] = appendJSONString(nil, n)
+	}
+	img := &rowImage{set: true}
+	for _, v := range []any{json.Number("123456"), json.Number("4711"), json.Number("3"), "SKU-977", "1234.50", "2024-01-01 10:00:00.000000", json.Number("17636.142857142855"), "note for order 123456", json.Number("123456")} {
+		img.buf = appendValue(img.buf, v)
+		img.ends = append(img.ends, len(img.buf))
+	}
+	src := event.Source{Connector: "cleave", Name: "bench", DB: "shop", Table: "orders", ServerID: 1, File: "mysql-bin.000001", Pos: 123456, GTID: "0-1-42", TsMs: 1700000000000}
+	var buf []byte
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = d.appendEvent(buf[:0], event.OpUpdate, img, img, 1700000000000, &src, 99)
+	}
+}
+
+func TestAppendColumnWritesWhatEventEncodeReturns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cols := []schema.Column{
+		{Name: "i", Kind: schema.KindInt, DataType: "int"},
+		{Name: "m", Kind: schema.KindUint, DataType: "mediumint"},
+		{Name: "u", Kind: schema.KindUint, DataType: "bigint"},
+		{Name: "s", Kind: schema.KindString, DataType: "varchar", Charset: "utf8mb4"},
+		{Name: "l", Kind: schema.KindString, DataType: "varchar", Charset: "latin1"},
+		{Name: "j", Kind: schema.KindJSON, DataType: "json"},
+		{Name: "d", Kind: schema.KindDateTime, DataType: "datetime", FSP: 6},
+		{Name: "t", Kind: schema.KindTime, DataType: "time"},
+		{Name: "ts", Kind: schema.KindTimestamp, DataType: "timestamp"},
+		{Name: "x", Kind: schema.KindDecimal, DataType: "decimal"},
+		{Name: "b", Kind: schema.KindBinary, DataType: "blob"},
+		{Name: "y", Kind: schema.KindYear, DataType: "year"},
+		{Name: "f", Kind: schema.KindFloat, DataType: "float"},
+		{Name: "e", Kind: schema.KindEnum, DataType: "enum", Elements: []string{"a", "b"}},
+	}
+	values := func() []any {
+		return []any{
+			int8(rng.IntN(256) - 128), int16(rng.IntN(65536) - 32768), int32(rng.Int32() - rng.Int32()), rng.Int64() - rng.Int64(),
+			uint8(rng.IntN(256)), uint16(rng.IntN(65536)), uint32(rng.Uint32()), rng.Uint64(),
+			int8(-1), int32(-1), int64(-5),
+			randomText(rng), []byte(randomText(rng)), "2024-02-29 23:59:59.999999", "-838:59:59", "12.50", float32(rng.Float32()),
+			int64(rng.IntN(3)), 2155,
+		}
+	}
+	for i := 0; i < 300; i++ {
+		for c := range cols {
+			for _, v := range values() {
+				enc, encErr := event.Encode(&cols[c], v)
+				got, err := appendColumn(nil, &cols[c], v)
+				if (err == nil) != (encErr == nil) {
+					t.Fatalf("column %s value %#v: appendColumn error %v, event.Encode error %v", cols[c].Name, v, err, encErr)
+				}
+				if err != nil {
+					continue
+				}
+				if want := appendValue(nil, enc); !bytes.Equal(got, want) {
+					t.Fatalf("column %s value %#v: %s, event.Encode gives %s", cols[c].Name, v, got, want)
+				}
+			}
+		}
+	}
+}
