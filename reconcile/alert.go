@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -203,6 +205,11 @@ func (c *Checker) alert(ctx context.Context, rep *Report) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// The URL may carry a token: keep it out of logs and the report.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		c.log.Error("post drift alert to webhook", zap.Error(err))
 		rep.Notes = append(rep.Notes, "alert webhook failed: "+err.Error())
 		return

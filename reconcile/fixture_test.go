@@ -235,7 +235,7 @@ func (f *fixture) checker(opts Options, more ...Option) *Checker {
 
 func (f *fixture) run(opts Options, more ...Option) *Report {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rep, err := f.checker(opts, more...).Run(ctx)
 	if err != nil {

@@ -134,7 +134,9 @@ reconcile:
 	}
 	owner := f.owner("live", route.UintValue(uid))[0]
 	f.exec(f.shards[owner], "UPDATE %s SET name = 'damaged' WHERE id = %d", f.q("live"), victim)
-	rep := f.run(Options{})
+	// Sinks slowed down (by the race detector, say) may lag for long: give this check's
+	// re-check rounds more time, so the damaged row is settled rather than left in flight.
+	rep := f.run(Options{RecheckWait: 5 * time.Second})
 	got := describe(f, rep)
 	want := []string{fmt.Sprintf("changed s%d [%d] name", owner, victim)}
 	if strings.Join(got, "|") != strings.Join(want, "|") {

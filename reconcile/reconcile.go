@@ -31,7 +31,7 @@ type Options struct {
 	// Resume continues from StatePath when it holds an unfinished run of the same tables.
 	Resume bool
 	// MaxThreadsRunning pauses the check while the source's Threads_running is above it;
-	// 0 never pauses.
+	// 0 means the default, 50; a negative value never pauses.
 	MaxThreadsRunning int
 	// RepairSQL generates the statements that would fix the drift (Report.Repair).
 	RepairSQL bool
@@ -47,6 +47,9 @@ type Options struct {
 	// clean run can resolve them; "" keeps that only in memory.
 	AlertStatePath string
 }
+
+// DefaultMaxThreadsRunning is the source load above which a check pauses.
+const DefaultMaxThreadsRunning = 50
 
 // Progress reports how far a run has come; RowsTotal is an estimate from table statistics.
 type Progress struct {
@@ -111,6 +114,9 @@ func New(cfg *config.Config, opts ...Option) (*Checker, error) {
 	}
 	if c.opts.MaxDriftRows <= 0 {
 		c.opts.MaxDriftRows = 10000
+	}
+	if c.opts.MaxThreadsRunning == 0 {
+		c.opts.MaxThreadsRunning = DefaultMaxThreadsRunning
 	}
 	if c.opts.RecheckWait <= 0 {
 		c.opts.RecheckWait = 2 * time.Second

@@ -118,7 +118,7 @@ Exit codes: 0 consistent, 1 drift found (and not repaired), 2 could not check.`,
 	f.StringVar(&alertStatePath, "alert-state", ".cleave-reconcile.alerts.json", "file remembering firing drift alerts between runs, so a clean run resolves them")
 	f.IntVar(&maxRPS, "max-rows-per-second", 0, "throttle source reads to this many rows per second (overrides reconcile.max_rows_per_second; 0: unthrottled)")
 	f.IntVar(&chunkSize, "chunk-size", 0, "rows per chunk (0: adapt to reconcile.chunk_target)")
-	f.IntVar(&maxThreads, "max-threads-running", 50, "pause while the source's Threads_running is above this (0: never pause)")
+	f.IntVar(&maxThreads, "max-threads-running", reconcile.DefaultMaxThreadsRunning, "pause while the source's Threads_running is above this (negative: never pause)")
 	f.StringSliceVar(&tables, "table", nil, "check only this db.table (repeatable)")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar even on a terminal")
 	return cmd
