@@ -92,6 +92,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		r.waitAcknowledged(b, end)
 		took = time.Since(began)
 		captureCPU := cpuTime() - cpu1
+		b.Logf("reader waited %.1fs for Kafka's acknowledgements (max_in_flight_bytes %d)", metricValue(b, r.reg, "cleave_capture_backpressure_seconds_total"), cfg.Capture.MaxInFlightBytes)
 		if err := r.shutdown(); err != nil {
 			b.Fatal(err)
 		}

@@ -297,7 +297,7 @@ func countOps(recs []record) map[event.Op]int {
 }
 
 // metricValue reads a gauge or counter (summed over labels) from reg.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -14,6 +14,7 @@ type metrics struct {
 	produceRetries prometheus.Counter
 	restarts       prometheus.Counter
 	inFlightBytes  prometheus.Gauge
+	backpressure   prometheus.Counter
 	checkpointFile prometheus.Gauge
 	checkpointPos  prometheus.Gauge
 	lag            prometheus.GaugeFunc
@@ -50,6 +51,10 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "in_flight_bytes",
 			Help: "Bytes of events handed to Kafka and not yet acknowledged (bounded by capture.max_in_flight_bytes).",
 		}),
+		backpressure: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "backpressure_seconds_total",
+			Help: "Time the binlog reader waited because capture.max_in_flight_bytes of events were unacknowledged by Kafka: when it grows at one second per second, Kafka sets the pace.",
+		}),
 		checkpointFile: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_binlog_file_index",
 			Help: "Numeric suffix of the binlog file of the last stored checkpoint.",
@@ -65,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.events, m.heartbeats, m.bytes, m.produceErrors, m.produceRetries, m.restarts,
-			m.inFlightBytes, m.checkpointFile, m.checkpointPos, m.lag)
+			m.inFlightBytes, m.backpressure, m.checkpointFile, m.checkpointPos, m.lag)
 	}
 	return m
 }

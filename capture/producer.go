@@ -120,8 +120,12 @@ func (p *producer) flush(ctx context.Context) error {
 			p.mu.Unlock()
 		})
 		// An oversized chunk still goes alone, when nothing else is in flight.
-		for p.err == nil && ctx.Err() == nil && p.inFlight > 0 && p.inFlight+c.bytes > p.maxInFlight {
-			p.cond.Wait()
+		if p.err == nil && p.inFlight > 0 && p.inFlight+c.bytes > p.maxInFlight {
+			began := time.Now()
+			for p.err == nil && ctx.Err() == nil && p.inFlight > 0 && p.inFlight+c.bytes > p.maxInFlight {
+				p.cond.Wait()
+			}
+			p.metrics.backpressure.Add(time.Since(began).Seconds())
 		}
 		stop()
 	}
