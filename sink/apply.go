@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -20,33 +21,56 @@ import (
 	"github.com/cleave-dev/cleave/shardmeta"
 )
 
-// applier applies the batches of one pipeline run.
+// applier applies the batches of one pipeline run, in order.
 type applier struct {
 	s      *Sink
 	states map[tp]*partState
 	kc     *kafkaCommitter
 	budget *semaphore.Weighted
+	c      *sql.Conn // see conn
 }
 
-// apply applies one batch: its row changes in as few shard transactions as it can (one,
-// unless a schema change splits it), each with the offsets it advances.
+// do applies one unit of work and releases its messages' buffer budget.
+func (a *applier) do(ctx context.Context, w *work) error {
+	defer a.release(w)
+	if w.ddl != nil {
+		defer close(w.ddl.done)
+		return a.applyDDL(ctx, w.ddl.m, w.ddl.ev)
+	}
+	return a.applyPlan(ctx, w.plan)
+}
+
+func (a *applier) release(w *work) {
+	var n int64
+	for _, m := range w.msgs {
+		n += m.size
+	}
+	if n > 0 {
+		a.budget.Release(n)
+	}
+}
+
+// apply plans and applies a batch of messages in order: its row changes in one shard
+// transaction per run between schema changes. Tests drive the applier through it.
 func (a *applier) apply(ctx context.Context, batch []*message) error {
-	defer func() {
-		for _, m := range batch {
-			a.budget.Release(m.size)
+	var items []item
+	flush := func() error {
+		if len(items) == 0 {
+			return nil
 		}
-	}()
-	items := make([]item, 0, len(batch))
+		p, err := a.s.planItems(ctx, items)
+		if err != nil {
+			return err
+		}
+		items = nil
+		return a.applyPlan(ctx, p)
+	}
 	for _, m := range batch {
-		it := item{m: m}
-		if len(m.Value) > 0 {
-			it.ev, it.err = event.Unmarshal(m.Value)
-		}
+		it := a.s.decode(m)
 		if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
-			if err := a.applySegment(ctx, items); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
-			items = items[:0]
 			if err := a.applyDDL(ctx, m, it.ev); err != nil {
 				return err
 			}
@@ -54,33 +78,35 @@ func (a *applier) apply(ctx context.Context, batch []*message) error {
 		}
 		items = append(items, it)
 	}
-	return a.applySegment(ctx, items)
+	return flush()
 }
 
-// applySegment applies a run of row events in one shard transaction, retried as a whole.
-func (a *applier) applySegment(ctx context.Context, items []item) error {
-	if len(items) == 0 {
-		return nil
-	}
-	s := a.s
+// planItems makes the plan of items, reloading the table definitions once when an event
+// does not fit them (another member may have applied a schema change meanwhile).
+func (s *Sink) planItems(ctx context.Context, items []item) (*plan, error) {
 	p, err := s.makePlan(items)
 	var se *errSchema
 	if errors.As(err, &se) {
-		// Another member may have applied a schema change this one has not seen yet.
 		if rerr := s.reloadTables(ctx); rerr != nil {
-			return rerr
+			return nil, rerr
 		}
 		p, err = s.makePlan(items)
 	}
-	if err != nil {
-		return err
+	return p, err
+}
+
+// applyPlan applies a plan in one shard transaction, retried as a whole.
+func (a *applier) applyPlan(ctx context.Context, p *plan) error {
+	if len(p.pos) == 0 {
+		return nil
 	}
+	s := a.s
 	if len(p.dead) > 0 && s.cfg.Sink.OnError == config.OnErrorStop {
 		return s.stopOn(p.dead[0])
 	}
 	start := time.Now()
 	var res *result
-	err = s.withRetry(ctx, "apply batch", func(actx context.Context) error {
+	err := s.withRetry(ctx, "apply batch", func(actx context.Context) error {
 		var err error
 		res, err = a.commit(actx, p, false)
 		if err != nil && mysqlx.Rejected(err) {
@@ -149,14 +175,25 @@ func (s *Sink) stopOn(d *deadLetter) error {
 
 func kafkaDLQ(s *Sink) string { return kafkax.DLQTopic(s.cfg.Kafka.TopicPrefix, s.shard) }
 
-const staleVar = "@cleave_stale"
-
 // commit runs one attempt of a plan's transaction. careful applies row by row, each in a
 // savepoint, so that a row the shard refuses is set aside (or, under on_error stop,
 // named) instead of failing the batch.
-func (a *applier) commit(ctx context.Context, p *plan, careful bool) (*result, error) {
+//
+// Round trips are what a batch costs on a busy shard, so there are few: BEGIN, the
+// offsets lock (which also resets the stale counters), one prepared statement per 500
+// rows, one read of the stale counters, the offsets write, COMMIT.
+func (a *applier) commit(ctx context.Context, p *plan, careful bool) (res *result, err error) {
 	s := a.s
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	conn, err := a.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && mysqlx.Retryable(err) {
+			a.dropConn()
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -164,19 +201,37 @@ func (a *applier) commit(ctx context.Context, p *plan, careful bool) (*result, e
 	if err := a.lockOffsets(ctx, tx, p); err != nil {
 		return nil, err
 	}
-	res := &result{stale: map[*table]int{}, dead: append([]*deadLetter(nil), p.dead...)}
+	res = &result{stale: map[*table]int{}, dead: append([]*deadLetter(nil), p.dead...)}
+	var counted []*tablePlan // tables whose stale upserts are counted in their variable
 	for _, tpl := range p.tables {
 		var stale int
+		var upserts bool
 		if careful {
 			stale, err = a.applyCareful(ctx, tx, tpl, res)
 		} else {
-			stale, err = a.applyFast(ctx, tx, tpl)
+			stale, upserts, err = a.applyFast(ctx, tx, tpl)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if stale > 0 {
-			res.stale[tpl.t] = stale
+		res.stale[tpl.t] = stale
+		if upserts {
+			counted = append(counted, tpl)
+		}
+	}
+	if len(counted) > 0 {
+		vars := make([]string, len(counted))
+		dest := make([]any, len(counted))
+		ns := make([]sql.NullInt64, len(counted))
+		for i, tpl := range counted {
+			vars[i] = tpl.t.staleVar()
+			dest[i] = &ns[i]
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT "+strings.Join(vars, ", ")).Scan(dest...); err != nil {
+			return nil, err
+		}
+		for i, tpl := range counted {
+			res.stale[tpl.t] += int(ns[i].Int64)
 		}
 	}
 	if len(res.dead) > 0 {
@@ -201,6 +256,31 @@ func (a *applier) commit(ctx context.Context, p *plan, careful bool) (*result, e
 	return res, nil
 }
 
+// conn is the applier's own connection, in READ COMMITTED (no gap locks between the
+// members of one shard), on which the prepared statements stay.
+func (a *applier) conn(ctx context.Context) (*sql.Conn, error) {
+	if a.c != nil {
+		return a.c, nil
+	}
+	c, err := a.s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	a.c = c
+	return c, nil
+}
+
+func (a *applier) dropConn() {
+	if a.c != nil {
+		a.c.Close()
+		a.c = nil
+	}
+}
+
 // errStop is an error that must not be retried and is not the shard's availability.
 type errStop struct{ err error }
 
@@ -208,32 +288,51 @@ func (e errStop) Error() string { return e.err.Error() }
 func (e errStop) Unwrap() error { return e.err }
 
 // lockOffsets locks the offsets rows of the plan's partitions and checks that they are
-// where this member last left them; see the package comment on fencing.
+// where this member last left them (see the package comment on fencing). The same
+// statement resets the stale counters of the plan's tables.
 func (a *applier) lockOffsets(ctx context.Context, tx *sql.Tx, p *plan) error {
 	s := a.s
-	var b strings.Builder
-	args := []any{s.group}
-	b.WriteString("SELECT topic, kafka_partition, next_offset FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) + " WHERE consumer_group = ? AND (")
-	i := 0
-	for key := range p.pos {
-		if i > 0 {
-			b.WriteString(" OR ")
-		}
-		b.WriteString("(topic = ? AND kafka_partition = ?)")
-		args = append(args, key.topic, key.partition)
-		i++
+	keys := sortedPositions(p.pos)
+	args := make([]any, 0, 1+2*len(keys))
+	args = append(args, s.group)
+	for _, k := range keys {
+		args = append(args, k.topic, k.partition)
 	}
-	b.WriteString(") FOR UPDATE")
-	rows, err := tx.QueryContext(ctx, b.String(), args...)
+	var vars []string
+	for _, tpl := range p.tables {
+		vars = append(vars, tpl.t.staleVar())
+	}
+	text := func() string {
+		var b strings.Builder
+		b.WriteString("SELECT topic, kafka_partition, next_offset")
+		for _, v := range vars {
+			b.WriteString(", " + v + " := 0")
+		}
+		b.WriteString(" FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) + " WHERE consumer_group = ? AND (")
+		for i := range keys {
+			if i > 0 {
+				b.WriteString(" OR ")
+			}
+			b.WriteString("(topic = ? AND kafka_partition = ?)")
+		}
+		b.WriteString(") FOR UPDATE")
+		return b.String()
+	}
+	rows, err := s.stmts.query(ctx, tx, "lock\x00"+strconv.Itoa(len(keys))+"\x00"+strings.Join(vars, ","), text, args)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	found := 0
+	dest := make([]any, 3+len(vars))
+	var key tp
+	var next int64
+	dest[0], dest[1], dest[2] = &key.topic, &key.partition, &next
+	for i := range vars {
+		dest[3+i] = new(sql.RawBytes)
+	}
 	for rows.Next() {
-		var key tp
-		var next int64
-		if err := rows.Scan(&key.topic, &key.partition, &next); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
 		found++
@@ -244,31 +343,45 @@ func (a *applier) lockOffsets(ctx context.Context, tx *sql.Tx, p *plan) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if found != len(p.pos) {
-		return fmt.Errorf("%w: %d of %d partitions have no stored offset any more", errFenced, len(p.pos)-found, len(p.pos))
+	if found != len(keys) {
+		return fmt.Errorf("%w: %d of %d partitions have no stored offset any more", errFenced, len(keys)-found, len(keys))
 	}
 	return nil
 }
 
+func sortedPositions(pos map[tp]*position) []tp {
+	keys := make([]tp, 0, len(pos))
+	for k := range pos {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	return keys
+}
+
 func (a *applier) writeOffsets(ctx context.Context, tx *sql.Tx, pos map[tp]*position) error {
 	s := a.s
-	var b strings.Builder
-	args := make([]any, 0, 6*len(pos))
-	b.WriteString("INSERT INTO " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
-		" (consumer_group, topic, kafka_partition, next_offset, applied_version, applied_ts_ms) VALUES ")
-	i := 0
-	for key, p := range pos {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?)")
-		args = append(args, s.group, key.topic, key.partition, p.next, uint64(p.version), p.tsMs)
-		i++
+	keys := sortedPositions(pos)
+	args := make([]any, 0, 6*len(keys))
+	for _, k := range keys {
+		p := pos[k]
+		args = append(args, s.group, k.topic, k.partition, p.next, uint64(p.version), p.tsMs)
 	}
-	b.WriteString(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)," +
-		" applied_version = GREATEST(applied_version, VALUES(applied_version))," +
-		" applied_ts_ms = GREATEST(applied_ts_ms, VALUES(applied_ts_ms))")
-	_, err := tx.ExecContext(ctx, b.String(), args...)
+	text := func() string {
+		var b strings.Builder
+		b.WriteString("INSERT INTO " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
+			" (consumer_group, topic, kafka_partition, next_offset, applied_version, applied_ts_ms) VALUES ")
+		for i := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?,?,?,?)")
+		}
+		b.WriteString(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)," +
+			" applied_version = GREATEST(applied_version, VALUES(applied_version))," +
+			" applied_ts_ms = GREATEST(applied_ts_ms, VALUES(applied_ts_ms))")
+		return b.String()
+	}
+	_, err := s.stmts.exec(ctx, tx, "offsets\x00"+strconv.Itoa(len(keys)), true, text, args)
 	return err
 }
 
@@ -276,9 +389,9 @@ func (a *applier) writeOffsets(ctx context.Context, tx *sql.Tx, pos map[tp]*posi
 // its deletes as multi-row guarded DELETEs, and returns how many the version check skipped.
 // Upserts go first: with the guards, a row whose delete and re-insert fall in one batch
 // (collapsed to the newest) ends the same as applied one by one.
-func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (int, error) {
+func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (stale int, upserts bool, err error) {
 	s := a.s
-	t := tpl.t
+	t, sh := tpl.t, tpl.sh
 	groups := map[string][]*rowOp{}
 	var sigs []string
 	var dels []*rowOp
@@ -293,11 +406,8 @@ func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (in
 		}
 		groups[op.sig] = append(groups[op.sig], op)
 	}
-	stale := 0
 	if len(sigs) > 0 {
-		if _, err := tx.ExecContext(ctx, "SET "+staleVar+" = 0"); err != nil {
-			return 0, err
-		}
+		upserts = true
 		for _, sig := range sigs {
 			ops := groups[sig]
 			per := s.rowsPerStatement(len(ops[0].args))
@@ -307,40 +417,35 @@ func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (in
 				for _, op := range ops[:n] {
 					args = append(args, op.args...)
 				}
-				if _, err := s.stmts.exec(ctx, tx, upsertKey(t, sig, n), n == per, func() string { return upsertSQL(t, sig, n) }, args); err != nil {
-					return 0, fmt.Errorf("upsert into %s: %w", t.name, err)
+				if _, err := s.stmts.exec(ctx, tx, upsertKey(t, sh, sig, n), n == per, func() string { return upsertSQL(t, sh, sig, n) }, args); err != nil {
+					return 0, false, fmt.Errorf("upsert into %s: %w", t.name, err)
 				}
 				ops = ops[n:]
 			}
 		}
-		var n sql.NullInt64
-		if err := tx.QueryRowContext(ctx, "SELECT "+staleVar).Scan(&n); err != nil {
-			return 0, err
-		}
-		stale += int(n.Int64)
 	}
-	per := s.rowsPerStatement(len(t.def.PK) + 1)
+	per := s.rowsPerStatement(len(sh.def.PK) + 1)
 	for len(dels) > 0 {
 		n := min(per, len(dels))
-		args := make([]any, 0, n*(len(t.def.PK)+1))
+		args := make([]any, 0, n*(len(sh.def.PK)+1))
 		for _, op := range dels[:n] {
 			args = append(args, op.args...)
 		}
-		r, err := s.stmts.exec(ctx, tx, deleteKey(t, n), n == per, func() string { return deleteSQL(t, n) }, args)
+		r, err := s.stmts.exec(ctx, tx, deleteKey(t, sh, n), n == per, func() string { return deleteSQL(t, sh, n) }, args)
 		if err != nil {
-			return 0, fmt.Errorf("delete from %s: %w", t.name, err)
+			return 0, false, fmt.Errorf("delete from %s: %w", t.name, err)
 		}
 		affected, _ := r.RowsAffected()
 		stale += n - int(affected)
 		dels = dels[n:]
 	}
-	return stale, nil
+	return stale, upserts, nil
 }
 
 // applyCareful writes a table's rows one by one, each in a savepoint; a row the shard
 // refuses for good is rolled back to its savepoint and recorded in res.dead.
 func (a *applier) applyCareful(ctx context.Context, tx *sql.Tx, tpl *tablePlan, res *result) (int, error) {
-	t := tpl.t
+	t, sh := tpl.t, tpl.sh
 	stale := 0
 	// Upserts first, as in applyFast.
 	for _, pass := range []bool{false, true} {
@@ -354,9 +459,9 @@ func (a *applier) applyCareful(ctx context.Context, tx *sql.Tx, tpl *tablePlan, 
 			}
 			var q string
 			if op.del {
-				q = deleteSQL(t, 1)
+				q = deleteSQL(t, sh, 1)
 			} else {
-				q = upsertSQL(t, op.sig, 1)
+				q = upsertSQL(t, sh, op.sig, 1)
 			}
 			r, err := tx.ExecContext(ctx, q, op.args...)
 			if err != nil {
@@ -382,20 +487,20 @@ func (s *Sink) rowsPerStatement(argsPerRow int) int {
 	return max(1, min(s.opts.RowsPerStatement, 65535/argsPerRow))
 }
 
-func upsertKey(t *table, sig string, n int) string {
-	return "u\x00" + t.name + "\x00" + sig + "\x00" + strconv.Itoa(n)
+func upsertKey(t *table, sh *shape, sig string, n int) string {
+	return "u\x00" + t.name + "\x00" + strconv.FormatInt(sh.gen, 10) + "\x00" + sig + "\x00" + strconv.Itoa(n)
 }
 
-func deleteKey(t *table, n int) string {
-	return "d\x00" + t.name + "\x00" + strconv.Itoa(n)
+func deleteKey(t *table, sh *shape, n int) string {
+	return "d\x00" + t.name + "\x00" + strconv.FormatInt(sh.gen, 10) + "\x00" + strconv.Itoa(n)
 }
 
 // upsertSQL is the version-guarded multi-row upsert of n rows writing the columns of sig.
 // ON DUPLICATE KEY UPDATE assigns left to right and later expressions see the new values,
 // so the version column is assigned last and every other column compares against the old
 // version. A row the guard keeps counts itself in @cleave_stale.
-func upsertSQL(t *table, sig string, n int) string {
-	cols := columnsOf(t, sig)
+func upsertSQL(t *table, sh *shape, sig string, n int) string {
+	cols := columnsOf(sh, sig)
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + t.quote + " (")
 	for i, c := range cols {
@@ -412,17 +517,17 @@ func upsertSQL(t *table, sig string, n int) string {
 		}
 		b.WriteString(row)
 	}
-	v := mysqlx.QuoteIdent(t.versionCol.Name)
+	v := mysqlx.QuoteIdent(sh.versionCol.Name)
 	newer := "(" + v + " IS NULL OR VALUES(" + v + ") > " + v + ")"
-	if !t.bookkeeping {
+	if !sh.bookkeeping {
 		// An operator's version column may repeat a value (an update that did not bump it):
 		// the later change in stream order wins.
 		newer = "(" + v + " IS NULL OR VALUES(" + v + ") >= " + v + ")"
 	}
 	b.WriteString(" ON DUPLICATE KEY UPDATE ")
 	pk := map[string]bool{}
-	for _, i := range t.def.PK {
-		pk[t.def.Columns[i].Name] = true
+	for _, i := range sh.def.PK {
+		pk[sh.def.Columns[i].Name] = true
 	}
 	for _, c := range cols[:len(cols)-1] {
 		if pk[c] {
@@ -431,22 +536,23 @@ func upsertSQL(t *table, sig string, n int) string {
 		q := mysqlx.QuoteIdent(c)
 		b.WriteString(q + " = IF(" + newer + ", VALUES(" + q + "), " + q + "), ")
 	}
-	b.WriteString(v + " = IF(" + newer + ", VALUES(" + v + "), IF((" + staleVar + " := " + staleVar + " + 1) > 0, " + v + ", " + v + "))")
+	sv := t.staleVar()
+	b.WriteString(v + " = IF(" + newer + ", VALUES(" + v + "), IF((" + sv + " := " + sv + " + 1) > 0, " + v + ", " + v + "))")
 	return b.String()
 }
 
 // deleteSQL deletes n rows by primary key, each only if the shard holds an older version
 // (or, for an operator's version column, not a newer one).
-func deleteSQL(t *table, n int) string {
-	v := mysqlx.QuoteIdent(t.versionCol.Name)
+func deleteSQL(t *table, sh *shape, n int) string {
+	v := mysqlx.QuoteIdent(sh.versionCol.Name)
 	older := "(" + v + " IS NULL OR " + v + " < ?)"
-	if !t.bookkeeping {
+	if !sh.bookkeeping {
 		older = "(" + v + " IS NULL OR " + v + " <= ?)"
 	}
 	var one strings.Builder
 	one.WriteString("(")
-	for _, i := range t.def.PK {
-		one.WriteString(mysqlx.QuoteIdent(t.def.Columns[i].Name) + " = ? AND ")
+	for _, i := range sh.def.PK {
+		one.WriteString(mysqlx.QuoteIdent(sh.def.Columns[i].Name) + " = ? AND ")
 	}
 	one.WriteString(older + ")")
 	var b strings.Builder

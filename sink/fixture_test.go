@@ -120,7 +120,11 @@ type fixtureOpts struct {
 	brokers    []string // default: the shared Kafka
 	onError    string
 	batchSize  int
+	batchWait  time.Duration
 	partitions int
+	// ddl and tables replace the test tables (tables: YAML with %[1]s for the database).
+	ddl    []string
+	tables string
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -141,6 +145,12 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.partitions == 0 {
 		o.partitions = 4
 	}
+	if o.batchWait == 0 {
+		o.batchWait = 20 * time.Millisecond
+	}
+	if o.ddl == nil {
+		o.ddl, o.tables = sourceDDL, tablesYAML
+	}
 	f := &fixture{t: t, brokers: o.brokers, defs: map[string]*schema.Table{}, failed: make(chan error, 16)}
 	f.db = testenv.UniqueName(t, "t_", '_', 64)
 	f.prefix = testenv.UniqueName(t, "t-", '-', 80)
@@ -153,7 +163,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		createDB(t, db, f.db)
 		f.shards = append(f.shards, db)
 	}
-	for _, ddl := range sourceDDL {
+	for _, ddl := range o.ddl {
 		mustExec(t, f.src, "USE `"+f.db+"`")
 		if _, err := f.src.Exec(strings.Replace(ddl, "CREATE TABLE ", "CREATE TABLE `"+f.db+"`.", 1)); err != nil {
 			t.Fatalf("create source table: %v", err)
@@ -175,15 +185,15 @@ shards:
     dsn: %q
 sink:
   batch_size: %d
-  batch_wait: 20ms
+  batch_wait: %s
   on_error: %s
   retry_max_time: 3m
 http:
   listen: ""
 log:
   level: debug
-`, env.SourceDSN, strings.Join(o.brokers, ","), f.prefix, o.partitions, o.shardDSNs[0], o.shardDSNs[1], o.batchSize, o.onError) +
-		fmt.Sprintf(tablesYAML, f.db)
+`, env.SourceDSN, strings.Join(o.brokers, ","), f.prefix, o.partitions, o.shardDSNs[0], o.shardDSNs[1], o.batchSize, o.batchWait, o.onError) +
+		fmt.Sprintf(o.tables, f.db)
 	f.cfgPath = filepath.Join(t.TempDir(), "cleave.yaml")
 	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -58,9 +58,26 @@ type message struct {
 	size int64
 }
 
-// runPipeline claims the assigned partitions' offsets from the shard, starts one reader per
-// partition, and applies batches until ctx ends; then it applies the batch in hand and
-// returns nil.
+// work is one unit for the applier: a planned run of row changes, or a schema change
+// (which the planner waits for before planning what follows it). msgs are the messages
+// whose buffer budget it releases once applied.
+type work struct {
+	msgs []*message
+	plan *plan
+	ddl  *ddlWork
+}
+
+type ddlWork struct {
+	m    *message
+	ev   *event.Event
+	done chan struct{}
+}
+
+// runPipeline claims the assigned partitions' offsets from the shard and runs three
+// stages until ctx ends: one reader per partition, a planner that decodes, routes and
+// collapses a batch, and the applier that writes it. Planning the next batch overlaps
+// applying this one; both are bounded (the byte budget, one planned batch in hand). When
+// ctx ends the batch being collected is planned and applied too, then it returns nil.
 func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]int64, kc *kafkaCommitter) error {
 	states, err := s.claim(ctx, assigned, committed)
 	if err != nil {
@@ -72,63 +89,138 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 	s.setAssigned(states)
 	defer s.setAssigned(nil)
 
+	// abort stops every stage at once (an apply failed); ctx ending stops them gracefully.
+	abort, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	rctx, stopReaders := context.WithCancel(ctx)
 	defer stopReaders()
+	stop := context.AfterFunc(abort, stopReaders)
+	defer stop()
+
 	budget := semaphore.NewWeighted(s.opts.BufferBytes)
 	in := make(chan *message, 2*s.cfg.Sink.BatchSize)
 	readErr := make(chan error, len(states))
 	for _, st := range states {
 		go s.read(rctx, st.tp, st.next, budget, in, readErr)
 	}
+	out := make(chan *work, 1)
+	planned := make(chan error, 1)
+	go func() {
+		defer close(out)
+		planned <- s.planLoop(ctx, abort, in, readErr, out)
+	}()
 
 	a := &applier{s: s, states: states, kc: kc, budget: budget}
-	batch := make([]*message, 0, s.cfg.Sink.BatchSize)
-	for {
-		batch = batch[:0]
-		var rerr error
-		batch, rerr = s.collect(ctx, in, readErr, batch)
-		if len(batch) > 0 {
-			if err := a.apply(ctx, batch); err != nil {
-				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-					// Stopping while the shard was unavailable: the batch stays unapplied,
-					// and its offsets unstored, for the next owner.
-					return nil
+	defer a.dropConn()
+	for w := range out {
+		if err := a.do(ctx, w); err != nil {
+			cancel()
+			for w := range out {
+				a.release(w)
+				if w.ddl != nil {
+					close(w.ddl.done)
 				}
-				return err
 			}
-		}
-		if rerr != nil {
-			return rerr
-		}
-		if ctx.Err() != nil {
-			return nil
+			<-planned
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				// Stopping while the shard was unavailable: the batch stays unapplied, and
+				// its offsets unstored, for the next owner.
+				return nil
+			}
+			return err
 		}
 	}
+	return <-planned
 }
 
-// collect gathers up to sink.batch_size messages: it waits for the first, then takes more
-// until the batch is full or sink.batch_wait has passed since the first. When ctx ends it
-// returns what it has.
-func (s *Sink) collect(ctx context.Context, in <-chan *message, readErr <-chan error, batch []*message) ([]*message, error) {
-	var timer <-chan time.Time // nil, so never ready, until the first message
-	for len(batch) < s.cfg.Sink.BatchSize {
+// planLoop collects batches from the readers and hands them planned to the applier. A
+// batch closes when it holds sink.batch_size changes to decode, four times as many
+// messages in all (changes of other shards' rows, skipped by key, cost little), when
+// sink.batch_wait has passed since its first message, or at a schema change.
+func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr <-chan error, out chan<- *work) error {
+	send := func(w *work) bool {
 		select {
-		case m := <-in:
-			batch = append(batch, m)
-			if timer == nil {
-				t := time.NewTimer(s.cfg.Sink.BatchWait)
-				defer t.Stop()
-				timer = t.C
-			}
-		case <-timer:
-			return batch, nil
-		case err := <-readErr:
-			return batch, err
-		case <-ctx.Done():
-			return batch, nil
+		case out <- w:
+			return true
+		case <-abort.Done():
+			return false
 		}
 	}
-	return batch, nil
+	// Go 1.23 timers: a stopped or reset timer never delivers a stale tick.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		var (
+			items   []item
+			msgs    []*message
+			decoded int
+			wait    <-chan time.Time // nil until the batch's first message
+		)
+		// flush plans and sends the batch; false means stop (an error, or abort).
+		flush := func() (bool, error) {
+			timer.Stop()
+			wait = nil
+			if len(items) == 0 {
+				return true, nil
+			}
+			p, err := s.planItems(abort, items)
+			if err != nil {
+				return false, err
+			}
+			ok := send(&work{msgs: msgs, plan: p})
+			items, msgs, decoded = nil, nil, 0
+			return ok, nil
+		}
+	collect:
+		for decoded < s.cfg.Sink.BatchSize && len(msgs) < 4*s.cfg.Sink.BatchSize {
+			select {
+			case m := <-in:
+				it := s.decode(m)
+				if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
+					// Everything before the change is applied first; nothing after it is
+					// planned until it is applied (the table's shape changes).
+					if ok, err := flush(); !ok {
+						return err
+					}
+					w := &work{msgs: []*message{m}, ddl: &ddlWork{m: m, ev: it.ev, done: make(chan struct{})}}
+					if !send(w) {
+						return nil
+					}
+					select {
+					case <-w.ddl.done:
+					case <-abort.Done():
+						return nil
+					}
+					continue
+				}
+				items = append(items, it)
+				msgs = append(msgs, m)
+				if !it.foreign {
+					decoded++
+				}
+				if wait == nil {
+					timer.Reset(s.cfg.Sink.BatchWait)
+					wait = timer.C
+				}
+			case <-wait:
+				break collect
+			case err := <-readErr:
+				if _, ferr := flush(); ferr != nil {
+					return ferr
+				}
+				return err
+			case <-ctx.Done():
+				_, err := flush()
+				return err
+			case <-abort.Done():
+				return nil
+			}
+		}
+		if ok, err := flush(); !ok {
+			return err
+		}
+	}
 }
 
 // read fetches one partition from offset on, within the shared byte budget, and hands the

@@ -1,12 +1,15 @@
 package sink
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/route"
 )
 
 // plan is what one shard transaction does: the row writes of a run of messages, collapsed
@@ -32,6 +35,8 @@ type position struct {
 
 type tablePlan struct {
 	t *table
+	// sh is the shape the plan was made with; its statements are built from it.
+	sh *shape
 	// ops holds the newest change of each row, by primary key.
 	ops   map[string]*rowOp
 	order []string // keys in first-seen order, so statements are deterministic
@@ -59,11 +64,14 @@ func (d *deadLetter) String() string {
 	return fmt.Sprintf("event %s of %s: %v", describe(d.m, d.ev), d.t.name, d.err)
 }
 
-// item is a fetched message with its decoded event (or why it does not decode).
+// item is a fetched message with its decoded event (or why it does not decode). A message
+// whose key alone shows that its row belongs to another shard is not decoded at all:
+// foreign is set and only its offset counts.
 type item struct {
-	m   *message
-	ev  *event.Event
-	err error
+	m       *message
+	ev      *event.Event
+	err     error
+	foreign bool
 }
 
 // errSchema marks an event that does not fit the shard's table definition: not one bad
@@ -71,6 +79,61 @@ type item struct {
 type errSchema struct{ msg string }
 
 func (e *errSchema) Error() string { return e.msg }
+
+// decode classifies a message: foreign (by its key), or decoded.
+func (s *Sink) decode(m *message) item {
+	it := item{m: m}
+	if t := s.tables[m.Topic]; t != nil && len(m.Key) > 0 {
+		if here, ok := s.routeByKey(t, m.Key); ok && !here {
+			it.foreign = true
+			return it
+		}
+	}
+	if len(m.Value) > 0 {
+		it.ev, it.err = unmarshal(m.Value, &s.names)
+	}
+	return it
+}
+
+// routeByKey routes a row change by its Kafka message key when the table's shard key is
+// part of its primary key: the key then holds the shard key value, and every row image of
+// the change has the same one, since an update never changes the primary key (capture
+// emits a primary key change as a delete and a create, each under its own key). Most
+// changes of other shards' rows are so skipped without decoding. ok is false when the key
+// cannot decide.
+func (s *Sink) routeByKey(t *table, key []byte) (here, ok bool) {
+	sh := t.shape()
+	if sh.keyIdx < 0 {
+		return false, false
+	}
+	var raw any
+	if len(sh.def.PK) == 1 && len(key) > 2 && key[0] == '[' && key[len(key)-1] == ']' && bytes.IndexAny(key[1:len(key)-1], `",[]{}`) < 0 {
+		// The common single-column integer key, [42], without a JSON decoder.
+		raw = json.Number(key[1 : len(key)-1])
+	} else {
+		vals, err := event.UnmarshalKey(key)
+		if err != nil || len(vals) != len(sh.def.PK) {
+			return false, false
+		}
+		raw = vals[sh.keyIdx]
+	}
+	v := route.NullValue()
+	if b, notNull, err := event.Canonical(sh.shardKey, raw); err != nil {
+		return false, false
+	} else if notNull {
+		v = route.BytesValue(b)
+	}
+	shards, err := s.router.Route(t.name, v)
+	if err != nil {
+		return false, false // the full decode reports it
+	}
+	for _, i := range shards {
+		if i == s.shardNo {
+			return true, true
+		}
+	}
+	return false, true
+}
 
 // makePlan routes and collapses the changes of items. An error is a schema mismatch.
 func (s *Sink) makePlan(items []item) (*plan, error) {
@@ -88,8 +151,8 @@ func (s *Sink) makePlan(items []item) (*plan, error) {
 			pos.hwm = m.HighWaterMark
 		}
 		t := s.tables[m.Topic]
-		if t == nil {
-			continue // not subscribed; cannot happen
+		if t == nil || it.foreign {
+			continue
 		}
 		if it.err != nil {
 			p.dead = append(p.dead, &deadLetter{m: m, t: t, err: it.err})
@@ -122,8 +185,13 @@ func (s *Sink) makePlan(items []item) (*plan, error) {
 // planRow routes one row change. An update whose shard key moves the row away from this
 // shard is a delete here; one that moves it here is an insert here.
 func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
+	tpl := p.byTable[t]
+	sh := t.shape()
+	if tpl != nil {
+		sh = tpl.sh
+	}
 	here := func(row event.Row) (bool, error) {
-		v, err := t.shardValue(row)
+		v, err := sh.shardValue(row)
 		if err != nil {
 			return false, err
 		}
@@ -169,10 +237,10 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
 			if beforeHere && !afterHere {
 				del = ev.Before
 			} else if beforeHere && afterHere {
-				// A primary key change arrives as a delete and an insert; should an update
+				// A primary key change arrives as a delete and a create; should an update
 				// still carry one, the old row must go.
-				kb, err1 := t.pkKey(ev.Before)
-				ka, err2 := t.pkKey(ev.After)
+				kb, err1 := sh.pkKey(ev.Before)
+				ka, err2 := sh.pkKey(ev.After)
 				if err1 == nil && err2 == nil && kb != ka {
 					del = ev.Before
 				}
@@ -189,22 +257,21 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
 	}
 	var ops []*rowOp
 	if del != nil {
-		op, err := s.deleteOp(t, m, ev, del)
+		op, err := s.deleteOp(sh, m, ev, del)
 		if err != nil {
 			return err
 		}
 		ops = append(ops, op)
 	}
 	if upsert != nil {
-		op, err := s.upsertOp(t, m, ev, upsert)
+		op, err := s.upsertOp(t, sh, m, ev, upsert)
 		if err != nil {
 			return err
 		}
 		ops = append(ops, op)
 	}
-	tpl := p.byTable[t]
 	if tpl == nil {
-		tpl = &tablePlan{t: t, ops: map[string]*rowOp{}}
+		tpl = &tablePlan{t: t, sh: sh, ops: map[string]*rowOp{}}
 		p.byTable[t] = tpl
 		p.tables = append(p.tables, tpl)
 		p.applied[t] = map[event.Op]int{}
@@ -215,7 +282,7 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
 		if op.del {
 			row = ev.Before
 		}
-		k, err := t.pkKey(row)
+		k, err := sh.pkKey(row)
 		if err != nil {
 			return err
 		}
@@ -231,8 +298,8 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
 	return nil
 }
 
-func (s *Sink) upsertOp(t *table, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
-	cols := t.def.Columns
+func (s *Sink) upsertOp(t *table, sh *shape, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
+	cols := sh.def.Columns
 	sig := make([]byte, len(cols))
 	args := make([]any, 0, len(cols)+1)
 	known := 0
@@ -244,7 +311,7 @@ func (s *Sink) upsertOp(t *table, m *message, ev *event.Event, row event.Row) (*
 			continue
 		}
 		known++
-		if c.Generated || c == t.versionCol {
+		if c.Generated || c == sh.versionCol {
 			sig[i] = '0'
 			continue
 		}
@@ -256,11 +323,11 @@ func (s *Sink) upsertOp(t *table, m *message, ev *event.Event, row event.Row) (*
 		args = append(args, a)
 	}
 	if known < len(row) {
-		if err := s.checkUnknownColumns(t, ev, row); err != nil {
+		if err := s.checkUnknownColumns(t, sh, ev, row); err != nil {
 			return nil, err
 		}
 	}
-	varg, vkey, err := t.rowVersion(ev, row)
+	varg, vkey, err := sh.rowVersion(ev, row)
 	if err != nil {
 		return nil, err
 	}
@@ -268,10 +335,10 @@ func (s *Sink) upsertOp(t *table, m *message, ev *event.Event, row event.Row) (*
 	return &rowOp{sig: string(sig), args: args, vkey: vkey, m: m, ev: ev}, nil
 }
 
-func (s *Sink) deleteOp(t *table, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
-	args := make([]any, 0, len(t.def.PK)+1)
-	for _, i := range t.def.PK {
-		c := &t.def.Columns[i]
+func (s *Sink) deleteOp(sh *shape, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
+	args := make([]any, 0, len(sh.def.PK)+1)
+	for _, i := range sh.def.PK {
+		c := &sh.def.Columns[i]
 		v, ok := row[c.Name]
 		if !ok {
 			return nil, fmt.Errorf("row image lacks primary key column %s", c.Name)
@@ -282,7 +349,7 @@ func (s *Sink) deleteOp(t *table, m *message, ev *event.Event, row event.Row) (*
 		}
 		args = append(args, a)
 	}
-	varg, vkey, err := t.rowVersion(ev, row)
+	varg, vkey, err := sh.rowVersion(ev, row)
 	if err != nil {
 		return nil, err
 	}
@@ -293,27 +360,27 @@ func (s *Sink) deleteOp(t *table, m *message, ev *event.Event, row event.Row) (*
 // checkUnknownColumns accepts event columns the shard table lacks only when a schema change
 // of the table newer than the event has been applied (the column was dropped, and this
 // partition is still behind the change).
-func (s *Sink) checkUnknownColumns(t *table, ev *event.Event, row event.Row) error {
+func (s *Sink) checkUnknownColumns(t *table, sh *shape, ev *event.Event, row event.Row) error {
 	var unknown []string
 	for name := range row {
-		if _, ok := t.cols[name]; !ok {
+		if _, ok := sh.cols[name]; !ok {
 			unknown = append(unknown, name)
 		}
 	}
-	if len(unknown) == 0 || t.ddlVersion > ev.Version {
+	if len(unknown) == 0 || sh.ddlVersion > ev.Version {
 		return nil
 	}
 	sort.Strings(unknown)
-	return &errSchema{fmt.Sprintf("shard %s: table %s has no column %s, which events of the table carry (version %d): align the shard's table with the source (cleave prepare), or add the column", s.shard, t.name, strings.Join(unknown, ", "), uint64(ev.Version))}
+	return &errSchema{fmt.Sprintf("shard %s: table %s has no column %s, which events of the table carry (version %s): align the shard's table with the source (cleave prepare), or add the column", s.shard, t.name, strings.Join(unknown, ", "), ev.Version)}
 }
 
 // columnsOf lists the columns an upsert signature writes, version column last.
-func columnsOf(t *table, sig string) []string {
+func columnsOf(sh *shape, sig string) []string {
 	var out []string
-	for i := range t.def.Columns {
+	for i := range sh.def.Columns {
 		if sig[i] == '1' {
-			out = append(out, t.def.Columns[i].Name)
+			out = append(out, sh.def.Columns[i].Name)
 		}
 	}
-	return append(out, t.versionCol.Name)
+	return append(out, sh.versionCol.Name)
 }

@@ -75,48 +75,79 @@ func retryable(err error) bool {
 type stmtCache struct {
 	db    *sql.DB
 	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+	stmts map[string]*cachedStmt
+	clock int64
 }
 
-const maxCachedStmts = 64
+type cachedStmt struct {
+	st   *sql.Stmt
+	used int64
+}
+
+// maxCachedStmts bounds the statements one sink keeps prepared on the shard (the server
+// allows max_prepared_stmt_count, 16382 by default, over all sessions).
+const maxCachedStmts = 256
 
 func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, stmts: map[string]*sql.Stmt{}}
+	return &stmtCache{db: db, stmts: map[string]*cachedStmt{}}
 }
 
 func (c *stmtCache) exec(ctx context.Context, tx *sql.Tx, key string, cache bool, text func() string, args []any) (sql.Result, error) {
 	if !cache {
 		return tx.ExecContext(ctx, text(), args...)
 	}
-	c.mu.Lock()
-	st := c.stmts[key]
-	c.mu.Unlock()
-	if st == nil {
-		var err error
-		st, err = c.db.PrepareContext(ctx, text())
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		if len(c.stmts) >= maxCachedStmts {
-			for k, old := range c.stmts {
-				old.Close()
-				delete(c.stmts, k)
-			}
-		}
-		c.stmts[key] = st
-		c.mu.Unlock()
+	st, err := c.prepared(ctx, key, text)
+	if err != nil {
+		return nil, err
 	}
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+func (c *stmtCache) prepared(ctx context.Context, key string, text func() string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	c.clock++
+	if cs := c.stmts[key]; cs != nil {
+		cs.used = c.clock
+		c.mu.Unlock()
+		return cs.st, nil
+	}
+	c.mu.Unlock()
+	st, err := c.db.PrepareContext(ctx, text())
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.stmts) >= maxCachedStmts {
+		// Evict the least recently used.
+		var oldest string
+		for k, cs := range c.stmts {
+			if oldest == "" || cs.used < c.stmts[oldest].used {
+				oldest = k
+			}
+		}
+		c.stmts[oldest].st.Close()
+		delete(c.stmts, oldest)
+	}
+	c.stmts[key] = &cachedStmt{st: st, used: c.clock}
+	return st, nil
+}
+
+func (c *stmtCache) query(ctx context.Context, tx *sql.Tx, key string, text func() string, args []any) (*sql.Rows, error) {
+	st, err := c.prepared(ctx, key, text)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
 // forget closes the statements of a table whose definition changed.
 func (c *stmtCache) forget(table string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, st := range c.stmts {
+	for k, cs := range c.stmts {
 		if strings.Contains(k, "\x00"+table+"\x00") {
-			st.Close()
+			cs.st.Close()
 			delete(c.stmts, k)
 		}
 	}
@@ -125,8 +156,8 @@ func (c *stmtCache) forget(table string) {
 func (c *stmtCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, st := range c.stmts {
-		st.Close()
+	for k, cs := range c.stmts {
+		cs.st.Close()
 		delete(c.stmts, k)
 	}
 }

@@ -107,7 +107,8 @@ type Sink struct {
 	tables  map[string]*table // by topic
 	dlq     *kafka.Writer
 	stmts   *stmtCache
-	batches int // committed batches, for BeforeCommit accounting in tests
+	names   interner // column names of decoded rows
+	batches int      // committed batches, for BeforeCommit accounting in tests
 
 	mu       sync.Mutex
 	assigned map[tp]*partState // partitions of the running pipeline, for the lag gauges
@@ -254,8 +255,9 @@ func (s *Sink) open(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sink %s: tables[%d]: %w", s.shard, i, err)
 		}
+		t.idx = i
 		s.tables[t.topic] = t
-		kinds[t.name] = t.keyKind()
+		kinds[t.name] = t.shape().keyKind()
 		sub.Tables = append(sub.Tables, *tc)
 	}
 	if len(sub.Tables) > 0 {

@@ -44,7 +44,7 @@ func TestSinksApplyEveryStrategyIncludingShardKeyMoves(t *testing.T) {
 }
 
 // stopAll stops sinks and fails the test if one of them ended with an error.
-func stopAll(t *testing.T, stops ...func() error) {
+func stopAll(t testing.TB, stops ...func() error) {
 	t.Helper()
 	for _, stop := range stops {
 		if err := stop(); err != nil {
@@ -159,7 +159,7 @@ func sumApplied(m *Metrics) float64 {
 
 // poison adds events the shards refuse for good, one per shard: a datetime that does
 // not exist (s0) and a name too long for its column (s1), plus a value that is not an
-// event at all. It returns their message keys by shard.
+// event at all (for the shard its key routes to). It returns their message keys by shard.
 func (g *gen) poison(t *testing.T) map[string][]string {
 	t.Helper()
 	r, err := g.f.cfg.Router(nil)
@@ -189,11 +189,15 @@ func (g *gen) poison(t *testing.T) map[string][]string {
 			break
 		}
 	}
-	// Not an event: every shard that reads users refuses it.
+	// Not an event at all. Its key routes it (the shard key is the primary key), so the
+	// shard that owns id 999999999 is the one that refuses it.
 	g.msgs = append(g.msgs, kafka.Message{Topic: kafkax.TableTopic(g.f.prefix, g.f.db, "users"), Key: []byte(`[999999999]`), Value: []byte(`{"op":"c","after":`)})
-	for _, s := range []string{"s0", "s1"} {
-		keys[s] = append(keys[s], `[999999999]`)
+	to, err := r.Route(g.f.table("users"), route.IntValue(999999999))
+	if err != nil {
+		t.Fatal(err)
 	}
+	owner := g.f.cfg.Shards[to[0]].Name
+	keys[owner] = append(keys[owner], `[999999999]`)
 	return keys
 }
 

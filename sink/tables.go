@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
@@ -17,8 +18,9 @@ import (
 	"github.com/cleave-dev/cleave/shardmeta"
 )
 
-// table is what the sink knows about one shard table: its configuration, its definition
-// on the shard, and how its rows are versioned.
+// table is what the sink knows about one shard table: its configuration and, in cur, its
+// current shape on the shard. A schema change replaces the shape; a plan keeps the shape
+// it was made with, so planning and applying can overlap a reload safely.
 type table struct {
 	cfg   *config.Table
 	name  string // db.table, the router's key
@@ -26,7 +28,18 @@ type table struct {
 	tname string
 	topic string
 	quote string // `db`.`table`
+	idx   int    // position in the configuration: names the table's stale counter
+	cur   atomic.Pointer[shape]
+}
 
+// staleVar is the session variable the table's upserts count version-check skips in.
+func (t *table) staleVar() string { return "@cleave_stale_" + strconv.Itoa(t.idx) }
+
+// shape is a table's definition on the shard and how its rows are versioned and routed.
+// It is immutable.
+type shape struct {
+	// gen tells shapes of one table apart (prepared statements are cached by it).
+	gen int64
 	def *schema.Table
 	// cols maps a column name to its index in def.Columns.
 	cols map[string]int
@@ -37,10 +50,17 @@ type table struct {
 	bookkeeping bool
 	// shardKey is the routing column (nil for broadcast and pin).
 	shardKey *schema.Column
+	// keyIdx is the position of shardKey in the primary key, or -1: when it is there, the
+	// Kafka message key alone routes a row change (see routeByKey).
+	keyIdx int
 	// ddlVersion is the highest version of a schema change recorded on the shard for this
 	// table: event columns the shard lacks are dropped only from events older than it.
 	ddlVersion event.Version
 }
+
+var shapeGen atomic.Int64
+
+func (t *table) shape() *shape { return t.cur.Load() }
 
 // loadTable reads the table's definition from the shard and checks that the shard can
 // hold its rows: a primary key, the version column, the shard key.
@@ -60,6 +80,7 @@ func loadTable(ctx context.Context, db *sql.DB, shard, prefix string, cfg *confi
 	return t, nil
 }
 
+// reload reads the table's shape from the shard and makes it current.
 func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
 	def, err := schema.Load(ctx, db, t.db, t.tname)
 	switch {
@@ -68,37 +89,40 @@ func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
 	case err != nil:
 		return fmt.Errorf("shard %s: %w", shard, err)
 	}
-	t.def = def
-	t.cols = make(map[string]int, len(def.Columns))
+	sh := &shape{gen: shapeGen.Add(1), def: def, cols: make(map[string]int, len(def.Columns)), keyIdx: -1}
 	for i, c := range def.Columns {
-		t.cols[c.Name] = i
+		sh.cols[c.Name] = i
 	}
 	vc := t.cfg.VersionColumn
-	t.bookkeeping = vc == ""
-	if t.bookkeeping {
+	sh.bookkeeping = vc == ""
+	if sh.bookkeeping {
 		vc = shardmeta.VersionColumn
 	}
-	t.versionCol = def.Column(vc)
+	sh.versionCol = def.Column(vc)
 	switch {
-	case t.versionCol == nil && t.bookkeeping:
+	case sh.versionCol == nil && sh.bookkeeping:
 		return fmt.Errorf("shard %s: table %s has no column %s, which holds each row's version: run cleave prepare, or name an existing version column in the table's version_column", shard, t.name, vc)
-	case t.versionCol == nil:
+	case sh.versionCol == nil:
 		return fmt.Errorf("shard %s: table %s has no column %s (its version_column)", shard, t.name, vc)
-	case t.versionCol.Generated:
+	case sh.versionCol.Generated:
 		return fmt.Errorf("shard %s: table %s: version column %s is a generated column; cleave must write it", shard, t.name, vc)
-	case !t.bookkeeping && !versionKind(t.versionCol.Kind):
-		return fmt.Errorf("shard %s: table %s: version_column %s is a %s column; cleave orders versions by integer, date or date-time columns only", shard, t.name, vc, t.versionCol.Kind)
+	case !sh.bookkeeping && !versionKind(sh.versionCol.Kind):
+		return fmt.Errorf("shard %s: table %s: version_column %s is a %s column; cleave orders versions by integer, date or date-time columns only", shard, t.name, vc, sh.versionCol.Kind)
 	}
 	for _, i := range def.PK {
-		if def.Columns[i].Name == t.versionCol.Name {
+		if def.Columns[i].Name == sh.versionCol.Name {
 			return fmt.Errorf("shard %s: table %s: version column %s is part of the primary key", shard, t.name, vc)
 		}
 	}
-	t.shardKey = nil
 	if t.cfg.ShardKey != "" {
-		t.shardKey = def.Column(t.cfg.ShardKey)
-		if t.shardKey == nil {
+		sh.shardKey = def.Column(t.cfg.ShardKey)
+		if sh.shardKey == nil {
 			return fmt.Errorf("shard %s: table %s has no column %s (its shard_key)", shard, t.name, t.cfg.ShardKey)
+		}
+		for k, i := range def.PK {
+			if &def.Columns[i] == sh.shardKey {
+				sh.keyIdx = k
+			}
 		}
 	}
 	var v sql.NullInt64
@@ -106,7 +130,8 @@ func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
 	if err != nil {
 		return fmt.Errorf("shard %s: read applied schema changes of %s: %w", shard, t.name, err)
 	}
-	t.ddlVersion = event.Version(v.Int64)
+	sh.ddlVersion = event.Version(v.Int64)
+	t.cur.Store(sh)
 	return nil
 }
 
@@ -115,7 +140,7 @@ func versionKind(k schema.Kind) bool {
 }
 
 // keyKind is how the router compares this table's shard key.
-func (t *table) keyKind() route.KeyKind {
+func (t *shape) keyKind() route.KeyKind {
 	if t.shardKey != nil && t.shardKey.Kind.Integer() {
 		return route.KeyInt
 	}
@@ -123,7 +148,7 @@ func (t *table) keyKind() route.KeyKind {
 }
 
 // shardValue is the routing value of row: its shard key in canonical form.
-func (t *table) shardValue(row event.Row) (route.Value, error) {
+func (t *shape) shardValue(row event.Row) (route.Value, error) {
 	if t.shardKey == nil {
 		return route.NullValue(), nil
 	}
@@ -144,7 +169,7 @@ func (t *table) shardValue(row event.Row) (route.Value, error) {
 // rowVersion is the version a change writes: the event's version for the bookkeeping
 // column, or the row's own value of the version column, as the argument to bind and as a
 // comparable key for collapsing the changes of one row.
-func (t *table) rowVersion(ev *event.Event, row event.Row) (arg any, cmp versionKey, err error) {
+func (t *shape) rowVersion(ev *event.Event, row event.Row) (arg any, cmp versionKey, err error) {
 	if t.bookkeeping {
 		return uint64(ev.Version), versionKey{u: uint64(ev.Version)}, nil
 	}
@@ -183,7 +208,7 @@ func (a versionKey) less(b versionKey) bool {
 }
 
 // pkKey identifies a row of the table within a batch: its primary key values in key order.
-func (t *table) pkKey(row event.Row) (string, error) {
+func (t *shape) pkKey(row event.Row) (string, error) {
 	var b strings.Builder
 	for i, c := range t.def.PK {
 		name := t.def.Columns[c].Name

@@ -1,0 +1,244 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+var (
+	backlog     = flag.Int("sink.backlog", 1_000_000, "events in the backlog of BenchmarkBacklogApply")
+	sinkProfile = flag.String("sink.cpuprofile", "", "write a CPU profile of the sinks' phase of BenchmarkBacklogApply to this file")
+)
+
+const benchDDL = `CREATE TABLE bench (
+	id BIGINT NOT NULL PRIMARY KEY,
+	a INT NOT NULL,
+	b BIGINT NOT NULL,
+	c VARCHAR(64) NOT NULL,
+	d VARCHAR(255) NULL,
+	e DECIMAL(12,2) NOT NULL,
+	f DATETIME(6) NOT NULL,
+	g DOUBLE NOT NULL,
+	h INT UNSIGNED NOT NULL
+) DEFAULT CHARSET=utf8mb4`
+
+const benchTables = `
+tables:
+  - name: %[1]s.bench
+    shard_key: id
+    strategy: hash
+`
+
+// BenchmarkBacklogApply measures the two shard sinks applying a backlog of inserts from
+// Kafka (-sink.backlog events, default one million, 9 columns) beside a bare loader that
+// writes the same rows into the same shards with the same multi-row upserts, both shards
+// at once, without Kafka, decoding, routing or version checks. Each runs once per
+// iteration; run it with -benchtime=1x. It reports both rates and their ratio.
+func BenchmarkBacklogApply(b *testing.B) {
+	f := newFixture(b, fixtureOpts{ddl: []string{benchDDL}, tables: benchTables, batchSize: 500, batchWait: 50 * time.Millisecond, partitions: 8})
+	def := f.defs[f.table("bench")]
+	r, err := f.cfg.Router(map[string]route.KeyKind{f.table("bench"): route.KeyInt})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := *backlog
+
+	// The backlog: n inserts, as capture would write them.
+	start := time.Now()
+	rows := make([][]event.Row, len(f.cfg.Shards)) // by shard, for the loader
+	var msgs []kafka.Message
+	for i := 1; i <= n; i++ {
+		row := benchRow(i)
+		v, _ := event.NewVersion("mysql-bin.000001", uint64(i)*200, 0)
+		ev := &event.Event{Op: event.OpCreate, After: row, Version: v, TsMs: time.Now().UnixMilli(),
+			Source: event.Source{DB: f.db, Table: "bench", File: "mysql-bin.000001", Pos: uint64(i) * 200, TsMs: time.Now().UnixMilli()}}
+		val, _ := event.Marshal(ev)
+		key, _ := event.Key(def, row)
+		msgs = append(msgs, kafka.Message{Topic: kafkax.TableTopic(f.prefix, f.db, "bench"), Key: key, Value: val})
+		to, _ := r.Route(f.table("bench"), route.IntValue(int64(i)))
+		rows[to[0]] = append(rows[to[0]], row)
+		if len(msgs) == 20000 || i == n {
+			if err := f.write(msgs); err != nil {
+				b.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+	b.Logf("backlog of %d events produced in %s", n, time.Since(start).Round(time.Millisecond))
+
+	truncate := func() {
+		for _, db := range f.shards {
+			mustExec(b, db, "TRUNCATE TABLE "+mysqlx.QuoteTable(f.db, "bench"))
+		}
+	}
+	b.ResetTimer()
+	var loaderRate, sinkRate float64
+	for iter := 0; iter < b.N; iter++ {
+		truncate()
+		loader := loadBare(b, f, rows)
+		truncate()
+
+		// The sinks, from a group that has never read the topic.
+		for i := range f.shards {
+			mustExec(b, f.shards[i], "DELETE FROM `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` WHERE consumer_group = ?", kafkax.SinkGroup(f.prefix, f.cfg.Shards[i].Name))
+		}
+		if iter > 0 {
+			deleteGroups(b, f)
+		}
+		if *sinkProfile != "" {
+			pf, err := os.Create(*sinkProfile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		start := time.Now()
+		stop0, _ := f.runSink("s0", Options{})
+		stop1, _ := f.runSink("s1", Options{})
+		f.waitCaughtUp(10 * time.Minute)
+		sinkTime := time.Since(start)
+		if *sinkProfile != "" {
+			pprof.StopCPUProfile()
+		}
+		stopAll(b, stop0, stop1)
+
+		truncate()
+		loader2 := loadBare(b, f, rows)
+		loaderTime := (loader + loader2) / 2
+		loaderRate = float64(n) / loaderTime.Seconds()
+		sinkRate = float64(n) / sinkTime.Seconds()
+		b.Logf("sinks: %d events in %s = %.0f events/s; bare loader: %s and %s, mean %.0f rows/s; sinks at %.0f%% of the loader",
+			n, sinkTime.Round(time.Millisecond), sinkRate, loader.Round(time.Millisecond), loader2.Round(time.Millisecond), loaderRate, 100*sinkRate/loaderRate)
+	}
+	b.StopTimer()
+	b.ReportMetric(sinkRate, "sink_events/s")
+	b.ReportMetric(loaderRate, "loader_rows/s")
+	b.ReportMetric(100*sinkRate/loaderRate, "%_of_loader")
+}
+
+func benchRow(i int) event.Row {
+	return event.Row{
+		"id": json.Number(strconv.Itoa(i)), "a": json.Number(strconv.Itoa(i % 1000)), "b": json.Number(strconv.Itoa(i * 7919)),
+		"c": "name-" + strconv.Itoa(i), "d": strings.Repeat("x", 20+i%60), "e": fmt.Sprintf("%d.%02d", i%100000, i%100),
+		"f": fmt.Sprintf("2024-05-%02d 10:%02d:%02d.%06d", 1+i%28, i%60, (i/60)%60, i%1000000), "g": json.Number(strconv.FormatFloat(float64(i)/7, 'g', -1, 64)),
+		"h": json.Number(strconv.Itoa(i % 4000000)),
+	}
+}
+
+// loadBare writes rows into each shard (concurrently) with multi-row upserts of 500 rows,
+// the version column set, in autocommit: the rate a batched loader gets from these shards.
+func loadBare(b *testing.B, f *fixture, rows [][]event.Row) time.Duration {
+	b.Helper()
+	def := f.defs[f.table("bench")]
+	var cols []string
+	for _, c := range def.Columns {
+		cols = append(cols, mysqlx.QuoteIdent(c.Name))
+	}
+	cols = append(cols, mysqlx.QuoteIdent(shardmeta.VersionColumn))
+	var upd []string
+	for _, c := range cols[1:] {
+		upd = append(upd, c+" = VALUES("+c+")")
+	}
+	stmt := func(n int) string {
+		ph := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
+		return "INSERT INTO " + mysqlx.QuoteTable(f.db, "bench") + " (" + strings.Join(cols, ",") + ") VALUES " +
+			strings.TrimSuffix(strings.Repeat(ph+",", n), ",") + " ON DUPLICATE KEY UPDATE " + strings.Join(upd, ", ")
+	}
+	// Arguments are made before the clock starts: the loader measures the shards alone.
+	args := make([][][]any, len(rows))
+	for s, rs := range rows {
+		for len(rs) > 0 {
+			k := min(500, len(rs))
+			var a []any
+			for j, row := range rs[:k] {
+				for i := range def.Columns {
+					v, err := event.SQLArg(&def.Columns[i], row[def.Columns[i].Name])
+					if err != nil {
+						b.Fatal(err)
+					}
+					a = append(a, v)
+				}
+				a = append(a, uint64(j+1))
+			}
+			args[s] = append(args[s], a)
+			rs = rs[k:]
+		}
+	}
+	dbs := make([]*sql.DB, len(f.cfg.Shards))
+	for i, sh := range f.cfg.Shards {
+		db, err := mysqlx.Open(context.Background(), "shard "+sh.Name, sh.DSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		dbs[i] = db
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(dbs))
+	for i, db := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			full, err := db.Prepare(stmt(500))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer full.Close()
+			for _, a := range args[i] {
+				if len(a) == 500*len(cols) {
+					_, err = full.Exec(a...)
+				} else {
+					_, err = db.Exec(stmt(len(a)/len(cols)), a...)
+				}
+				if err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	for _, err := range errs {
+		if err != nil {
+			b.Fatalf("bare loader: %v", err)
+		}
+	}
+	return d
+}
+
+// deleteGroups deletes the sinks' consumer groups, so that their Kafka commits do not
+// stand in for the deleted shard offsets.
+func deleteGroups(b *testing.B, f *fixture) {
+	var ids []string
+	for _, sh := range f.cfg.Shards {
+		ids = append(ids, kafkax.SinkGroup(f.prefix, sh.Name))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kafkax.Client(f.brokers).DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: ids}); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,543 @@
+package sink
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/cleave-dev/cleave/event"
+)
+
+// unmarshal decodes a message value into an event exactly as event.Unmarshal does, but
+// several times faster for the events capture writes: decoding is most of a sink's CPU,
+// and every sink decodes every change of its rows. Anything outside the plain shapes of
+// that format (an escape it does not know, a nested value in a row, a field name in other
+// case, a number out of range, an invalid event) goes to event.Unmarshal, which is the
+// reference: for any input both give the same event or the fast path defers.
+func unmarshal(data []byte, names *interner) (*event.Event, error) {
+	if ev, ok := fastUnmarshalWith(data, names); ok {
+		return ev, nil
+	}
+	return event.Unmarshal(data)
+}
+
+var errSlow = errors.New("not on the fast path")
+
+func fastUnmarshal(data []byte) (*event.Event, bool) {
+	return fastUnmarshalWith(data, nil)
+}
+
+func fastUnmarshalWith(data []byte, names *interner) (*event.Event, bool) {
+	d := decoder{b: data, names: names}
+	var e event.Event
+	if err := d.event(&e); err != nil {
+		return nil, false
+	}
+	// The checks event.Unmarshal makes; when one fails it also reports why.
+	switch e.Op {
+	case event.OpCreate, event.OpUpdate, event.OpRead:
+		if e.After == nil {
+			return nil, false
+		}
+	case event.OpDelete:
+		if e.Before == nil {
+			return nil, false
+		}
+	case event.OpHeartbeat:
+	case event.OpDDL:
+		if e.DDL == "" {
+			return nil, false
+		}
+	default:
+		return nil, false
+	}
+	return &e, true
+}
+
+type decoder struct {
+	b     []byte
+	i     int
+	names *interner
+}
+
+// interner hands out one string per column name, so that decoding a row does not allocate
+// its keys again and again.
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (n *interner) intern(b []byte) string {
+	if n == nil {
+		return string(b)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := n.m[string(b)]; ok {
+		return s
+	}
+	if n.m == nil || len(n.m) > 4096 {
+		n.m = map[string]string{} // bounded: a stream of ever new names only costs allocations
+	}
+	s := string(b)
+	n.m[s] = s
+	return s
+}
+
+func (d *decoder) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *decoder) peek() byte {
+	d.ws()
+	if d.i >= len(d.b) {
+		return 0
+	}
+	return d.b[d.i]
+}
+
+func (d *decoder) expect(c byte) error {
+	if d.peek() != c {
+		return errSlow
+	}
+	d.i++
+	return nil
+}
+
+func (d *decoder) null() bool {
+	if d.peek() == 'n' && d.i+4 <= len(d.b) && string(d.b[d.i:d.i+4]) == "null" {
+		d.i += 4
+		return true
+	}
+	return false
+}
+
+// object calls field for each key of an object; field must consume the value. The key
+// bytes are only valid during the call.
+func (d *decoder) object(field func(key []byte) error) error {
+	if err := d.expect('{'); err != nil {
+		return err
+	}
+	if d.peek() == '}' {
+		d.i++
+		return nil
+	}
+	for {
+		key, err := d.rawStr()
+		if err != nil {
+			return err
+		}
+		if err := d.expect(':'); err != nil {
+			return err
+		}
+		if err := field(key); err != nil {
+			return err
+		}
+		switch d.peek() {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return nil
+		default:
+			return errSlow
+		}
+	}
+}
+
+func (d *decoder) event(e *event.Event) error {
+	return d.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "before":
+			e.Before, err = d.row()
+		case "after":
+			e.After, err = d.row()
+		case "op":
+			var s string
+			if s, err = d.strOrNull(string(e.Op)); err == nil {
+				e.Op = event.Op(s)
+			}
+		case "ts_ms":
+			e.TsMs, err = d.int64(e.TsMs)
+		case "source":
+			err = d.source(&e.Source)
+		case "version":
+			var u uint64
+			if u, err = d.uint64(uint64(e.Version), 64); err == nil {
+				e.Version = event.Version(u)
+			}
+		case "ddl":
+			e.DDL, err = d.strOrNull(e.DDL)
+		default:
+			err = d.unknown(key, "before", "after", "op", "ts_ms", "source", "version", "ddl")
+		}
+		return err
+	})
+}
+
+func (d *decoder) source(s *event.Source) error {
+	if d.null() {
+		return nil
+	}
+	return d.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "connector":
+			s.Connector, err = d.strOrNull(s.Connector)
+		case "name":
+			s.Name, err = d.strOrNull(s.Name)
+		case "db":
+			s.DB, err = d.strOrNull(s.DB)
+		case "table":
+			s.Table, err = d.strOrNull(s.Table)
+		case "server_id":
+			var u uint64
+			if u, err = d.uint64(uint64(s.ServerID), 32); err == nil {
+				s.ServerID = uint32(u)
+			}
+		case "file":
+			s.File, err = d.strOrNull(s.File)
+		case "pos":
+			s.Pos, err = d.uint64(s.Pos, 64)
+		case "gtid":
+			s.GTID, err = d.strOrNull(s.GTID)
+		case "ts_ms":
+			s.TsMs, err = d.int64(s.TsMs)
+		case "row":
+			var i int64
+			if i, err = d.int64(int64(s.Row)); err == nil {
+				if int64(int(i)) != i {
+					return errSlow
+				}
+				s.Row = int(i)
+			}
+		case "snapshot":
+			switch {
+			case d.null():
+			case d.lit("true"):
+				s.Snapshot = true
+			case d.lit("false"):
+				s.Snapshot = false
+			default:
+				err = errSlow
+			}
+		default:
+			err = d.unknown(key, "connector", "name", "db", "table", "server_id", "file", "pos", "gtid", "ts_ms", "row", "snapshot")
+		}
+		return err
+	})
+}
+
+// unknown skips the value of a key no field has. encoding/json matches field names without
+// regard to case, so a key that differs from one only in case is left to it.
+func (d *decoder) unknown(key []byte, known ...string) error {
+	for _, k := range known {
+		if strings.EqualFold(k, string(key)) {
+			return errSlow
+		}
+	}
+	return d.skip(0)
+}
+
+// row decodes a row image: a flat object of strings, numbers, booleans and nulls.
+func (d *decoder) row() (event.Row, error) {
+	if d.null() {
+		return nil, nil
+	}
+	r := make(event.Row, 16)
+	err := d.object(func(key []byte) error {
+		var v any
+		switch c := d.peek(); {
+		case c == '"':
+			s, err := d.str()
+			if err != nil {
+				return err
+			}
+			v = s
+		case c == '-' || (c >= '0' && c <= '9'):
+			n, err := d.number()
+			if err != nil {
+				return err
+			}
+			v = json.Number(n)
+		case d.null():
+		case d.lit("true"):
+			v = true
+		case d.lit("false"):
+			v = false
+		default:
+			return errSlow
+		}
+		r[d.names.intern(key)] = v
+		return nil
+	})
+	return r, err
+}
+
+func (d *decoder) lit(s string) bool {
+	if d.peek() != s[0] || d.i+len(s) > len(d.b) || string(d.b[d.i:d.i+len(s)]) != s {
+		return false
+	}
+	d.i += len(s)
+	return true
+}
+
+// number scans a JSON number and returns its text.
+func (d *decoder) number() (string, error) {
+	d.ws()
+	start := d.i
+	if d.i < len(d.b) && d.b[d.i] == '-' {
+		d.i++
+	}
+	digits := func() int {
+		n := 0
+		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.i < len(d.b) && d.b[d.i] == '0' {
+		d.i++
+	} else if digits() == 0 {
+		return "", errSlow
+	}
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		d.i++
+		if digits() == 0 {
+			return "", errSlow
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return "", errSlow
+		}
+	}
+	return string(d.b[start:d.i]), nil
+}
+
+func (d *decoder) int64(old int64) (int64, error) {
+	if d.null() {
+		return old, nil
+	}
+	n, err := d.number()
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseInt(n, 10, 64)
+	if err != nil {
+		return 0, errSlow
+	}
+	return v, nil
+}
+
+func (d *decoder) uint64(old uint64, bits int) (uint64, error) {
+	if d.null() {
+		return old, nil
+	}
+	n, err := d.number()
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(n, 10, bits)
+	if err != nil {
+		return 0, errSlow
+	}
+	return v, nil
+}
+
+func (d *decoder) strOrNull(old string) (string, error) {
+	if d.null() {
+		return old, nil
+	}
+	return d.str()
+}
+
+// rawStr decodes a JSON string into bytes that alias the input when it has no escapes.
+func (d *decoder) rawStr() ([]byte, error) {
+	if err := d.expect('"'); err != nil {
+		return nil, err
+	}
+	start := d.i
+	for d.i < len(d.b) {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			s := d.b[start:d.i]
+			d.i++
+			if !utf8.Valid(s) {
+				return nil, errSlow
+			}
+			return s, nil
+		case c == '\\':
+			s, err := d.escaped(start)
+			return []byte(s), err
+		case c < 0x20:
+			return nil, errSlow
+		}
+		d.i++
+	}
+	return nil, errSlow
+}
+
+// str decodes a JSON string.
+func (d *decoder) str() (string, error) {
+	if err := d.expect('"'); err != nil {
+		return "", err
+	}
+	start := d.i
+	ascii := true
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			s := d.b[start:d.i]
+			d.i++
+			if !ascii && !utf8.Valid(s) {
+				return "", errSlow // encoding/json replaces invalid bytes; leave that to it
+			}
+			return string(s), nil
+		case c == '\\':
+			return d.escaped(start)
+		case c < 0x20:
+			return "", errSlow
+		case c >= 0x80:
+			ascii = false
+		}
+		d.i++
+	}
+	return "", errSlow
+}
+
+// escaped finishes a string that has escapes, from start (after the opening quote).
+func (d *decoder) escaped(start int) (string, error) {
+	buf := make([]byte, 0, d.i-start+16)
+	buf = append(buf, d.b[start:d.i]...)
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			if !utf8.Valid(buf) {
+				return "", errSlow
+			}
+			return string(buf), nil
+		case c < 0x20:
+			return "", errSlow
+		case c != '\\':
+			buf = append(buf, c)
+			d.i++
+			continue
+		}
+		if d.i+1 >= len(d.b) {
+			return "", errSlow
+		}
+		e := d.b[d.i+1]
+		d.i += 2
+		switch e {
+		case '"', '\\', '/':
+			buf = append(buf, e)
+		case 'b':
+			buf = append(buf, '\b')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				return "", errSlow
+			}
+			if utf16.IsSurrogate(r) {
+				// Only a well-formed pair; encoding/json's handling of lone halves is its own.
+				if d.i+1 >= len(d.b) || d.b[d.i] != '\\' || d.b[d.i+1] != 'u' {
+					return "", errSlow
+				}
+				d.i += 2
+				r2, ok := d.hex4()
+				if !ok {
+					return "", errSlow
+				}
+				r = utf16.DecodeRune(r, r2)
+				if r == utf8.RuneError {
+					return "", errSlow
+				}
+			}
+			buf = utf8.AppendRune(buf, r)
+		default:
+			return "", errSlow
+		}
+	}
+	return "", errSlow
+}
+
+func (d *decoder) hex4() (rune, bool) {
+	if d.i+4 > len(d.b) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(d.b[d.i:d.i+4]), 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	d.i += 4
+	return rune(v), true
+}
+
+// skip passes over any JSON value.
+func (d *decoder) skip(depth int) error {
+	if depth > 100 {
+		return errSlow
+	}
+	switch c := d.peek(); {
+	case c == '"':
+		_, err := d.str()
+		return err
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err := d.number()
+		return err
+	case c == '{':
+		return d.object(func([]byte) error { return d.skip(depth + 1) })
+	case c == '[':
+		d.i++
+		if d.peek() == ']' {
+			d.i++
+			return nil
+		}
+		for {
+			if err := d.skip(depth + 1); err != nil {
+				return err
+			}
+			switch d.peek() {
+			case ',':
+				d.i++
+			case ']':
+				d.i++
+				return nil
+			default:
+				return errSlow
+			}
+		}
+	case d.null(), d.lit("true"), d.lit("false"):
+		return nil
+	}
+	return errSlow
+}
