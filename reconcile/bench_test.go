@@ -129,6 +129,21 @@ func BenchmarkReconcile1M(b *testing.B) {
 		rowsPerSec(b, time.Since(start))
 	})
 
+	b.Run("cleave-one-chunk", func(b *testing.B) {
+		c, err := New(cfg, WithConnections(source, shards), WithOptions(Options{ChunkSize: 2 * benchRows}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := c.Run(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rowsPerSec(b, time.Since(start))
+	})
+
 	b.Run("pt-table-checksum-source-only", func(b *testing.B) {
 		pt, err := exec.LookPath("pt-table-checksum")
 		if err != nil {
