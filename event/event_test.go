@@ -175,3 +175,32 @@ func TestKeyIsCanonical(t *testing.T) {
 		t.Fatal("row without its key accepted")
 	}
 }
+
+func TestCanonicalIsWhatTheServerHashes(t *testing.T) {
+	cases := []struct {
+		name string
+		col  *schema.Column
+		in   any
+		want []byte
+	}{
+		{"integer text", col(schema.KindInt, "bigint"), json.Number("-42"), []byte("-42")},
+		{"utf8mb4 text as its bytes", &schema.Column{Name: "s", Kind: schema.KindString, Charset: "utf8mb4"}, "é", []byte{0xc3, 0xa9}},
+		{"latin1 text in latin1", &schema.Column{Name: "s", Kind: schema.KindString, Charset: "latin1"}, "é€", []byte{0xe9, 0x80}},
+		{"binary as raw bytes", col(schema.KindBinary, "varbinary"), "AP8=", []byte{0x00, 0xff}},
+		{"bit at its width", &schema.Column{Name: "b", Kind: schema.KindBit, DataType: "bit", ColumnType: "bit(12)"}, json.Number("258"), []byte{0x01, 0x02}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok, err := Canonical(tc.col, tc.in)
+			if err != nil || !ok {
+				t.Fatal(ok, err)
+			}
+			if !bytes.Equal(got, tc.want) {
+				t.Fatalf("Canonical = %x, want %x", got, tc.want)
+			}
+		})
+	}
+	if _, ok, _ := Canonical(col(schema.KindInt, "int"), nil); ok {
+		t.Fatal("NULL has a canonical form")
+	}
+}

@@ -391,17 +391,53 @@ func text(v any) string {
 }
 
 // Canonical returns the bytes MySQL itself would render for the value (what CAST(col AS
-// CHAR) or MD5(col) sees): the routing form of a shard key. ok is false for NULL.
+// CHAR) or MD5(col) sees): the routing form of a shard key. Text is in the column's own
+// character set (a latin1 'é' is the one byte 0xe9, as MD5 sees it on the server), and BIT
+// is its big-endian bytes at the column's width. ok is false for NULL.
 func Canonical(col *schema.Column, v any) (b []byte, ok bool, err error) {
 	if v == nil {
 		return nil, false, nil
 	}
-	if col.Kind == schema.KindBinary {
+	switch col.Kind {
+	case schema.KindBinary:
 		arg, err := SQLArg(col, v)
 		if err != nil {
 			return nil, false, err
 		}
 		return arg.([]byte), true, nil
+	case schema.KindString, schema.KindEnum, schema.KindSet:
+		if strings.EqualFold(col.Charset, "latin1") {
+			enc, err := charmap.Windows1252.NewEncoder().Bytes([]byte(text(v)))
+			if err != nil {
+				return nil, false, fmt.Errorf("column %s: %q has no latin1 form: %w", col.Name, text(v), err)
+			}
+			return enc, true, nil
+		}
+	case schema.KindBit:
+		u, err := strconv.ParseUint(text(v), 10, 64)
+		if err != nil {
+			return nil, false, fmt.Errorf("column %s: %w", col.Name, err)
+		}
+		width := (bitWidth(col.ColumnType) + 7) / 8
+		out := make([]byte, width)
+		for i := width - 1; i >= 0; i-- {
+			out[i] = byte(u)
+			u >>= 8
+		}
+		return out, true, nil
 	}
 	return []byte(text(v)), true, nil
+}
+
+// bitWidth reads n of "bit(n)"; BIT alone is BIT(1).
+func bitWidth(columnType string) int {
+	open, close := strings.IndexByte(columnType, '('), strings.IndexByte(columnType, ')')
+	if open < 0 || close <= open {
+		return 1
+	}
+	n, err := strconv.Atoi(columnType[open+1 : close])
+	if err != nil || n < 1 || n > 64 {
+		return 1
+	}
+	return n
 }
