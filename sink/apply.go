@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sort"
@@ -27,7 +28,10 @@ type applier struct {
 	states map[tp]*partState
 	kc     *kafkaCommitter
 	budget *semaphore.Weighted
-	c      *sql.Conn // see conn
+	c      *applierConn // see conn
+	// staleBase holds the stale counters' values at the last commit on c, staleSeen the
+	// values read in the attempt in progress.
+	staleBase, staleSeen map[string]int64
 }
 
 // do applies one unit of work and releases its messages' buffer budget.
@@ -179,37 +183,34 @@ func kafkaDLQ(s *Sink) string { return kafkax.DLQTopic(s.cfg.Kafka.TopicPrefix, 
 // savepoint, so that a row the shard refuses is set aside (or, under on_error stop,
 // named) instead of failing the batch.
 //
-// Round trips are what a batch costs on a busy shard, so there are few: BEGIN, the
-// offsets lock (which also resets the stale counters), one prepared statement per 500
-// rows, one read of the stale counters, the offsets write, COMMIT.
+// Round trips are what a batch costs on a busy shard, so there are few: the offsets
+// check-and-write (which opens the transaction, see conn), one prepared statement per 500
+// rows, one read of the stale counters, COMMIT. A failed attempt drops the connection,
+// which rolls its transaction back.
 func (a *applier) commit(ctx context.Context, p *plan, careful bool) (res *result, err error) {
 	s := a.s
-	conn, err := a.conn(ctx)
+	c, err := a.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if err != nil && mysqlx.Retryable(err) {
+		if err != nil || careful {
+			// The session's stale counters are only trusted after a clean fast attempt.
 			a.dropConn()
 		}
 	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	if err := a.lockOffsets(ctx, tx, p); err != nil {
+	if err := a.writeOffsets(ctx, c, p.pos); err != nil {
 		return nil, err
 	}
 	res = &result{stale: map[*table]int{}, dead: append([]*deadLetter(nil), p.dead...)}
-	var counted []*tablePlan // tables whose stale upserts are counted in their variable
+	var counted []*tablePlan // tables whose version-check skips are counted in their variable
 	for _, tpl := range p.tables {
 		var stale int
 		var upserts bool
 		if careful {
-			stale, err = a.applyCareful(ctx, tx, tpl, res)
+			stale, err = a.applyCareful(ctx, c, tpl, res)
 		} else {
-			stale, upserts, err = a.applyFast(ctx, tx, tpl)
+			stale, upserts, err = a.applyFast(ctx, c, tpl)
 		}
 		if err != nil {
 			return nil, err
@@ -220,18 +221,8 @@ func (a *applier) commit(ctx context.Context, p *plan, careful bool) (res *resul
 		}
 	}
 	if len(counted) > 0 {
-		vars := make([]string, len(counted))
-		dest := make([]any, len(counted))
-		ns := make([]sql.NullInt64, len(counted))
-		for i, tpl := range counted {
-			vars[i] = tpl.t.staleVar()
-			dest[i] = &ns[i]
-		}
-		if err := tx.QueryRowContext(ctx, "SELECT "+strings.Join(vars, ", ")).Scan(dest...); err != nil {
+		if err := a.readStale(ctx, c, counted, res); err != nil {
 			return nil, err
-		}
-		for i, tpl := range counted {
-			res.stale[tpl.t] += int(ns[i].Int64)
 		}
 	}
 	if len(res.dead) > 0 {
@@ -242,23 +233,28 @@ func (a *applier) commit(ctx context.Context, p *plan, careful bool) (res *resul
 			return nil, err
 		}
 	}
-	if err := a.writeOffsets(ctx, tx, p.pos); err != nil {
-		return nil, err
-	}
 	if s.opts.BeforeCommit != nil {
 		if err := s.opts.BeforeCommit(ctx); err != nil {
 			return nil, errStop{fmt.Errorf("sink %s: before commit: %w", s.shard, err)}
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
 		return nil, err
 	}
+	a.staleBase = a.staleSeen
 	return res, nil
 }
 
-// conn is the applier's own connection, in READ COMMITTED (no gap locks between the
-// members of one shard), on which the prepared statements stay.
-func (a *applier) conn(ctx context.Context) (*sql.Conn, error) {
+// applierConn is the applier's own session: autocommit off, so that the first statement
+// of a batch opens its transaction without a round trip of its own; READ COMMITTED, so
+// that the members of one shard take no gap locks from each other; and the prepared
+// statements of the batches. It never goes back to the pool: dropConn discards it.
+type applierConn struct {
+	*sql.Conn
+	stmts *stmtCache
+}
+
+func (a *applier) conn(ctx context.Context) (*applierConn, error) {
 	if a.c != nil {
 		return a.c, nil
 	}
@@ -266,19 +262,62 @@ func (a *applier) conn(ctx context.Context) (*sql.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"); err != nil {
-		c.Close()
-		return nil, err
+	init := []string{"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", "SET autocommit = 0"}
+	var vars []string
+	for _, t := range a.s.tables {
+		vars = append(vars, t.staleVar()+" = 0")
 	}
-	a.c = c
-	return c, nil
+	sort.Strings(vars)
+	init = append(init, "SET "+strings.Join(vars, ", "))
+	for _, q := range init {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			discard(c)
+			return nil, err
+		}
+	}
+	a.c = &applierConn{Conn: c, stmts: newStmtCache(c)}
+	a.staleBase, a.staleSeen = map[string]int64{}, map[string]int64{}
+	return a.c, nil
 }
 
 func (a *applier) dropConn() {
 	if a.c != nil {
-		a.c.Close()
+		a.c.stmts.close()
+		discard(a.c.Conn)
 		a.c = nil
 	}
+}
+
+// discard closes a connection without returning it to the pool (its session settings
+// and any open transaction go with it).
+func discard(c *sql.Conn) {
+	_ = c.Raw(func(any) error { return driver.ErrBadConn })
+	_ = c.Close()
+}
+
+// readStale reads the stale counters of the tables upserted in this attempt. They only
+// grow on the session; what this attempt added is the difference from the last commit.
+func (a *applier) readStale(ctx context.Context, c *applierConn, counted []*tablePlan, res *result) error {
+	vars := make([]string, len(counted))
+	dest := make([]any, len(counted))
+	ns := make([]sql.NullInt64, len(counted))
+	for i, tpl := range counted {
+		vars[i] = tpl.t.staleVar()
+		dest[i] = &ns[i]
+	}
+	if err := c.QueryRowContext(ctx, "SELECT "+strings.Join(vars, ", ")).Scan(dest...); err != nil {
+		return err
+	}
+	seen := make(map[string]int64, len(a.staleBase))
+	for k, v := range a.staleBase {
+		seen[k] = v
+	}
+	for i, tpl := range counted {
+		res.stale[tpl.t] += int(ns[i].Int64 - a.staleBase[vars[i]])
+		seen[vars[i]] = ns[i].Int64
+	}
+	a.staleSeen = seen
+	return nil
 }
 
 // errStop is an error that must not be retried and is not the shard's availability.
@@ -287,64 +326,71 @@ type errStop struct{ err error }
 func (e errStop) Error() string { return e.err.Error() }
 func (e errStop) Unwrap() error { return e.err }
 
-// lockOffsets locks the offsets rows of the plan's partitions and checks that they are
-// where this member last left them (see the package comment on fencing). The same
-// statement resets the stale counters of the plan's tables.
-func (a *applier) lockOffsets(ctx context.Context, tx *sql.Tx, p *plan) error {
+// sqlConn is what writeOffsets and the row writers need: a connection or a transaction.
+type sqlConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// writeOffsets stores the plan's partition offsets, but only where they are still where
+// this member last left them: one UPDATE that compares each partition's stored next
+// offset with the expected one and moves it on. It locks those rows until the commit, so
+// two members applying one partition serialize here, and the loser finds the offset moved
+// (fewer rows changed than partitions): its batch is fenced off and rolled back, see the
+// package comment. Every offset grows, so a matched row always counts as changed.
+func (a *applier) writeOffsets(ctx context.Context, c sqlConn, pos map[tp]*position) error {
 	s := a.s
-	keys := sortedPositions(p.pos)
-	args := make([]any, 0, 1+2*len(keys))
+	keys := sortedPositions(pos)
+	n := len(keys)
+	args := make([]any, 0, 13*n+1)
+	for _, k := range keys {
+		args = append(args, k.topic, k.partition, pos[k].next)
+	}
+	for _, k := range keys {
+		args = append(args, k.topic, k.partition, uint64(pos[k].version))
+	}
+	for _, k := range keys {
+		args = append(args, k.topic, k.partition, pos[k].tsMs)
+	}
 	args = append(args, s.group)
 	for _, k := range keys {
-		args = append(args, k.topic, k.partition)
-	}
-	var vars []string
-	for _, tpl := range p.tables {
-		vars = append(vars, tpl.t.staleVar())
+		args = append(args, k.topic, k.partition, a.states[k].next)
 	}
 	text := func() string {
 		var b strings.Builder
-		b.WriteString("SELECT topic, kafka_partition, next_offset")
-		for _, v := range vars {
-			b.WriteString(", " + v + " := 0")
+		cases := func(col, set string) {
+			b.WriteString(col + " = " + strings.Replace(set, "%", "CASE"+strings.Repeat(" WHEN topic = ? AND kafka_partition = ? THEN ?", n)+" END", 1))
 		}
-		b.WriteString(" FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) + " WHERE consumer_group = ? AND (")
-		for i := range keys {
+		b.WriteString("UPDATE " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) + " SET ")
+		cases("next_offset", "%")
+		b.WriteString(", ")
+		cases("applied_version", "GREATEST(applied_version, %)")
+		b.WriteString(", ")
+		cases("applied_ts_ms", "GREATEST(applied_ts_ms, %)")
+		b.WriteString(" WHERE consumer_group = ? AND (")
+		for i := 0; i < n; i++ {
 			if i > 0 {
 				b.WriteString(" OR ")
 			}
-			b.WriteString("(topic = ? AND kafka_partition = ?)")
+			b.WriteString("(topic = ? AND kafka_partition = ? AND next_offset = ?)")
 		}
-		b.WriteString(") FOR UPDATE")
+		b.WriteString(")")
 		return b.String()
 	}
-	rows, err := s.stmts.query(ctx, tx, "lock\x00"+strconv.Itoa(len(keys))+"\x00"+strings.Join(vars, ","), text, args)
+	var r sql.Result
+	var err error
+	if ac, ok := c.(*applierConn); ok {
+		r, err = ac.stmts.exec(ctx, "offsets\x00"+strconv.Itoa(n), true, text, args)
+	} else {
+		r, err = c.ExecContext(ctx, text(), args...)
+	}
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	found := 0
-	dest := make([]any, 3+len(vars))
-	var key tp
-	var next int64
-	dest[0], dest[1], dest[2] = &key.topic, &key.partition, &next
-	for i := range vars {
-		dest[3+i] = new(sql.RawBytes)
-	}
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return err
-		}
-		found++
-		if want := a.states[key].next; next != want {
-			return fmt.Errorf("%w: %s is at offset %d on the shard, this member expected %d", errFenced, key, next, want)
-		}
-	}
-	if err := rows.Err(); err != nil {
+	if changed, err := r.RowsAffected(); err != nil {
 		return err
-	}
-	if found != len(keys) {
-		return fmt.Errorf("%w: %d of %d partitions have no stored offset any more", errFenced, len(keys)-found, len(keys))
+	} else if int(changed) != n {
+		return fmt.Errorf("%w: %d of the %d partitions of the batch are no longer where this member left them", errFenced, n-int(changed), n)
 	}
 	return nil
 }
@@ -358,38 +404,12 @@ func sortedPositions(pos map[tp]*position) []tp {
 	return keys
 }
 
-func (a *applier) writeOffsets(ctx context.Context, tx *sql.Tx, pos map[tp]*position) error {
-	s := a.s
-	keys := sortedPositions(pos)
-	args := make([]any, 0, 6*len(keys))
-	for _, k := range keys {
-		p := pos[k]
-		args = append(args, s.group, k.topic, k.partition, p.next, uint64(p.version), p.tsMs)
-	}
-	text := func() string {
-		var b strings.Builder
-		b.WriteString("INSERT INTO " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
-			" (consumer_group, topic, kafka_partition, next_offset, applied_version, applied_ts_ms) VALUES ")
-		for i := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?)")
-		}
-		b.WriteString(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)," +
-			" applied_version = GREATEST(applied_version, VALUES(applied_version))," +
-			" applied_ts_ms = GREATEST(applied_ts_ms, VALUES(applied_ts_ms))")
-		return b.String()
-	}
-	_, err := s.stmts.exec(ctx, tx, "offsets\x00"+strconv.Itoa(len(keys)), true, text, args)
-	return err
-}
-
 // applyFast writes a table's upserts as multi-row INSERT ... ON DUPLICATE KEY UPDATE and
-// its deletes as multi-row guarded DELETEs, and returns how many the version check skipped.
+// its deletes as multi-row guarded DELETEs, and returns how many deletes the version check
+// skipped (upserts count theirs in the table's session variable).
 // Upserts go first: with the guards, a row whose delete and re-insert fall in one batch
 // (collapsed to the newest) ends the same as applied one by one.
-func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (stale int, upserts bool, err error) {
+func (a *applier) applyFast(ctx context.Context, c *applierConn, tpl *tablePlan) (stale int, upserts bool, err error) {
 	s := a.s
 	t, sh := tpl.t, tpl.sh
 	groups := map[string][]*rowOp{}
@@ -406,22 +426,20 @@ func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (st
 		}
 		groups[op.sig] = append(groups[op.sig], op)
 	}
-	if len(sigs) > 0 {
+	for _, sig := range sigs {
 		upserts = true
-		for _, sig := range sigs {
-			ops := groups[sig]
-			per := s.rowsPerStatement(len(ops[0].args))
-			for len(ops) > 0 {
-				n := min(per, len(ops))
-				args := make([]any, 0, n*len(ops[0].args))
-				for _, op := range ops[:n] {
-					args = append(args, op.args...)
-				}
-				if _, err := s.stmts.exec(ctx, tx, upsertKey(t, sh, sig, n), n == per, func() string { return upsertSQL(t, sh, sig, n) }, args); err != nil {
-					return 0, false, fmt.Errorf("upsert into %s: %w", t.name, err)
-				}
-				ops = ops[n:]
+		ops := groups[sig]
+		per := s.rowsPerStatement(len(ops[0].args))
+		for len(ops) > 0 {
+			n := min(per, len(ops))
+			args := make([]any, 0, n*len(ops[0].args))
+			for _, op := range ops[:n] {
+				args = append(args, op.args...)
 			}
+			if _, err := c.stmts.exec(ctx, upsertKey(t, sh, sig, n), n == per, func() string { return upsertSQL(t, sh, sig, n) }, args); err != nil {
+				return 0, false, fmt.Errorf("upsert into %s: %w", t.name, err)
+			}
+			ops = ops[n:]
 		}
 	}
 	per := s.rowsPerStatement(len(sh.def.PK) + 1)
@@ -431,7 +449,7 @@ func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (st
 		for _, op := range dels[:n] {
 			args = append(args, op.args...)
 		}
-		r, err := s.stmts.exec(ctx, tx, deleteKey(t, sh, n), n == per, func() string { return deleteSQL(t, sh, n) }, args)
+		r, err := c.stmts.exec(ctx, deleteKey(t, sh, n), n == per, func() string { return deleteSQL(t, sh, n) }, args)
 		if err != nil {
 			return 0, false, fmt.Errorf("delete from %s: %w", t.name, err)
 		}
@@ -444,7 +462,7 @@ func (a *applier) applyFast(ctx context.Context, tx *sql.Tx, tpl *tablePlan) (st
 
 // applyCareful writes a table's rows one by one, each in a savepoint; a row the shard
 // refuses for good is rolled back to its savepoint and recorded in res.dead.
-func (a *applier) applyCareful(ctx context.Context, tx *sql.Tx, tpl *tablePlan, res *result) (int, error) {
+func (a *applier) applyCareful(ctx context.Context, c sqlConn, tpl *tablePlan, res *result) (int, error) {
 	t, sh := tpl.t, tpl.sh
 	stale := 0
 	// Upserts first, as in applyFast.
@@ -454,7 +472,7 @@ func (a *applier) applyCareful(ctx context.Context, tx *sql.Tx, tpl *tablePlan, 
 			if op.del != pass {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT cleave_row"); err != nil {
+			if _, err := c.ExecContext(ctx, "SAVEPOINT cleave_row"); err != nil {
 				return 0, err
 			}
 			var q string
@@ -463,12 +481,12 @@ func (a *applier) applyCareful(ctx context.Context, tx *sql.Tx, tpl *tablePlan, 
 			} else {
 				q = upsertSQL(t, sh, op.sig, 1)
 			}
-			r, err := tx.ExecContext(ctx, q, op.args...)
+			r, err := c.ExecContext(ctx, q, op.args...)
 			if err != nil {
 				if !mysqlx.Rejected(err) {
 					return 0, err
 				}
-				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT cleave_row"); rerr != nil {
+				if _, rerr := c.ExecContext(ctx, "ROLLBACK TO SAVEPOINT cleave_row"); rerr != nil {
 					return 0, rerr
 				}
 				res.dead = append(res.dead, &deadLetter{m: op.m, ev: op.ev, t: t, err: err})
@@ -637,13 +655,10 @@ func (a *applier) applyDDL(ctx context.Context, m *message, ev *event.Event) err
 		}
 		defer tx.Rollback()
 		p := &plan{pos: map[tp]*position{key: {next: m.Offset + 1, version: ev.Version, tsMs: ev.Source.TsMs, hwm: m.HighWaterMark}}}
-		if err := a.lockOffsets(actx, tx, p); err != nil {
+		if err := a.writeOffsets(actx, tx, p.pos); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(actx, "INSERT IGNORE INTO "+applied+" (db, tbl, version, statement) VALUES (?, ?, ?, ?)", t.db, t.tname, uint64(ev.Version), ev.DDL); err != nil {
-			return err
-		}
-		if err := a.writeOffsets(actx, tx, p.pos); err != nil {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
@@ -692,7 +707,6 @@ func (s *Sink) reloadTable(ctx context.Context, t *table) error {
 			}
 			return errStop{err}
 		}
-		s.stmts.forget(t.name)
 		return nil
 	})
 }

@@ -72,6 +72,8 @@ type item struct {
 	ev      *event.Event
 	err     error
 	foreign bool
+	// keyHere: the message key routed the row here (so does every image of the change).
+	keyHere bool
 }
 
 // errSchema marks an event that does not fit the shard's table definition: not one bad
@@ -84,9 +86,12 @@ func (e *errSchema) Error() string { return e.msg }
 func (s *Sink) decode(m *message) item {
 	it := item{m: m}
 	if t := s.tables[m.Topic]; t != nil && len(m.Key) > 0 {
-		if here, ok := s.routeByKey(t, m.Key); ok && !here {
-			it.foreign = true
-			return it
+		if here, ok := s.routeByKey(t, m.Key); ok {
+			if !here {
+				it.foreign = true
+				return it
+			}
+			it.keyHere = true
 		}
 	}
 	if len(m.Value) > 0 {
@@ -135,6 +140,20 @@ func (s *Sink) routeByKey(t *table, key []byte) (here, ok bool) {
 	return false, true
 }
 
+// sameKey reports whether two row images have the same primary key values.
+func sameKey(sh *shape, a, b event.Row) bool {
+	if a == nil || b == nil {
+		return true
+	}
+	for _, i := range sh.def.PK {
+		n := sh.def.Columns[i].Name
+		if a[n] != b[n] {
+			return false
+		}
+	}
+	return true
+}
+
 // makePlan routes and collapses the changes of items. An error is a schema mismatch.
 func (s *Sink) makePlan(items []item) (*plan, error) {
 	p := &plan{byTable: map[*table]*tablePlan{}, pos: map[tp]*position{}, applied: map[*table]map[event.Op]int{}}
@@ -171,7 +190,7 @@ func (s *Sink) makePlan(items []item) (*plan, error) {
 		if ev.Op == event.OpHeartbeat {
 			continue
 		}
-		if err := s.planRow(p, t, m, ev); err != nil {
+		if err := s.planRow(p, t, m, ev, it.keyHere); err != nil {
 			var se *errSchema
 			if errors.As(err, &se) {
 				return nil, err
@@ -184,13 +203,16 @@ func (s *Sink) makePlan(items []item) (*plan, error) {
 
 // planRow routes one row change. An update whose shard key moves the row away from this
 // shard is a delete here; one that moves it here is an insert here.
-func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event) error {
+func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event, keyHere bool) error {
 	tpl := p.byTable[t]
 	sh := t.shape()
 	if tpl != nil {
 		sh = tpl.sh
 	}
 	here := func(row event.Row) (bool, error) {
+		if keyHere && (ev.Op != event.OpUpdate || sameKey(sh, ev.Before, ev.After)) {
+			return true, nil
+		}
 		v, err := sh.shardValue(row)
 		if err != nil {
 			return false, err

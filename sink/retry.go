@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -70,11 +68,11 @@ func retryable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded)
 }
 
-// stmtCache keeps the prepared full-size statements (the shape almost every statement of a
-// backlog has), so the shard parses each once per connection.
+// stmtCache keeps the prepared full-size statements of one connection (the shape almost
+// every statement of a backlog has), so the shard parses each once, least recently used
+// first out.
 type stmtCache struct {
-	db    *sql.DB
-	mu    sync.Mutex
+	conn  *sql.Conn
 	stmts map[string]*cachedStmt
 	clock int64
 }
@@ -88,74 +86,40 @@ type cachedStmt struct {
 // allows max_prepared_stmt_count, 16382 by default, over all sessions).
 const maxCachedStmts = 256
 
-func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, stmts: map[string]*cachedStmt{}}
+func newStmtCache(conn *sql.Conn) *stmtCache {
+	return &stmtCache{conn: conn, stmts: map[string]*cachedStmt{}}
 }
 
-func (c *stmtCache) exec(ctx context.Context, tx *sql.Tx, key string, cache bool, text func() string, args []any) (sql.Result, error) {
+// exec runs the statement text() with args, prepared once under key when cache is set.
+func (c *stmtCache) exec(ctx context.Context, key string, cache bool, text func() string, args []any) (sql.Result, error) {
 	if !cache {
-		return tx.ExecContext(ctx, text(), args...)
+		return c.conn.ExecContext(ctx, text(), args...)
 	}
-	st, err := c.prepared(ctx, key, text)
-	if err != nil {
-		return nil, err
-	}
-	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-}
-
-func (c *stmtCache) prepared(ctx context.Context, key string, text func() string) (*sql.Stmt, error) {
-	c.mu.Lock()
 	c.clock++
-	if cs := c.stmts[key]; cs != nil {
-		cs.used = c.clock
-		c.mu.Unlock()
-		return cs.st, nil
-	}
-	c.mu.Unlock()
-	st, err := c.db.PrepareContext(ctx, text())
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.stmts) >= maxCachedStmts {
-		// Evict the least recently used.
-		var oldest string
-		for k, cs := range c.stmts {
-			if oldest == "" || cs.used < c.stmts[oldest].used {
-				oldest = k
+	cs := c.stmts[key]
+	if cs == nil {
+		st, err := c.conn.PrepareContext(ctx, text())
+		if err != nil {
+			return nil, err
+		}
+		if len(c.stmts) >= maxCachedStmts {
+			var oldest string
+			for k, o := range c.stmts {
+				if oldest == "" || o.used < c.stmts[oldest].used {
+					oldest = k
+				}
 			}
+			c.stmts[oldest].st.Close()
+			delete(c.stmts, oldest)
 		}
-		c.stmts[oldest].st.Close()
-		delete(c.stmts, oldest)
+		cs = &cachedStmt{st: st}
+		c.stmts[key] = cs
 	}
-	c.stmts[key] = &cachedStmt{st: st, used: c.clock}
-	return st, nil
-}
-
-func (c *stmtCache) query(ctx context.Context, tx *sql.Tx, key string, text func() string, args []any) (*sql.Rows, error) {
-	st, err := c.prepared(ctx, key, text)
-	if err != nil {
-		return nil, err
-	}
-	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-}
-
-// forget closes the statements of a table whose definition changed.
-func (c *stmtCache) forget(table string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, cs := range c.stmts {
-		if strings.Contains(k, "\x00"+table+"\x00") {
-			cs.st.Close()
-			delete(c.stmts, k)
-		}
-	}
+	cs.used = c.clock
+	return cs.st.ExecContext(ctx, args...)
 }
 
 func (c *stmtCache) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for k, cs := range c.stmts {
 		cs.st.Close()
 		delete(c.stmts, k)

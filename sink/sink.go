@@ -106,7 +106,6 @@ type Sink struct {
 	router  *route.Router
 	tables  map[string]*table // by topic
 	dlq     *kafka.Writer
-	stmts   *stmtCache
 	names   interner // column names of decoded rows
 	batches int      // committed batches, for BeforeCommit accounting in tests
 
@@ -277,14 +276,10 @@ func (s *Sink) open(ctx context.Context) error {
 		return fmt.Errorf("sink %s: %w", s.shard, err)
 	}
 	s.dlq = kafkax.NewWriter(s.cfg.Kafka.Brokers, 100)
-	s.stmts = newStmtCache(db)
 	return nil
 }
 
 func (s *Sink) close() {
-	if s.stmts != nil {
-		s.stmts.close()
-	}
 	if s.dlq != nil {
 		s.dlq.Close()
 	}

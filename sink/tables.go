@@ -3,10 +3,10 @@ package sink
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/cleave-dev/cleave/config"
@@ -209,24 +209,29 @@ func (a versionKey) less(b versionKey) bool {
 
 // pkKey identifies a row of the table within a batch: its primary key values in key order.
 func (t *shape) pkKey(row event.Row) (string, error) {
-	var b strings.Builder
-	for i, c := range t.def.PK {
+	var b []byte
+	for _, c := range t.def.PK {
 		name := t.def.Columns[c].Name
 		v, ok := row[name]
 		if !ok {
 			return "", fmt.Errorf("row image lacks primary key column %s", name)
 		}
-		if i > 0 {
-			b.WriteByte(0)
-		}
+		// Length-prefixed, so that no value can run into the next.
+		var text string
 		switch x := v.(type) {
 		case nil:
-			b.WriteString("\x01N")
+			b = append(b, 'N')
+			continue
+		case json.Number:
+			text = string(x)
 		case string:
-			b.WriteString(strconv.Quote(x))
+			text = x
 		default:
-			fmt.Fprint(&b, x)
+			text = fmt.Sprint(x)
 		}
+		b = strconv.AppendInt(b, int64(len(text)), 10)
+		b = append(b, ':')
+		b = append(b, text...)
 	}
-	return b.String(), nil
+	return string(b), nil
 }
