@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -214,7 +215,9 @@ func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 
 func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	// A private source: the shared one is never idle while other tests write to it.
+	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	f := newFixtureOn(t, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	r := f.start(cfg)
@@ -316,5 +319,36 @@ func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error %v does not say %q", err, want)
 		}
+	}
+}
+
+func TestWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts testenv.MariaDBOptions
+		want string
+	}{
+		{"statement format", testenv.MariaDBOptions{BinlogFormat: "STATEMENT"}, "binlog_format is STATEMENT"},
+		{"minimal row image", testenv.MariaDBOptions{BinlogRowImage: "MINIMAL"}, "binlog_row_image is MINIMAL"},
+		{"minimal row metadata", testenv.MariaDBOptions{BinlogRowMetadata: "MINIMAL"}, "binlog_row_metadata is MINIMAL"},
+		{"no binlog", testenv.MariaDBOptions{DisableBinlog: true}, "log_bin is OFF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m := testenv.StartMariaDB(t, tc.opts)
+			f := newFixtureOn(t, m.DSN())
+			f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+			c, err := New(f.configure([]string{"t"}, ""), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err = c.Run(ctx)
+			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), m.Addr()) {
+				t.Fatalf("Run = %v, want ErrSource naming %q and the server", err, tc.want)
+			}
+		})
 	}
 }

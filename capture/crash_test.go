@@ -164,15 +164,29 @@ func binlogChanges(t *testing.T, dsn string, from, to Position, db string) map[c
 }
 
 // writeLoad changes rows of a and b at random until stop is closed, in autocommit
-// statements and in multi-statement transactions, including primary key changes.
-func writeLoad(t *testing.T, db *sql.DB, seed uint64, stop <-chan struct{}) (changes int, err error) {
+// statements and in multi-statement transactions, including primary key changes and bursts
+// of many rows. every > 0 paces it to one transaction per interval.
+func writeLoad(t testing.TB, db *sql.DB, seed uint64, every time.Duration, stop <-chan struct{}) (changes int, err error) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	next := 1
+	var tick <-chan time.Time
+	if every > 0 {
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		tick = tk.C
+	}
 	for {
 		select {
 		case <-stop:
 			return changes, nil
 		default:
+		}
+		if tick != nil {
+			select {
+			case <-stop:
+				return changes, nil
+			case <-tick:
+			}
 		}
 		var stmts []string
 		for n := 1 + rng.IntN(3); n > 0; n-- {
@@ -256,7 +270,7 @@ func TestKillNineTenTimesUnderLoadLosesNoChange(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		changes, loadErr = writeLoad(t, f.src, seed, stop)
+		changes, loadErr = writeLoad(t, f.src, seed, 0, stop)
 	}()
 
 	for i := 0; i < 10; i++ {

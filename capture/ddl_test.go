@@ -205,7 +205,7 @@ func TestSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *t
 		t.Fatalf("error = %v, want ErrDDL", err)
 	}
 	t.Log(err)
-	for _, want := range []string{stmt, f.db + ".t", beforeDDL.File + ":", "resuming from " + beforeDDL.File + fmt.Sprintf(":%d", beforeDDL.Pos)} {
+	for _, want := range []string{stmt, f.db + ".t", beforeDDL.File + ":", "resume from " + beforeDDL.File + fmt.Sprintf(":%d", beforeDDL.Pos)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("error %q does not name %q", err, want)
 		}

@@ -41,7 +41,17 @@ type fixture struct {
 // test's database, created by the caller with src.
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureOn(t, "")
+}
+
+// newFixtureOn is newFixture with the source at sourceDSN (a private server) instead of
+// the shared one.
+func newFixtureOn(t testing.TB, sourceDSN string) *fixture {
+	t.Helper()
 	env := testenv.Services(t)
+	if sourceDSN != "" {
+		env.SourceDSN = sourceDSN
+	}
 	f := &fixture{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t)}
 	src, err := mysqlx.Open(context.Background(), "source", testenv.DSNWithDB(t, env.SourceDSN, f.db))
 	if err != nil {

@@ -230,11 +230,27 @@ func (p *producer) safePosition() (Position, bool) {
 	return p.safe, p.hasSafe
 }
 
-// close flushes what the reader added last, waits until the writer has finished every
-// batch (acknowledged or failed after its retries) and returns the first failure.
-func (p *producer) close(ctx context.Context) error {
-	flushErr := p.flush(context.WithoutCancel(ctx))
-	closeErr := p.w.Close()
+// close flushes what the reader added last and waits, at most drain, until the writer has
+// finished every batch (acknowledged, or failed after its retries); it returns the first
+// failure. After a failure it does not wait: the batches still queued behind the failed
+// one cannot move the safe position any more, and the next session writes them again.
+// Batches the writer still holds when close returns are left to finish in the background;
+// they can only add duplicates.
+func (p *producer) close(ctx context.Context, drain time.Duration) error {
+	var flushErr error
+	if p.failure() == nil {
+		flushErr = p.flush(context.WithoutCancel(ctx))
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.w.Close() }()
+	var closeErr error
+	if p.failure() == nil {
+		select {
+		case closeErr = <-done:
+		case <-time.After(drain):
+			closeErr = fmt.Errorf("Kafka did not acknowledge the events in flight within %s", drain)
+		}
+	}
 	if err := p.failure(); err != nil {
 		return err
 	}

@@ -28,9 +28,13 @@ func (c *Capture) session(ctx context.Context, src *source, store *CheckpointSto
 	w := kafkax.NewWriter(c.cfg.Kafka.Brokers, c.cfg.Capture.BatchSize)
 	w.Async = true
 	w.Balancer = partitioner{}
-	w.MaxAttempts = 10
+	// kafka-go retries a batch a few times (a leader moving, a broker restarting); past
+	// that, the session ends and capture restarts the stream from the acknowledged
+	// position with its own backoff, so that a dead cluster surfaces within a bounded time.
+	w.MaxAttempts = 4
 	w.WriteBackoffMin = 100 * time.Millisecond
-	w.WriteBackoffMax = 2 * time.Second
+	w.WriteBackoffMax = time.Second
+	w.WriteTimeout = 5 * time.Second
 	prod := newProducer(w, c.cfg.Capture.MaxInFlightBytes, c.cfg.Capture.BatchSize, c.metrics)
 	w.Completion = prod.completion
 
@@ -65,7 +69,7 @@ func (c *Capture) session(ctx context.Context, src *source, store *CheckpointSto
 
 	readErr := r.run(ctx, streamer)
 	syncer.Close()
-	closeErr := prod.close(ctx)
+	closeErr := prod.close(ctx, time.Minute)
 	stopCP()
 	wg.Wait()
 	c.setStatus(func(s *Status) { s.Streaming = false })
