@@ -99,33 +99,47 @@ func (s *Sink) planItems(ctx context.Context, items []item) (*plan, error) {
 	return p, err
 }
 
-// applyPlan applies a plan in one shard transaction, retried as a whole.
+// applyPlan applies a plan in one shard transaction, retried as a whole. A plan made with
+// a table shape that a schema change (by another lane or member) has since replaced is
+// made again with the new one.
 func (a *applier) applyPlan(ctx context.Context, p *plan) error {
 	if len(p.pos) == 0 {
 		return nil
 	}
 	s := a.s
-	if len(p.dead) > 0 && s.cfg.Sink.OnError == config.OnErrorStop {
-		return s.stopOn(p.dead[0])
-	}
-	start := time.Now()
-	var res *result
-	err := s.withRetry(ctx, "apply batch", func(actx context.Context) error {
-		var err error
-		res, err = a.commit(actx, p, false)
-		if err != nil && mysqlx.Rejected(err) {
-			// Some row is refused for good: find which by applying row by row.
-			s.log.Info("shard refused a row of the batch; applying it row by row to find which", zap.Error(err))
-			res, err = a.commit(actx, p, true)
+	for replanned := false; ; replanned = true {
+		if len(p.dead) > 0 && s.cfg.Sink.OnError == config.OnErrorStop {
+			return s.stopOn(p.dead[0])
 		}
-		return err
-	})
-	if err != nil {
-		return err
+		start := time.Now()
+		var res *result
+		err := s.withRetry(ctx, "apply batch", func(actx context.Context) error {
+			var err error
+			res, err = a.commit(actx, p, false)
+			if err != nil && mysqlx.Rejected(err) {
+				// Some row is refused for good: find which by applying row by row.
+				s.log.Info("shard refused a row of the batch; applying it row by row to find which", zap.Error(err))
+				res, err = a.commit(actx, p, true)
+			}
+			return err
+		})
+		if err != nil && !replanned && mysqlx.Number(err) == mysqlx.ErBadField {
+			s.log.Info("a table changed under the batch; planning it again", zap.Error(err))
+			if err := s.reloadTables(ctx); err != nil {
+				return err
+			}
+			if p, err = s.makePlan(p.items); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.m.duration.WithLabelValues(s.shard).Observe(time.Since(start).Seconds())
+		a.committed(p, res)
+		return nil
 	}
-	s.m.duration.WithLabelValues(s.shard).Observe(time.Since(start).Seconds())
-	a.committed(p, res)
-	return nil
 }
 
 // result is what a committed plan did beyond the plan itself.
@@ -137,7 +151,6 @@ type result struct {
 // committed updates the partition states, metrics and Kafka commits after a plan committed.
 func (a *applier) committed(p *plan, res *result) {
 	s := a.s
-	s.batches++
 	s.mu.Lock()
 	for key, pos := range p.pos {
 		st := a.states[key]

@@ -86,8 +86,8 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 		}
 		return err
 	}
-	s.setAssigned(states)
-	defer s.setAssigned(nil)
+	s.addAssigned(states)
+	defer s.removeAssigned(states)
 
 	// abort stops every stage at once (an apply failed); ctx ending stops them gracefully.
 	abort, cancel := context.WithCancel(context.Background())
@@ -97,7 +97,7 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 	stop := context.AfterFunc(abort, stopReaders)
 	defer stop()
 
-	budget := semaphore.NewWeighted(s.opts.BufferBytes)
+	budget := semaphore.NewWeighted(s.opts.BufferBytes / int64(s.opts.Lanes))
 	in := make(chan *message, 2*s.cfg.Sink.BatchSize)
 	readErr := make(chan error, len(states))
 	for _, st := range states {
@@ -257,8 +257,8 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 			return
 		}
 		size := int64(len(m.Key) + len(m.Value) + 64)
-		if size > s.opts.BufferBytes {
-			size = s.opts.BufferBytes
+		if lane := s.opts.BufferBytes / int64(s.opts.Lanes); size > lane {
+			size = lane
 		}
 		if err := budget.Acquire(ctx, size); err != nil {
 			return

@@ -23,6 +23,8 @@ type plan struct {
 	dead []*deadLetter
 	// applied counts the changes routed to this shard, by table and source operation.
 	applied map[*table]map[event.Op]int
+	// items are what the plan was made from, to make it again with new table shapes.
+	items []item
 }
 
 // position is how far a plan takes one partition.
@@ -156,7 +158,7 @@ func sameKey(sh *shape, a, b event.Row) bool {
 
 // makePlan routes and collapses the changes of items. An error is a schema mismatch.
 func (s *Sink) makePlan(items []item) (*plan, error) {
-	p := &plan{byTable: map[*table]*tablePlan{}, pos: map[tp]*position{}, applied: map[*table]map[event.Op]int{}}
+	p := &plan{byTable: map[*table]*tablePlan{}, pos: map[tp]*position{}, applied: map[*table]map[event.Op]int{}, items: items}
 	for _, it := range items {
 		m := it.m
 		key := tp{m.Topic, m.Partition}

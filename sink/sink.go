@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -48,7 +49,8 @@ type Options struct {
 	// FetchMaxBytes bounds one fetch of one partition. Default 1 MiB.
 	FetchMaxBytes int
 	// BufferBytes bounds the message bytes fetched but not yet applied, over all
-	// partitions of the sink: a slow shard stops its own readers at this bound. Default 32 MiB.
+	// partitions of the sink (each lane gets its share): a slow shard stops its own
+	// readers at this bound. Default 32 MiB.
 	BufferBytes int64
 	// RowsPerStatement bounds the rows of one multi-row INSERT or DELETE. Default 500.
 	RowsPerStatement int
@@ -61,6 +63,10 @@ type Options struct {
 	// KafkaCommitInterval is the least time between two commits of the group's offsets to
 	// Kafka (the shard's own offsets are written with every batch). Default 1s.
 	KafkaCommitInterval time.Duration
+	// Lanes is how many batches a sink applies at once, each on its own shard session,
+	// over its own share of the assigned partitions (a partition stays in one lane, so
+	// its changes keep their order). Default 2.
+	Lanes int
 }
 
 func (o *Options) setDefaults() {
@@ -86,6 +92,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.RowsPerStatement <= 0 {
 		o.RowsPerStatement = 500
+	}
+	if o.Lanes <= 0 {
+		o.Lanes = 2
 	}
 }
 
@@ -298,28 +307,41 @@ func (s *Sink) runGeneration(runCtx, genCtx context.Context, gen *kafka.Generati
 	defer stop()
 
 	var assigned []tp
+	committed := map[tp]int64{}
 	for topic, parts := range gen.Assignments {
 		for _, p := range parts {
 			assigned = append(assigned, tp{topic, p.ID})
+			committed[tp{topic, p.ID}] = p.Offset
 		}
 	}
 	sort.Slice(assigned, func(i, j int) bool { return assigned[i].less(assigned[j]) })
 	s.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Int("partitions", len(assigned)))
 	if len(assigned) == 0 {
-		s.setAssigned(nil)
 		<-ctx.Done()
 		return nil
 	}
-	committed := map[tp]int64{}
-	for topic, parts := range gen.Assignments {
-		for _, p := range parts {
-			committed[tp{topic, p.ID}] = p.Offset
-		}
-	}
 	kc := &kafkaCommitter{gen: gen, every: s.opts.KafkaCommitInterval, log: s.log}
 	defer kc.flush()
+
+	// The partitions are dealt to lanes; each lane is a pipeline of its own (readers,
+	// planner, applier with its own shard session), so a shard applies several batches
+	// at once. A partition stays in one lane, so its changes keep their order.
+	lanes := make([][]tp, min(s.opts.Lanes, len(assigned)))
+	for i, p := range assigned {
+		lanes[i%len(lanes)] = append(lanes[i%len(lanes)], p)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, lane := range lanes {
+		g.Go(func() error { return s.runLane(gctx, lane, committed, kc) })
+	}
+	return g.Wait()
+}
+
+// runLane runs the pipeline of some partitions until ctx ends, restarting it from the
+// shard's offsets when a batch was fenced off or a reader failed.
+func (s *Sink) runLane(ctx context.Context, partitions []tp, committed map[tp]int64, kc *kafkaCommitter) error {
 	for {
-		err := s.runPipeline(ctx, assigned, committed, kc)
+		err := s.runPipeline(ctx, partitions, committed, kc)
 		switch {
 		case errors.Is(err, errFenced):
 			s.log.Warn("another member applied some of these partitions meanwhile; re-reading their offsets from the shard", zap.Error(err))
@@ -343,11 +365,14 @@ type kafkaCommitter struct {
 	gen     *kafka.Generation
 	every   time.Duration
 	log     *zap.Logger
+	mu      sync.Mutex
 	last    time.Time
 	pending map[string]map[int]int64
 }
 
 func (k *kafkaCommitter) add(t tp, next int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.pending == nil {
 		k.pending = map[string]map[int]int64{}
 	}
@@ -356,11 +381,17 @@ func (k *kafkaCommitter) add(t tp, next int64) {
 	}
 	k.pending[t.topic][t.partition] = next
 	if time.Since(k.last) >= k.every {
-		k.flush()
+		k.flushLocked()
 	}
 }
 
 func (k *kafkaCommitter) flush() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.flushLocked()
+}
+
+func (k *kafkaCommitter) flushLocked() {
 	if len(k.pending) == 0 || k.gen == nil {
 		// Without a generation (an applier driven directly) there is nothing to commit to.
 		k.pending = nil
@@ -383,9 +414,26 @@ func (l kafkaLogger) Printf(format string, args ...any) {
 	l.log.Info("kafka: " + fmt.Sprintf(format, args...))
 }
 
-func (s *Sink) setAssigned(m map[tp]*partState) {
+// addAssigned and removeAssigned track the partitions of the running lanes.
+func (s *Sink) addAssigned(m map[tp]*partState) {
 	s.mu.Lock()
-	s.assigned = m
+	if s.assigned == nil {
+		s.assigned = map[tp]*partState{}
+	}
+	for k, v := range m {
+		s.assigned[k] = v
+	}
+	s.mu.Unlock()
+	s.updateConsumerLag()
+}
+
+func (s *Sink) removeAssigned(m map[tp]*partState) {
+	s.mu.Lock()
+	for k, v := range m {
+		if s.assigned[k] == v {
+			delete(s.assigned, k)
+		}
+	}
 	s.mu.Unlock()
 	s.updateConsumerLag()
 }
