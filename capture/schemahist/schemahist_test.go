@@ -1,0 +1,69 @@
+package schemahist
+
+import (
+	"testing"
+
+	"github.com/cleave-dev/cleave/schema"
+)
+
+func table(cols ...string) *schema.Table {
+	t := &schema.Table{DB: "d", Name: "t"}
+	for _, c := range cols {
+		t.Columns = append(t.Columns, schema.Column{Name: c})
+	}
+	return t
+}
+
+func TestAtReturnsTheDefinitionValidAtAPosition(t *testing.T) {
+	h := New(10)
+	v1, v2 := table("id", "a"), table("id", "a", "b")
+	if _, changed, err := h.Observe("d.t", 100, "v1", v1); err != nil || changed {
+		t.Fatalf("first definition: changed %v, %v", changed, err)
+	}
+	if _, changed, _ := h.Observe("d.t", 150, "v1", v1); changed {
+		t.Fatal("the same definition again counts as a change")
+	}
+	h.Change("d.t", 200, "ALTER TABLE d.t ADD b INT")
+	if _, ok := h.At("d.t", 250); ok {
+		t.Fatal("a definition is known between a schema change and the first table map after it")
+	}
+	prev, changed, err := h.Observe("d.t", 300, "v2", v2)
+	if err != nil || !changed || prev.Fingerprint != "v1" {
+		t.Fatalf("after the change: prev %+v changed %v err %v", prev, changed, err)
+	}
+	for _, tc := range []struct {
+		pos  Coord
+		want string
+		ok   bool
+	}{
+		{99, "", false},
+		{100, "v1", true},
+		{199, "v1", true},
+		{200, "v2", true},
+		{10_000, "v2", true},
+	} {
+		e, ok := h.At("d.t", tc.pos)
+		if ok != tc.ok || e.Fingerprint != tc.want {
+			t.Errorf("At(%d) = %q %v, want %q %v", tc.pos, e.Fingerprint, ok, tc.want, tc.ok)
+		}
+	}
+	if e, _ := h.At("d.t", 200); e.DDL == "" {
+		t.Error("the definition after a schema change does not name it")
+	}
+	if _, _, err := h.Observe("d.t", 50, "v0", v1); err == nil {
+		t.Error("a position before the latest definition is accepted")
+	}
+}
+
+func TestOnlyTheNewestDefinitionsAreKept(t *testing.T) {
+	h := New(3)
+	for i := 0; i < 10; i++ {
+		if _, _, err := h.Observe("d.t", Coord(i*10), string(rune('a'+i)), table("c")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries := h.Entries("d.t")
+	if len(entries) != 3 || entries[0].Fingerprint != "h" || entries[2].Fingerprint != "j" {
+		t.Fatalf("kept %+v", entries)
+	}
+}
