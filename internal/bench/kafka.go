@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cleave-dev/cleave/kafkax"
+)
+
+// topicCounter counts the messages in a topic from its partitions' offsets: one metadata
+// request (until the topic exists) and then one ListOffsets request per call.
+type topicCounter struct {
+	client *kafka.Client
+	topic  string
+	parts  []int
+}
+
+func newTopicCounter(brokers []string, topic string) *topicCounter {
+	return &topicCounter{client: kafkax.Client(brokers), topic: topic}
+}
+
+// count returns the messages in the topic; 0 while it does not exist.
+func (c *topicCounter) count(ctx context.Context) (int64, error) {
+	if c.parts == nil {
+		md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.topic}})
+		if err != nil {
+			return 0, err
+		}
+		for _, t := range md.Topics {
+			if t.Name != c.topic {
+				continue
+			}
+			if t.Error != nil {
+				if errors.Is(t.Error, kafka.UnknownTopicOrPartition) || errors.Is(t.Error, kafka.LeaderNotAvailable) {
+					return 0, nil
+				}
+				return 0, t.Error
+			}
+			for _, p := range t.Partitions {
+				c.parts = append(c.parts, p.ID)
+			}
+		}
+		if len(c.parts) == 0 {
+			c.parts = nil
+			return 0, nil
+		}
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range c.parts {
+		req.Topics[c.topic] = append(req.Topics[c.topic], kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+	}
+	res, err := c.client.ListOffsets(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, po := range res.Topics[c.topic] {
+		if po.Error != nil {
+			return 0, fmt.Errorf("offsets of %s[%d]: %w", c.topic, po.Partition, po.Error)
+		}
+		n += po.LastOffset - po.FirstOffset
+	}
+	return n, nil
+}
+
+// deleteTopics deletes the topics and consumer groups whose names start with one of
+// prefixes. It is cleanup: it returns what failed, and the caller reports it.
+func deleteTopics(brokers []string, prefixes ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := kafkax.Client(brokers)
+	match := func(name string) bool {
+		for _, p := range prefixes {
+			if p != "" && strings.HasPrefix(name, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var errs []error
+	if groups, err := client.ListGroups(ctx, &kafka.ListGroupsRequest{Addr: kafka.TCP(brokers[0])}); err == nil {
+		var ids []string
+		for _, g := range groups.Groups {
+			if match(g.GroupID) {
+				ids = append(ids, g.GroupID)
+			}
+		}
+		if len(ids) > 0 {
+			if _, err := client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{Addr: kafka.TCP(brokers[0]), GroupIDs: ids}); err != nil {
+				errs = append(errs, fmt.Errorf("delete consumer groups %v: %w", ids, err))
+			}
+		}
+	}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list topics: %w", err))...)
+	}
+	var topics []string
+	for _, t := range md.Topics {
+		if match(t.Name) {
+			topics = append(topics, t.Name)
+		}
+	}
+	if len(topics) > 0 {
+		res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete topics %v: %w", topics, err))
+		} else {
+			for name, err := range res.Errors {
+				if err != nil {
+					errs = append(errs, fmt.Errorf("delete topic %s: %w", name, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

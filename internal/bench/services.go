@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"os"
+	"strings"
+
+	"github.com/cleave-dev/cleave/mysqlx"
+)
+
+// Services are the addresses of the local services (scripts/services.sh env).
+type Services struct {
+	SourceDSN string
+	ShardDSNs []string
+	Brokers   []string
+}
+
+// ServicesFromEnv reads the addresses that `scripts/services.sh env` exports.
+func ServicesFromEnv() (Services, error) {
+	s := Services{
+		SourceDSN: os.Getenv("CLEAVE_TEST_SOURCE_DSN"),
+		ShardDSNs: []string{os.Getenv("CLEAVE_TEST_SHARD0_DSN"), os.Getenv("CLEAVE_TEST_SHARD1_DSN")},
+	}
+	if b := os.Getenv("CLEAVE_TEST_KAFKA_BROKERS"); b != "" {
+		s.Brokers = strings.Split(b, ",")
+	}
+	if s.SourceDSN == "" || s.ShardDSNs[0] == "" || s.ShardDSNs[1] == "" || len(s.Brokers) == 0 {
+		return s, fmt.Errorf(`CLEAVE_TEST_SOURCE_DSN, CLEAVE_TEST_SHARD0_DSN, CLEAVE_TEST_SHARD1_DSN and CLEAVE_TEST_KAFKA_BROKERS must be set: run eval "$(scripts/services.sh env)" after scripts/services.sh up`)
+	}
+	return s, nil
+}
+
+// binlogPos is a transaction boundary in the source's binlog.
+type binlogPos struct {
+	File string
+	Pos  uint64
+	GTID string
+}
+
+func (p binlogPos) String() string { return fmt.Sprintf("%s:%d (gtid %s)", p.File, p.Pos, p.GTID) }
+
+// currentPos returns the source's binlog end, which SHOW MASTER STATUS reports at a
+// transaction boundary, with the MariaDB GTID state there.
+func currentPos(ctx context.Context, db *sql.DB) (binlogPos, error) {
+	var p binlogPos
+	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return p, fmt.Errorf("read the source's binlog position: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return p, err
+	}
+	if !rows.Next() {
+		return p, fmt.Errorf("SHOW MASTER STATUS returned nothing: the source has no binlog (log_bin=OFF)")
+	}
+	dest := make([]any, len(cols))
+	dest[0], dest[1] = &p.File, &p.Pos
+	for i := 2; i < len(cols); i++ {
+		dest[i] = new(sql.RawBytes)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return p, err
+	}
+	rows.Close()
+	if err := db.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&p.GTID); err != nil {
+		return p, fmt.Errorf("GTID state at %s:%d: %w", p.File, p.Pos, err)
+	}
+	return p, nil
+}
+
+// randomHex returns n random bytes as hex, for names that no other run uses.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// randomServerID is a replica server_id unlikely to collide with any other reader's.
+func randomServerID() uint32 {
+	n, _ := rand.Int(rand.Reader, big.NewInt(1<<31))
+	return uint32(n.Int64()) + 100000
+}
+
+// tableConfig is one table of a generated cleave configuration.
+type tableConfig struct {
+	Name, Strategy, ShardKey string
+}
+
+// writeConfig writes a cleave configuration for the local services to path.
+func writeConfig(path string, s Services, prefix string, serverID uint32, listen string, tables []tableConfig, extra string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", s.SourceDSN, serverID)
+	quoted := make([]string, len(s.Brokers))
+	for i, br := range s.Brokers {
+		quoted[i] = fmt.Sprintf("%q", br)
+	}
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  topic_prefix: %q\n  partitions: 8\n  replication_factor: 1\n", strings.Join(quoted, ", "), prefix)
+	b.WriteString("shards:\n")
+	for i, dsn := range s.ShardDSNs {
+		fmt.Fprintf(&b, "  - name: s%d\n    dsn: %q\n", i, dsn)
+	}
+	b.WriteString("tables:\n")
+	for _, t := range tables {
+		fmt.Fprintf(&b, "  - name: %s\n    strategy: %s\n", t.Name, t.Strategy)
+		if t.ShardKey != "" {
+			fmt.Fprintf(&b, "    shard_key: %s\n", t.ShardKey)
+		}
+	}
+	fmt.Fprintf(&b, "http:\n  listen: %q\nlog:\n  format: json\n  level: info\n", listen)
+	b.WriteString(extra)
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// openAll opens the source and every shard.
+func openAll(ctx context.Context, s Services) (*sql.DB, []*sql.DB, error) {
+	src, err := mysqlx.Open(ctx, "source", s.SourceDSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	var shards []*sql.DB
+	for i, dsn := range s.ShardDSNs {
+		db, err := mysqlx.Open(ctx, fmt.Sprintf("shard s%d", i), dsn)
+		if err != nil {
+			src.Close()
+			for _, d := range shards {
+				d.Close()
+			}
+			return nil, nil, err
+		}
+		shards = append(shards, db)
+	}
+	return src, shards, nil
+}
