@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -65,18 +64,15 @@ type decoder struct {
 }
 
 // interner hands out one string per column name, so that decoding a row does not allocate
-// its keys again and again.
+// its keys again and again. It is not safe for concurrent use: each planner has its own.
 type interner struct {
-	mu sync.Mutex
-	m  map[string]string
+	m map[string]string
 }
 
 func (n *interner) intern(b []byte) string {
 	if n == nil {
 		return string(b)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if s, ok := n.m[string(b)]; ok {
 		return s
 	}

@@ -146,6 +146,7 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr 
 			return false
 		}
 	}
+	names := &interner{}
 	// Go 1.23 timers: a stopped or reset timer never delivers a stale tick.
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -176,7 +177,7 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr 
 		for decoded < s.cfg.Sink.BatchSize && len(msgs) < 4*s.cfg.Sink.BatchSize {
 			select {
 			case m := <-in:
-				it := s.decode(m)
+				it := s.decode(m, names)
 				if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
 					// Everything before the change is applied first; nothing after it is
 					// planned until it is applied (the table's shape changes).

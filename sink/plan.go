@@ -84,8 +84,9 @@ type errSchema struct{ msg string }
 
 func (e *errSchema) Error() string { return e.msg }
 
-// decode classifies a message: foreign (by its key), or decoded.
-func (s *Sink) decode(m *message) item {
+// decode classifies a message: foreign (by its key), or decoded. names belongs to the
+// calling goroutine.
+func (s *Sink) decode(m *message, names *interner) item {
 	it := item{m: m}
 	if t := s.tables[m.Topic]; t != nil && len(m.Key) > 0 {
 		if here, ok := s.routeByKey(t, m.Key); ok {
@@ -97,7 +98,7 @@ func (s *Sink) decode(m *message) item {
 		}
 	}
 	if len(m.Value) > 0 {
-		it.ev, it.err = unmarshal(m.Value, &s.names)
+		it.ev, it.err = unmarshal(m.Value, names)
 	}
 	return it
 }
@@ -356,7 +357,7 @@ func (s *Sink) upsertOp(t *table, sh *shape, m *message, ev *event.Event, row ev
 		return nil, err
 	}
 	args = append(args, varg)
-	return &rowOp{sig: string(sig), args: args, vkey: vkey, m: m, ev: ev}, nil
+	return &rowOp{sig: sh.sigString(sig), args: args, vkey: vkey, m: m, ev: ev}, nil
 }
 
 func (s *Sink) deleteOp(sh *shape, m *message, ev *event.Event, row event.Row) (*rowOp, error) {

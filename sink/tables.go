@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cleave-dev/cleave/config"
@@ -56,6 +57,16 @@ type shape struct {
 	// ddlVersion is the highest version of a schema change recorded on the shard for this
 	// table: event columns the shard lacks are dropped only from events older than it.
 	ddlVersion event.Version
+	// sigs interns upsert signatures (nearly every row of a table has the same one).
+	sigs sync.Map
+}
+
+func (t *shape) sigString(sig []byte) string {
+	if v, ok := t.sigs.Load(string(sig)); ok {
+		return v.(string)
+	}
+	v, _ := t.sigs.LoadOrStore(string(sig), string(sig))
+	return v.(string)
 }
 
 var shapeGen atomic.Int64
