@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -100,6 +103,7 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 	if err := writeConfig(cfgPath, o.Services, prefix, randomServerID(), "127.0.0.1:"+itoa(port), tables, "reconcile:\n  interval: 0s\n"); err != nil {
 		return nil, err
 	}
+	probeTopic := kafkax.TableTopic(prefix, db, "lag_probe")
 	prep := exec.CommandContext(ctx, o.CleaveBin, "prepare", "--config", cfgPath)
 	prep.Env = cleanEnv()
 	if out, err := prep.CombinedOutput(); err != nil {
@@ -140,12 +144,36 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 	logf("lag: cleave run is current (warm-up probes arrived)")
 
 	var figs []Figure
+	var spans [][2]int64 // the probe ids of each rate
 	for _, offered := range o.Rates {
+		first := pw.last + 1
 		f, err := lagAt(ctx, o, src, db, offered, tr, pw, run)
 		if err != nil {
 			return figs, err
 		}
 		figs = append(figs, f)
+		spans = append(spans, [2]int64{first, pw.last})
+	}
+	// Capture's part of each probe's lag: when its event was sent to Kafka.
+	inKafka, err := kafkaArrivals(ctx, o.Services.Brokers, probeTopic)
+	if err != nil {
+		logf("lag: reading the probe topic for capture's part of the lag: %v", err)
+	}
+	for i, sp := range spans {
+		var ls []float64
+		for id := sp[0]; id <= sp[1]; id++ {
+			if l, ok := inKafka[id]; ok {
+				ls = append(ls, l)
+			}
+		}
+		if len(ls) == 0 || figs[i].Missing != "" {
+			continue
+		}
+		sort.Float64s(ls)
+		figs[i].Beside = append(figs[i].Beside,
+			Value{Name: "of which source → Kafka p50", Value: percentile(ls, 50), Unit: "ms"},
+			Value{Name: "p99", Value: percentile(ls, 99), Unit: "ms"})
+		logf("lag: %s: source → Kafka p50 %.1f ms, p99 %.1f ms", figs[i].Key, percentile(ls, 50), percentile(ls, 99))
 	}
 	rssFig := Figure{Key: "run_peak_rss", Title: "peak RSS of `cleave run` (capture + 2 sinks + HTTP) through the lag measurements",
 		How: "VmHWM of the `cleave run` process (/proc/<pid>/status) at the end of the last lag measurement: the highest resident set it reached while serving every offered rate."}
@@ -170,7 +198,8 @@ func lagAt(ctx context.Context, o LagOptions, src *sql.DB, db string, offered in
 		How: fmt.Sprintf("`cleave run` (capture and both shard sinks, default batching, scheduled reconcile off) on a seeded shop; for %s the loadgen writes %s row changes/s of application-like transactions "+
 			"(new orders with items, status and balance updates, deletes, orders moving to another user; 8 writers) and one writer adds %d probe rows/s "+
 			"(`INSERT … ts = UTC_TIMESTAMP(6)`, autocommit). Two pollers read the shards every %s for new probe rows; a probe's lag is the shard's UTC_TIMESTAMP(6) when first seen minus its ts "+
-			"(one clock; an upper bound by at most one poll interval). Percentiles over every probe of the run.",
+			"(one clock; an upper bound by at most one poll interval). Percentiles over every probe of the run; "+
+			"the source → Kafka part is each probe event's record timestamp in its topic (stamped by kafka-go as capture's produce request is encoded) minus its ts.",
 			o.Duration, group(int64(offered-o.ProbeRate)), o.ProbeRate, pollEvery),
 	}
 	first := pw.last + 1
@@ -212,6 +241,75 @@ func lagAt(ctx context.Context, o LagOptions, src *sql.DB, db string, offered in
 	o.Logf("lag: %d/s offered (%.0f/s achieved): p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d probes",
 		offered, achieved, percentile(lags, 50), percentile(lags, 99), lags[len(lags)-1], len(lags))
 	return f, nil
+}
+
+// kafkaArrivals reads every probe event in topic and returns, by probe id, the time in ms
+// from its source commit (the row's ts) to the record's timestamp. capture leaves that
+// timestamp to kafka-go, which stamps the records of a batch when it encodes the produce
+// request: the moment the event left for Kafka. (kafka-go reads the record timestamps and
+// ignores a batch's LogAppendTime, so the broker's own append time is out of reach.)
+func kafkaArrivals(ctx context.Context, brokers []string, topic string) (map[int64]float64, error) {
+	parts, err := kafkax.Partitions(ctx, brokers, []string{topic})
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]float64{}
+	for p := 0; p < parts[topic]; p++ {
+		if err := readPartition(ctx, brokers[0], topic, p, func(m kafka.Message) {
+			ev, err := event.Unmarshal(m.Value)
+			if err != nil || ev.Op != event.OpCreate {
+				return
+			}
+			idText, _ := ev.After["id"].(json.Number)
+			tsText, _ := ev.After["ts"].(string)
+			id, err1 := idText.Int64()
+			ts, err2 := time.Parse("2006-01-02 15:04:05.999999", tsText)
+			if err1 != nil || err2 != nil {
+				return
+			}
+			out[id] = float64(m.Time.Sub(ts).Microseconds()) / 1000
+		}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// readPartition calls f with every message of one partition, from the first to the last.
+func readPartition(ctx context.Context, broker, topic string, partition int, f func(kafka.Message)) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	conn, err := kafka.DialLeader(ctx, "tcp", broker, topic, partition)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	first, last, err := conn.ReadOffsets()
+	if err != nil || last <= first {
+		return err
+	}
+	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+		return err
+	}
+	dl, _ := ctx.Deadline()
+	_ = conn.SetReadDeadline(dl)
+	for {
+		batch := conn.ReadBatch(1, 16<<20)
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			f(m)
+			if m.Offset >= last-1 {
+				batch.Close()
+				return nil
+			}
+		}
+		if err := batch.Close(); err != nil {
+			return err
+		}
+	}
 }
 
 // waitStreaming polls cleave's /status until capture streams from the binlog.
