@@ -47,6 +47,7 @@ type Capture struct {
 	opts    Options
 	hist    *schemahist.History
 	tables  map[string]*tableInfo // by db.table
+	byDB    map[string]map[string]*tableInfo
 
 	lag lagState
 
@@ -85,7 +86,7 @@ func New(cfg *config.Config, opts Options) (*Capture, error) {
 	if opts.RetryMaxTime <= 0 {
 		opts.RetryMaxTime = 5 * time.Minute
 	}
-	c := &Capture{cfg: cfg, log: opts.Log, opts: opts, hist: schemahist.New(16), tables: map[string]*tableInfo{}}
+	c := &Capture{cfg: cfg, log: opts.Log, opts: opts, hist: schemahist.New(16), tables: map[string]*tableInfo{}, byDB: map[string]map[string]*tableInfo{}}
 	c.lag.period = cfg.Capture.HeartbeatInterval
 	c.metrics = newMetrics(opts.Registerer, c.lag.seconds)
 	for _, t := range cfg.Tables {
@@ -98,6 +99,10 @@ func New(cfg *config.Config, opts Options) (*Capture, error) {
 			ti.counters[op] = c.metrics.events.WithLabelValues(t.Name, string(op))
 		}
 		c.tables[t.Name] = ti
+		if c.byDB[db] == nil {
+			c.byDB[db] = map[string]*tableInfo{}
+		}
+		c.byDB[db][tb] = ti
 	}
 	return c, nil
 }
