@@ -68,6 +68,7 @@ func lag(ctx context.Context, args []string) error {
 	rates := fs.String("rates", "2000,5000", "offered row changes per second, comma-separated; one measurement each")
 	duration := fs.Duration("duration", 30*time.Second, "length of each measurement")
 	probes := fs.Int("probe-rate", 200, "probe rows per second within the offered rate")
+	split := fs.Bool("split", false, "run cleave capture and one cleave sink per shard as separate processes instead of cleave run")
 	work := fs.String("work", os.TempDir(), "folder for configs and logs")
 	out := fs.String("out", "", "write the figures as JSON here (required)")
 	_ = fs.Parse(args)
@@ -89,7 +90,7 @@ func lag(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*work, 0o755); err != nil {
 		return err
 	}
-	figs, err := bench.Lag(ctx, bench.LagOptions{Services: svc, CleaveBin: *cleave, Rates: rs, Duration: *duration, ProbeRate: *probes, WorkDir: *work, Logf: logf})
+	figs, err := bench.Lag(ctx, bench.LagOptions{Services: svc, CleaveBin: *cleave, Rates: rs, Duration: *duration, ProbeRate: *probes, Split: *split, WorkDir: *work, Logf: logf})
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,10 @@ type LagOptions struct {
 	ProbeRate int
 	// SeedUsers seeds the shop before cleave starts (about 7 rows per user). Default 2000.
 	SeedUsers int
-	WorkDir   string
+	// Split runs `cleave capture` and one `cleave sink` per shard as separate processes
+	// instead of one `cleave run`, to tell their costs apart.
+	Split   bool
+	WorkDir string
 	Logf      func(format string, args ...any)
 }
 
@@ -109,15 +112,14 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 	if out, err := prep.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("cleave prepare: %v\n%s", err, out)
 	}
-	run, err := startProcess("cleave run", filepath.Join(o.WorkDir, "lag-cleave-run.log"), cleanEnv(), o.CleaveBin, "run", "--config", cfgPath)
+	run, err := startCleave(o, cfgPath)
+	defer run.stop(time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	defer run.stop(time.Minute)
-	if err := waitHTTP(ctx, run, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), 2*time.Minute); err != nil {
+	if err := waitHTTP(ctx, run[0], fmt.Sprintf("http://127.0.0.1:%d/readyz", port), 2*time.Minute); err != nil {
 		return nil, err
 	}
-
 	// Ready is reachability; rows count from the position capture starts streaming at.
 	if err := waitStreaming(ctx, run, fmt.Sprintf("http://127.0.0.1:%d/status", port), 2*time.Minute); err != nil {
 		return nil, err
@@ -139,9 +141,9 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 		return nil, err
 	}
 	if missing := tr.waitAll(ctx, pw.last, 3*time.Minute, run); missing > 0 {
-		return nil, fmt.Errorf("warm-up: %d probe rows did not reach the shards within 3 minutes (log: %s)", missing, run.log)
+		return nil, fmt.Errorf("warm-up: %d probe rows did not reach the shards within 3 minutes (logs: %s)", missing, run.logs())
 	}
-	logf("lag: cleave run is current (warm-up probes arrived)")
+	logf("lag: %s current (warm-up probes arrived)", run.names())
 
 	var figs []Figure
 	var spans [][2]int64 // the probe ids of each rate
@@ -177,21 +179,32 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 	}
 	rssFig := Figure{Key: "run_peak_rss", Title: "peak RSS of `cleave run` (capture + 2 sinks + HTTP) through the lag measurements",
 		How: "VmHWM of the `cleave run` process (/proc/<pid>/status) at the end of the last lag measurement: the highest resident set it reached while serving every offered rate."}
-	rss, err := PeakRSS(run.pid())
-	if err != nil {
-		rssFig.Missing = err.Error()
-	} else {
-		rssFig.Cleave = []Value{{Value: float64(rss) / (1 << 20), Unit: "MiB"}}
+	if o.Split {
+		rssFig.Title = "peak RSS of `cleave capture` and each `cleave sink` through the lag measurements"
+		rssFig.How = "VmHWM of each process (/proc/<pid>/status) at the end of the last lag measurement."
+	}
+	for _, p := range run {
+		rss, err := PeakRSS(p.pid())
+		if err != nil {
+			rssFig.Cleave, rssFig.Missing = nil, err.Error()
+			break
+		}
+		v := Value{Value: float64(rss) / (1 << 20), Unit: "MiB"}
+		if o.Split {
+			v.Name = p.name
+		}
+		rssFig.Cleave = append(rssFig.Cleave, v)
+		logf("lag: peak RSS of %s: %d MiB", p.name, rss>>20)
 	}
 	figs = append(figs, rssFig)
 	if err := run.stop(time.Minute); err != nil {
-		logf("lag: cleave run did not stop cleanly on SIGTERM: %v (log: %s)", err, run.log)
+		logf("lag: %v", err)
 	}
 	return figs, nil
 }
 
 // lagAt offers offered row changes per second for o.Duration and measures the probes.
-func lagAt(ctx context.Context, o LagOptions, src *sql.DB, db string, offered int, tr *probeTracker, pw *probeWriter, run *process) (Figure, error) {
+func lagAt(ctx context.Context, o LagOptions, src *sql.DB, db string, offered int, tr *probeTracker, pw *probeWriter, run processes) (Figure, error) {
 	f := Figure{
 		Key:   fmt.Sprintf("lag_%d", offered),
 		Title: fmt.Sprintf("end-to-end lag at %s row changes/s offered, source commit → row visible on its shard", group(int64(offered))),
@@ -222,7 +235,7 @@ func lagAt(ctx context.Context, o LagOptions, src *sql.DB, db string, offered in
 	missing := tr.waitAll(ctx, last, 2*time.Minute, run)
 	lags := tr.lags(first, last)
 	if len(lags) == 0 {
-		f.Missing = fmt.Sprintf("no probe row reached the shards (log: %s)", run.log)
+		f.Missing = fmt.Sprintf("no probe row reached the shards (logs: %s)", run.logs())
 		return f, nil
 	}
 	achieved := float64(l.Stats().Rows()+(last-first+1)) / elapsed.Seconds()
@@ -312,8 +325,38 @@ func readPartition(ctx context.Context, broker, topic string, partition int, f f
 	}
 }
 
+// startCleave starts `cleave run`, or with o.Split `cleave capture` (first, serving
+// http.listen) and one `cleave sink` per shard. The processes started are returned even
+// on an error, for the caller to stop.
+func startCleave(o LagOptions, cfgPath string) (processes, error) {
+	env := cleanEnv()
+	log := func(name string) string { return filepath.Join(o.WorkDir, "lag-"+strings.ReplaceAll(name, " ", "-")+".log") }
+	if !o.Split {
+		p, err := startProcess("cleave run", log("cleave run"), env, o.CleaveBin, "run", "--config", cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		return processes{p}, nil
+	}
+	var ps processes
+	p, err := startProcess("cleave capture", log("cleave capture"), env, o.CleaveBin, "capture", "--config", cfgPath)
+	if err != nil {
+		return ps, err
+	}
+	ps = append(ps, p)
+	for i := range o.Services.ShardDSNs {
+		name := fmt.Sprintf("cleave sink s%d", i)
+		p, err := startProcess(name, log(name), env, o.CleaveBin, "sink", "--shard", fmt.Sprintf("s%d", i), "--listen", "", "--config", cfgPath)
+		if err != nil {
+			return ps, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
 // waitStreaming polls cleave's /status until capture streams from the binlog.
-func waitStreaming(ctx context.Context, run *process, url string, timeout time.Duration) error {
+func waitStreaming(ctx context.Context, run processes, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var st struct {
@@ -329,7 +372,7 @@ func waitStreaming(ctx context.Context, run *process, url string, timeout time.D
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("capture in %s was not streaming within %s (last: %v; log: %s)", run.name, timeout, err, run.log)
+			return fmt.Errorf("capture in %s was not streaming within %s (last: %v; log: %s)", run[0].name, timeout, err, run[0].log)
 		}
 		select {
 		case <-ctx.Done():
@@ -448,7 +491,7 @@ func (t *probeTracker) poll(ctx context.Context, s *sql.DB, low int64) {
 
 // waitAll waits until every probe up to last has been seen, and returns how many had not
 // when timeout passed.
-func (t *probeTracker) waitAll(ctx context.Context, last int64, timeout time.Duration, run *process) int64 {
+func (t *probeTracker) waitAll(ctx context.Context, last int64, timeout time.Duration, run processes) int64 {
 	deadline := time.Now().Add(timeout)
 	for {
 		t.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -82,6 +83,46 @@ func (p *process) check() error {
 		return fmt.Errorf("%s exited early (%v); see %s", p.name, err, p.log)
 	}
 	return nil
+}
+
+// processes are cleave's parts under measurement; the first serves the HTTP endpoints.
+type processes []*process
+
+// check fails when any of them has exited.
+func (ps processes) check() error {
+	for _, p := range ps {
+		if err := p.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stop stops them all, and returns what did not stop cleanly.
+func (ps processes) stop(grace time.Duration) error {
+	var errs []error
+	for _, p := range ps {
+		if err := p.stop(grace); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w (log: %s)", p.name, err, p.log))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (ps processes) names() string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.name)
+	}
+	return strings.Join(s, ", ")
+}
+
+func (ps processes) logs() string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.log)
+	}
+	return strings.Join(s, ", ")
 }
 
 // freePort returns a loopback port that nothing listens on right now.
