@@ -44,7 +44,7 @@ type LagOptions struct {
 	// instead of one `cleave run`, to tell their costs apart.
 	Split   bool
 	WorkDir string
-	Logf      func(format string, args ...any)
+	Logf    func(format string, args ...any)
 }
 
 // pollEvery is how often the shards are asked for new probe rows: the measured lag is at
@@ -330,7 +330,9 @@ func readPartition(ctx context.Context, broker, topic string, partition int, f f
 // on an error, for the caller to stop.
 func startCleave(o LagOptions, cfgPath string) (processes, error) {
 	env := cleanEnv()
-	log := func(name string) string { return filepath.Join(o.WorkDir, "lag-"+strings.ReplaceAll(name, " ", "-")+".log") }
+	log := func(name string) string {
+		return filepath.Join(o.WorkDir, "lag-"+strings.ReplaceAll(name, " ", "-")+".log")
+	}
 	if !o.Split {
 		p, err := startProcess("cleave run", log("cleave run"), env, o.CleaveBin, "run", "--config", cfgPath)
 		if err != nil {
