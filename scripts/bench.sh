@@ -151,7 +151,7 @@ if [[ ! -d backfill ]]; then
 elif ! grep -qs '^func Benchmark' backfill/*_test.go; then
 	missing backfill "backfill rows/s" "backfill has no benchmark yet"
 else
-	gobench backfill ./backfill/ '^Benchmark' 10m
+	gobench backfill ./backfill/ . 10m
 fi
 
 gobench reconcile ./reconcile/ '^BenchmarkReconcile1M$' 10m

@@ -95,6 +95,16 @@ func TestFigureFromGoBench(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a benchmark of unknown metric names shows every rate it reports", func(t *testing.T) {
+		out := "BenchmarkCopy-2   1   5000000 ns/op   1000 MB/s   250000 rows/s   12 chunks\n"
+		f, err := FigureFromGoBench("backfill", strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := joinValues(f.Cleave)+" | "+joinValues(f.Beside), "Copy 250,000 rows/s | Copy 1,000 MB/s"; got != want {
+			t.Errorf("figure = %q, want %q", got, want)
+		}
+	})
 	t.Run("an unknown kind is an error", func(t *testing.T) {
 		if _, err := FigureFromGoBench("nope", strings.NewReader("")); err == nil {
 			t.Fatal("no error")
