@@ -29,6 +29,8 @@ var (
 	backlog     = flag.Int("sink.backlog", 1_000_000, "events in the backlog of BenchmarkBacklogApply")
 	sinkProfile = flag.String("sink.cpuprofile", "", "write a CPU profile of the sinks' first run in BenchmarkBacklogApply to this file")
 	rounds      = flag.Int("sink.rounds", 3, "sink runs of BenchmarkBacklogApply, each between two loader runs")
+	lanes       = flag.Int("sink.lanes", 0, "Options.Lanes of the sinks in BenchmarkBacklogApply (0: the default)")
+	batchSize   = flag.Int("sink.batch", 500, "sink.batch_size in BenchmarkBacklogApply (the configuration's default is 500)")
 )
 
 const benchDDL = `CREATE TABLE bench (
@@ -56,7 +58,7 @@ tables:
 // shard, both shards at once, without Kafka, decoding, routing, version checks or offsets.
 // Run it with -benchtime=1x; it reports the medians of -sink.rounds runs.
 func BenchmarkBacklogApply(b *testing.B) {
-	f := newFixture(b, fixtureOpts{ddl: []string{benchDDL}, tables: benchTables, batchSize: 500, batchWait: 50 * time.Millisecond, partitions: 8})
+	f := newFixture(b, fixtureOpts{ddl: []string{benchDDL}, tables: benchTables, batchSize: *batchSize, batchWait: 50 * time.Millisecond, partitions: 8})
 	def := f.defs[f.table("bench")]
 	r, err := f.cfg.Router(map[string]route.KeyKind{f.table("bench"): route.KeyInt})
 	if err != nil {
@@ -118,8 +120,8 @@ func BenchmarkBacklogApply(b *testing.B) {
 				}
 			}
 			start := time.Now()
-			stop0, _ := f.runSink("s0", Options{})
-			stop1, _ := f.runSink("s1", Options{})
+			stop0, _ := f.runSink("s0", Options{Lanes: *lanes})
+			stop1, _ := f.runSink("s1", Options{Lanes: *lanes})
 			f.waitCaughtUp(10 * time.Minute)
 			sinkTime := time.Since(start)
 			if *sinkProfile != "" && round == 0 {

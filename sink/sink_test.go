@@ -184,7 +184,7 @@ func (g *gen) poison(t *testing.T) map[string][]string {
 			bad(row)
 			g.emit("users", event.OpCreate, nil, row)
 			// The shard never has it: neither does the reference.
-			delete(g.rows[g.f.table("users")], g.key("users", row))
+			g.unput(g.f.table("users"), g.key("users", row))
 			keys[g.f.cfg.Shards[shard].Name] = append(keys[g.f.cfg.Shards[shard].Name], g.key("users", row))
 			break
 		}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,6 +69,9 @@ Exit status: 0 after a signal, 2 on any error.`,
 }
 
 func runSink(ctx context.Context, a *app, shard string) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(sink.GCPercent)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opshttp.BuildInfo(reg, buildVersion(), runtime.Version())
@@ -123,9 +128,9 @@ func testHooks(opts *sink.Options) error {
 		if err != nil || n < 1 {
 			return fmt.Errorf("%s: %q is not a positive number of batches", envCrashBeforeCommit, v)
 		}
-		batches := 0
+		var batches atomic.Int64
 		opts.BeforeCommit = func(context.Context) error {
-			if batches++; batches >= n {
+			if batches.Add(1) >= int64(n) {
 				// A crash, not an exit: nothing is flushed, nothing is rolled back cleanly.
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
