@@ -14,11 +14,18 @@
 // standard lag tools see progress.
 //
 // Two members can briefly both believe they own a partition (a member that outlived its
-// session, a rebalance racing a slow batch). Each batch therefore locks the offsets rows of
-// its partitions (SELECT ... FOR UPDATE) first and checks that they still hold the offsets
-// this member started from; if another member has moved them, the batch rolls back and the
-// member re-reads its partitions from the shard. So at most one applier's batch commits per
-// stored position, whatever the group protocol does.
+// session, a rebalance racing a slow batch). The first statement of every batch therefore
+// moves its partitions' stored offsets with an UPDATE that only matches rows still at the
+// offsets this member started from, and holds their locks until the commit. If another
+// member has moved one, fewer rows change: the batch rolls back and the member re-reads
+// its partitions from the shard. So at most one applier's batch commits per stored
+// position, whatever the group protocol does. The same check settles a commit whose
+// outcome was lost with its connection: the retry finds the offsets moved and re-reads.
+//
+// Within a member, the assigned partitions are dealt to lanes (Options.Lanes), each a
+// pipeline of its own: readers, a planner that decodes, routes and collapses the next
+// batch while the applier writes this one, and the applier on its own shard session. A
+// partition stays in one lane, so the changes of a row keep their order.
 //
 // # Version guard, and why deletes need no tombstone
 //
