@@ -148,6 +148,19 @@ func isFatal(err error) bool {
 	return false
 }
 
+// Design note: where a start resumes.
+//
+// The checkpoint holds both the binlog file and offset of a transaction boundary and the
+// source's GTID state there. Capture reconnects by file and offset: versions are derived
+// from exactly those (event.NewVersion), so re-reading from the stored offset re-emits
+// every event with the version it had, which is what makes a restart idempotent for the
+// sinks. The GTID state guards that position instead: file names restart after RESET
+// MASTER or on a restored server, and the same file and offset would then hold other
+// transactions; on MariaDB, BINLOG_GTID_POS(file, offset) must give the stored state, or
+// capture refuses to start. After a failover to another server the offsets (and so the
+// versions) are another server's; capture refuses that too (source server_id) rather than
+// let the shards compare versions of two binlogs.
+
 // Run captures until ctx is cancelled (then it stops reading, waits for Kafka to
 // acknowledge what it has sent, stores the final checkpoint and returns nil) or until an
 // error that retrying cannot cure.
