@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -93,6 +94,8 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 	abort, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rctx, stopReaders := context.WithCancel(ctx)
+	var readers sync.WaitGroup
+	defer readers.Wait() // after stopReaders: no reader outlives its pipeline
 	defer stopReaders()
 	stop := context.AfterFunc(abort, stopReaders)
 	defer stop()
@@ -101,7 +104,7 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 	in := make(chan *message, 2*s.cfg.Sink.BatchSize)
 	readErr := make(chan error, len(states))
 	for _, st := range states {
-		go s.read(rctx, st.tp, st.next, budget, in, readErr)
+		readers.Go(func() { s.read(rctx, st.tp, st.next, budget, in, readErr) })
 	}
 	out := make(chan *work, 1)
 	planned := make(chan error, 1)
