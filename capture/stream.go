@@ -28,6 +28,9 @@ func (c *Capture) session(ctx context.Context, src *source, store *CheckpointSto
 	w := kafkax.NewWriter(c.cfg.Kafka.Brokers, c.cfg.Capture.BatchSize)
 	w.Async = true
 	w.Balancer = partitioner{}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	w.Transport = newPartitionCounts(transport)
 	// kafka-go retries a batch a few times (a leader moving, a broker restarting); past
 	// that, the session ends and capture restarts the stream from the acknowledged
 	// position with its own backoff, so that a dead cluster surfaces within a bounded time.
@@ -541,12 +544,13 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 			b, key = before, before
 		}
 		src.Row = row
-		// One scratch buffer for the encoding, one exact copy per message: Kafka keeps it
-		// until it is acknowledged.
+		// Key and value are encoded into a scratch buffer and copied into one exact
+		// allocation per message, which Kafka holds until it is acknowledged.
 		r.buf = d.appendKey(r.buf[:0], key)
-		k := append(make([]byte, 0, len(r.buf)), r.buf...)
-		r.buf = d.appendEvent(r.buf[:0], op, b, a, now, &src, version)
-		val := append(make([]byte, 0, len(r.buf)), r.buf...)
+		klen := len(r.buf)
+		r.buf = d.appendEvent(r.buf, op, b, a, now, &src, version)
+		kv := append(make([]byte, 0, len(r.buf)), r.buf...)
+		k, val := kv[:klen:klen], kv[klen:]
 		d.info.counters[op].Inc()
 		return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
 	}
