@@ -151,6 +151,7 @@ func (p *sinkProc) tail() string {
 }
 
 func TestSinkSurvivesKill9AtRandomMoments(t *testing.T) {
+	t.Parallel() // bound by waits on servers and the group protocol, not by CPU
 	f := newFixture(t, fixtureOpts{batchSize: 100})
 	g := newGen(f, 6)
 	f.startCapture(t)
@@ -193,6 +194,7 @@ func TestSinkSurvivesKill9AtRandomMoments(t *testing.T) {
 }
 
 func TestShardOutageStallsOnlyThatShard(t *testing.T) {
+	t.Parallel() // bound by waits on servers and the group protocol, not by CPU
 	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{DisableBinlog: true})
 	env := testenv.Services(t)
 	f := newFixture(t, fixtureOpts{shardDSNs: []string{m.DSN(), env.Shard1DSN}})
@@ -235,6 +237,7 @@ func TestShardOutageStallsOnlyThatShard(t *testing.T) {
 }
 
 func TestKafkaRestartLosesNothing(t *testing.T) {
+	t.Parallel() // bound by waits on servers and the group protocol, not by CPU
 	k := testenv.StartKafka(t)
 	f := newFixture(t, fixtureOpts{brokers: k.Brokers()})
 	g := newGen(f, 9)
