@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cleave_sink_events_applied_total",
-			Help: "Change events routed to the shard and applied, by source operation (create, update, delete, read, ddl); includes those the version check then skipped.",
+			Help: "Change events routed to the shard and applied, by source operation (c, u, d, r, s as in the event); includes those the version check then skipped.",
 		}, []string{"shard", "table", "op"}),
 		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cleave_sink_events_stale_total",

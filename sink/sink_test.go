@@ -28,11 +28,32 @@ func TestSinksApplyEveryStrategyIncludingShardKeyMoves(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	g := newGen(f, 1)
 	g.produce(3000)
-	stop0, _ := f.runSink("s0", Options{})
-	stop1, _ := f.runSink("s1", Options{})
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop0, _ := f.runSink("s0", Options{Metrics: m})
+	stop1, _ := f.runSink("s1", Options{Metrics: m})
 	// More events while the sinks run.
 	g.produce(2000)
 	f.waitCaughtUp(2 * time.Minute)
+
+	t.Run("metrics", func(t *testing.T) {
+		for _, shard := range []string{"s0", "s1"} {
+			testenv.Eventually(t, 30*time.Second, shard+"'s consumer lag to reach 0", func() bool {
+				return gaugeValue(m.consumerLag.WithLabelValues(shard)) == 0
+			})
+		}
+		lags := gathered(t, reg, "cleave_sink_lag_seconds")
+		if len(lags) != 2 || lags["s0"] < 0 || lags["s1"] < 0 {
+			t.Errorf("cleave_sink_lag_seconds = %v, want a non-negative value for s0 and s1", lags)
+		}
+		applied := gathered(t, reg, "cleave_sink_events_applied_total")
+		if applied["s0"] == 0 || applied["s1"] == 0 {
+			t.Errorf("cleave_sink_events_applied_total by shard = %v, want both above 0", applied)
+		}
+	})
 	if err := stop0(); err != nil {
 		t.Fatalf("s0: %v", err)
 	}
@@ -58,10 +79,11 @@ func TestReplayingAnySuffixLeavesTheShardsAsOneCleanPass(t *testing.T) {
 	g := newGen(f, 2)
 	g.produce(6000)
 
+	m, _ := NewMetrics(nil)
 	pass := func() {
 		t.Helper()
-		stop0, _ := f.runSink("s0", Options{})
-		stop1, _ := f.runSink("s1", Options{})
+		stop0, _ := f.runSink("s0", Options{Metrics: m})
+		stop1, _ := f.runSink("s1", Options{Metrics: m})
 		f.waitCaughtUp(2 * time.Minute)
 		stopAll(t, stop0, stop1)
 	}
@@ -96,7 +118,37 @@ func TestReplayingAnySuffixLeavesTheShardsAsOneCleanPass(t *testing.T) {
 			pass()
 			f.snapshot().equal(t, clean, fmt.Sprintf("after replaying the whole stream (%d)", twice+1))
 		}
+		for _, shard := range []string{"s0", "s1"} {
+			if n := counterValue(m.stale.WithLabelValues(shard, f.table("users"))); n == 0 {
+				t.Errorf("cleave_sink_events_stale_total{shard=%s,table=users} = 0 after replays", shard)
+			}
+		}
 	})
+}
+
+// gathered sums a metric family of reg by its shard label.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			shard := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "shard" {
+					shard = l.GetValue()
+				}
+			}
+			out[shard] += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 func TestTwoSinksOfOneShardSplitItsPartitions(t *testing.T) {
