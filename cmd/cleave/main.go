@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -64,6 +65,11 @@ func (a *app) load() error {
 		return &exitError{code: exitCannot, err: err}
 	}
 	a.cfg, a.log = cfg, log
+	// The MySQL driver's own complaints (a bad idle connection closed, say) go through the
+	// same logger instead of straight to stderr.
+	if std, err := zap.NewStdLogAt(log.Named("mysql"), zap.WarnLevel); err == nil {
+		_ = mysql.SetLogger(std)
+	}
 	return nil
 }
 
