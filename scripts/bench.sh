@@ -4,7 +4,8 @@
 #   capture catch-up           beside go-mysql's bare decode        (capture/BenchmarkCatchUp)
 #   sink apply                 beside a bare batched-upsert loader  (sink/BenchmarkBacklogApply)
 #   end-to-end lag p50/p99     at 2,000 and 5,000 row changes/s     (cleave-bench lag)
-#   backfill rows/s                                                 (backfill's benchmark, once it has one)
+#   backfill rows/s            cleave run copying a 1M-row table    (cleave-bench backfill; n/a while
+#                              onto the shards                        cleave run copies nothing)
 #   reconcile rows/s           beside pt-table-checksum, a bare scan (reconcile/BenchmarkReconcile1M)
 #   peak RSS of cleave run, of cleave capture and of Debezium's Kafka Connect
 #   capture catch-up           beside Debezium's MariaDB connector in Kafka Connect
@@ -21,7 +22,7 @@
 # next run.
 #
 # Environment (all optional): BENCH_LAG_RATES (2000,5000), BENCH_LAG_DURATION (30s),
-# BENCH_PEER_ROWS (1000000), BENCH_SINK_ROUNDS (1), GO (go).
+# BENCH_PEER_ROWS (1000000), BENCH_BACKFILL_ROWS (1000000), BENCH_SINK_ROUNDS (1), GO (go).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +34,7 @@ GO=${GO:-go}
 LAG_RATES=${BENCH_LAG_RATES:-2000,5000}
 LAG_DURATION=${BENCH_LAG_DURATION:-30s}
 PEER_ROWS=${BENCH_PEER_ROWS:-1000000}
+BACKFILL_ROWS=${BENCH_BACKFILL_ROWS:-1000000}
 SINK_ROUNDS=${BENCH_SINK_ROUNDS:-1}
 RESULTS=$ROOT/bench/results
 BENCH=$ROOT/bin/cleave-bench
@@ -146,12 +148,18 @@ if grep -q '"sink.rounds"' sink/bench_test.go 2>/dev/null; then
 fi
 gobench sink ./sink/ '^BenchmarkBacklogApply$' 10m "${sink_flags[@]}"
 
-if [[ ! -d backfill ]]; then
-	missing backfill "backfill rows/s" "backfill not built"
-elif ! grep -qs '^func Benchmark' backfill/*_test.go; then
-	missing backfill "backfill rows/s" "backfill has no benchmark yet"
+t0=$SECONDS
+log "backfill: cleave run copying a table of $BACKFILL_ROWS rows that exists before it starts"
+if ! "$BENCH" backfill --cleave "$CLEAVE" --rows "$BACKFILL_ROWS" --work "$WORK" --out "$WORK/backfill.json" 2>"$WORK/backfill.log"; then
+	cat "$WORK/backfill.log" >&2
+	missing backfill "backfill rows/s" "failed: $(tail -n 1 "$WORK/backfill.log")"
 else
-	gobench backfill ./backfill/ . 10m
+	cat "$WORK/backfill.log" >&2
+fi
+log "backfill: $((SECONDS - t0))s"
+# The backfill package's own benchmark, once it has one.
+if grep -qs '^func Benchmark' backfill/*_test.go; then
+	gobench backfill_package ./backfill/ . 10m
 fi
 
 gobench reconcile ./reconcile/ '^BenchmarkReconcile1M$' 10m
@@ -168,7 +176,7 @@ versions=(
 	--version "pt-table-checksum=$(pt-table-checksum --version 2>/dev/null | awk '{print $2}')"
 )
 figures=()
-for f in lag peer capture sink backfill reconcile; do
+for f in lag peer capture sink backfill backfill_package reconcile; do
 	[[ -f $WORK/$f.json ]] && figures+=("$WORK/$f.json")
 done
 stamp=$(date -u +%Y-%m-%d)

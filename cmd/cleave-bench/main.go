@@ -3,6 +3,7 @@
 //
 //	cleave-bench lag    --cleave bin/cleave --out lag.json           end-to-end lag of cleave run
 //	cleave-bench peer   --cleave bin/cleave --jars DIR --out peer.json  capture beside Debezium
+//	cleave-bench backfill --cleave bin/cleave --out backfill.json    backfill of existing rows
 //	cleave-bench gotest --kind capture --in out.txt --out capture.json  a go test -bench output
 //	cleave-bench missing --key backfill --title ... --reason ... --out f.json
 //	cleave-bench report --md latest.md --json latest.json FIGURES.json...
@@ -38,6 +39,8 @@ func main() {
 		err = lag(ctx, os.Args[2:])
 	case "peer":
 		err = peer(ctx, os.Args[2:])
+	case "backfill":
+		err = backfill(ctx, os.Args[2:])
 	case "gotest":
 		err = gotest(os.Args[2:])
 	case "missing":
@@ -54,7 +57,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cleave-bench lag|peer|gotest|missing|report [flags] (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: cleave-bench lag|peer|backfill|gotest|missing|report [flags] (see -h of each)")
 	os.Exit(2)
 }
 
@@ -126,9 +129,33 @@ func peer(ctx context.Context, args []string) error {
 	return bench.WriteFigures(*out, figs)
 }
 
+func backfill(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("backfill", flag.ExitOnError)
+	cleave := fs.String("cleave", "bin/cleave", "the cleave binary")
+	rows := fs.Int("rows", 1_000_000, "rows in the table that exists before cleave starts")
+	work := fs.String("work", os.TempDir(), "folder for configs and logs")
+	out := fs.String("out", "", "write the figure as JSON here (required)")
+	_ = fs.Parse(args)
+	if *out == "" {
+		return errors.New("backfill: --out is required")
+	}
+	svc, err := bench.ServicesFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*work, 0o755); err != nil {
+		return err
+	}
+	figs, err := bench.Backfill(ctx, bench.BackfillOptions{Services: svc, CleaveBin: *cleave, Rows: *rows, WorkDir: *work, Logf: logf})
+	if err != nil {
+		return err
+	}
+	return bench.WriteFigures(*out, figs)
+}
+
 func gotest(args []string) error {
 	fs := flag.NewFlagSet("gotest", flag.ExitOnError)
-	kind := fs.String("kind", "", "which benchmark: capture, sink or reconcile")
+	kind := fs.String("kind", "", "which benchmark: capture, sink, reconcile or backfill_package")
 	in := fs.String("in", "", "the go test -bench output")
 	out := fs.String("out", "", "write the figure as JSON here")
 	_ = fs.Parse(args)

@@ -97,7 +97,7 @@ func TestFigureFromGoBench(t *testing.T) {
 	}
 	t.Run("a benchmark of unknown metric names shows every rate it reports", func(t *testing.T) {
 		out := "BenchmarkCopy-2   1   5000000 ns/op   1000 MB/s   250000 rows/s   12 chunks\n"
-		f, err := FigureFromGoBench("backfill", strings.NewReader(out))
+		f, err := FigureFromGoBench("backfill_package", strings.NewReader(out))
 		if err != nil {
 			t.Fatal(err)
 		}

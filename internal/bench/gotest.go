@@ -123,9 +123,9 @@ var GoBenches = map[string]GoBench{
 // backfill's, written after this table): its first rate metric is cleave's figure and the
 // other rates stand beside it, named by their units.
 var anyRateBench = map[string]GoBench{
-	"backfill": {
-		Key:   "backfill",
-		Title: "backfill: copy of existing rows into the stream and onto the shards",
+	"backfill_package": {
+		Key:   "backfill_package",
+		Title: "backfill package benchmark",
 		How:   "The backfill package's own benchmark (`go test -bench . -benchtime 1x ./backfill/`), as its doc comment describes; each rate it reports is shown under its own unit.",
 	},
 }

@@ -28,7 +28,7 @@ type Report struct {
 // they were given.
 var figureOrder = []string{
 	"capture_catchup", "peer_catchup", "peer", "sink_apply", "lag_2000", "lag_5000", "lag",
-	"backfill", "reconcile", "run_peak_rss", "peer_peak_rss",
+	"backfill", "backfill_package", "reconcile", "run_peak_rss", "peer_peak_rss",
 }
 
 // SortFigures puts the figures in the table's order.
