@@ -165,14 +165,14 @@ func checkBinlog(r *Report, cfg *config.Config, src *server) {
 	}
 
 	// Capture decodes a row by the column names the binlog carries (FULL metadata), so a
-	// row written before an ALTER TABLE still decodes right after it. Without them it can
-	// only use the table's current definition, which is wrong for every event logged before
-	// the change: that is a FAIL where the server can log them, a WARN where it cannot.
+	// row written before an ALTER TABLE still decodes right after it. Without them the only
+	// definition at hand is the table's current one, which is wrong for every event logged
+	// before a change: capture refuses such a source, and so does the check.
 	switch meta, has := v["binlog_row_metadata"]; {
 	case !has:
-		r.warn("source.binlog_row_metadata", "source binlog_row_metadata",
-			src.product()+" cannot log column names: capture decodes rows with the table's current definition, so rows logged before a schema change may decode wrongly if the change happens while capture is behind",
-			"upgrade to MySQL 8.0 or later, or let capture catch up before every schema change")
+		r.fail("source.binlog_row_metadata", "source binlog_row_metadata",
+			src.product()+" cannot log column names in the binlog, and capture refuses to decode rows without them (a row logged before a schema change would decode with the wrong columns)",
+			"upgrade the source to MySQL 8.0 or later, or MariaDB 10.5 or later")
 	case strings.EqualFold(meta, "FULL"):
 		r.ok("source.binlog_row_metadata", "source binlog_row_metadata", "FULL")
 	default:
