@@ -89,7 +89,7 @@ func TestKafkaOutagesNeverLeaveAGap(t *testing.T) {
 		k.Kill()
 		k.Start()
 		acked = c2.Status().Acknowledged
-		testenv.Eventually(t, 2*time.Minute, "progress after the outage", func() bool { return acked.Before(c2.Status().Acknowledged) })
+		testenv.Eventually(t, 5*time.Minute, "progress after the outage", func() bool { return acked.Before(c2.Status().Acknowledged) })
 		select {
 		case err := <-done2:
 			t.Fatalf("capture stopped: %v", err)
@@ -106,7 +106,7 @@ func TestKafkaOutagesNeverLeaveAGap(t *testing.T) {
 		t.Fatalf("write load: %v", loadErr)
 	}
 	end := f.sourcePosition()
-	testenv.Eventually(t, 2*time.Minute, "acknowledged up to "+end.String(), func() bool { return !c2.Status().Acknowledged.Before(end) })
+	testenv.Eventually(t, 5*time.Minute, "acknowledged up to "+end.String(), func() bool { return !c2.Status().Acknowledged.Before(end) })
 	cancel2()
 	if err := <-done2; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("capture stopped with %v", err)
