@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"context"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +188,31 @@ func TestCleanEnvDropsConfigOverrides(t *testing.T) {
 	}
 	if !strings.Contains(env, "CLEAVE_TEST_SOURCE_DSN=y") {
 		t.Error("the test services' address was dropped")
+	}
+}
+
+func TestPromValue(t *testing.T) {
+	const page = `# HELP cleave_capture_heartbeats_total Heartbeats.
+# TYPE cleave_capture_heartbeats_total counter
+cleave_capture_heartbeats_total 16
+cleave_backfill_rows_copied_total{table="a.b"} 10
+cleave_backfill_rows_copied_total{table="a.c"} 5
+cleave_backfill_rows_copied_total_other 99
+`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(page)) }))
+	defer srv.Close()
+	tests := []struct {
+		name string
+		want float64
+	}{
+		{"cleave_capture_heartbeats_total", 16},
+		{"cleave_backfill_rows_copied_total", 15},
+		{"cleave_not_exported", 0},
+	}
+	for _, tt := range tests {
+		got, err := promValue(context.Background(), srv.URL, tt.name)
+		if err != nil || got != tt.want {
+			t.Errorf("promValue(%s) = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
 	}
 }

@@ -289,13 +289,18 @@ func cleaveCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, err
 	if res.PeakRSS, err = PeakRSS(p.pid()); err != nil {
 		return res, err
 	}
+	// A backfill copying the table into the same topic would make the count meaningless.
+	if copied, err := promValue(ctx, metricsURL, "cleave_backfill_rows_copied_total"); err == nil && copied > 0 {
+		return res, fmt.Errorf("cleave capture also backfilled %.0f rows of the table into its topic: the catch-up count is not comparable", copied)
+	}
 	if err := p.stop(time.Minute); err != nil {
 		return res, fmt.Errorf("cleave capture did not stop cleanly on SIGTERM: %w", err)
 	}
 	return res, nil
 }
 
-// promValue reads one unlabelled sample from a Prometheus text endpoint.
+// promValue reads a metric from a Prometheus text endpoint: the sum of its series; 0 while
+// it is not exported.
 func promValue(ctx context.Context, url, name string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -308,16 +313,24 @@ func promValue(ctx context.Context, url, name string) (float64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
 		}
+		fields := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q: %w", name, line, err)
+		}
+		sum += v
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, nil // not exported yet: nothing counted
+	return sum, sc.Err()
 }
 
 // debeziumCatchUp runs Kafka Connect standalone with Debezium's MariaDB connector, created
