@@ -191,20 +191,20 @@ func (d *decoder) source(s *event.Source) error {
 		var err error
 		switch string(key) {
 		case "connector":
-			s.Connector, err = d.strOrNull(s.Connector)
+			s.Connector, err = d.name(s.Connector)
 		case "name":
-			s.Name, err = d.strOrNull(s.Name)
+			s.Name, err = d.name(s.Name)
 		case "db":
-			s.DB, err = d.strOrNull(s.DB)
+			s.DB, err = d.name(s.DB)
 		case "table":
-			s.Table, err = d.strOrNull(s.Table)
+			s.Table, err = d.name(s.Table)
 		case "server_id":
 			var u uint64
 			if u, err = d.uint64(uint64(s.ServerID), 32); err == nil {
 				s.ServerID = uint32(u)
 			}
 		case "file":
-			s.File, err = d.strOrNull(s.File)
+			s.File, err = d.name(s.File)
 		case "pos":
 			s.Pos, err = d.uint64(s.Pos, 64)
 		case "gtid":
@@ -236,6 +236,19 @@ func (d *decoder) source(s *event.Source) error {
 	})
 }
 
+// name decodes a string that repeats from event to event (a database, a binlog file),
+// interned like column names.
+func (d *decoder) name(old string) (string, error) {
+	if d.null() {
+		return old, nil
+	}
+	b, err := d.rawStr()
+	if err != nil {
+		return "", err
+	}
+	return d.names.intern(b), nil
+}
+
 // unknown skips the value of a key no field has. encoding/json matches field names without
 // regard to case, so a key that differs from one only in case is left to it.
 func (d *decoder) unknown(key []byte, known ...string) error {
@@ -252,7 +265,7 @@ func (d *decoder) row() (event.Row, error) {
 	if d.null() {
 		return nil, nil
 	}
-	r := make(event.Row, 16)
+	r := event.Row{}
 	err := d.object(func(key []byte) error {
 		var v any
 		switch c := d.peek(); {
