@@ -58,6 +58,9 @@ type Capture struct {
 
 	lag lagState
 
+	// weave takes the backfill's chunks into the stream (backfill.go).
+	weave *weaver
+
 	mu     sync.Mutex
 	status Status
 }
@@ -94,6 +97,7 @@ func New(cfg *config.Config, opts Options) (*Capture, error) {
 		opts.RetryMaxTime = 5 * time.Minute
 	}
 	c := &Capture{cfg: cfg, log: opts.Log, opts: opts, hist: schemahist.New(16), tables: map[string]*tableInfo{}, byDB: map[string]map[string]*tableInfo{}}
+	c.weave = newWeaver()
 	c.lag.period = cfg.Capture.HeartbeatInterval
 	c.metrics = newMetrics(opts.Registerer, c.lag.seconds)
 	for _, t := range cfg.Tables {
@@ -172,6 +176,7 @@ func isFatal(err error) bool {
 // acknowledge what it has sent, stores the final checkpoint and returns nil) or until an
 // error that retrying cannot cure.
 func (c *Capture) Run(ctx context.Context) error {
+	defer c.weave.shutdown()
 	src, err := openSource(ctx, c.cfg)
 	if err != nil {
 		return err

@@ -49,6 +49,9 @@ type chunk struct {
 	boundary Position // the newest transaction boundary at or before the chunk's end
 	hasBound bool
 	done     bool
+	// acked are called when the chunk retires: it and every chunk before it are
+	// acknowledged (woven backfill chunks, see backfill.go).
+	acked []func()
 }
 
 // producer writes change events to Kafka asynchronously and tracks which prefix of the
@@ -107,7 +110,7 @@ func (p *producer) boundary(ctx context.Context, pos Position, now time.Time) er
 // has room for it.
 func (p *producer) flush(ctx context.Context) error {
 	c := p.cur
-	if len(c.msgs) == 0 && !c.hasBound {
+	if len(c.msgs) == 0 && !c.hasBound && len(c.acked) == 0 {
 		return nil
 	}
 	p.cur = &chunk{msgs: make([]kafka.Message, 0, min(len(c.msgs)*2, p.batchSize))}
@@ -200,6 +203,9 @@ func (p *producer) retireLocked() {
 	for n < len(p.fifo) && p.fifo[n].done {
 		if c := p.fifo[n]; c.hasBound {
 			p.safe, p.hasSafe = c.boundary, true
+		}
+		for _, f := range p.fifo[n].acked {
+			f()
 		}
 		p.fifo[n] = nil
 		n++

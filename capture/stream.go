@@ -73,6 +73,8 @@ func (c *Capture) session(ctx context.Context, src *source, store *CheckpointSto
 	readErr := r.run(ctx, streamer)
 	syncer.Close()
 	closeErr := prod.close(ctx, time.Minute)
+	// Chunks woven in this session and not acknowledged by now are copied again.
+	c.weave.sessionEnded()
 	stopCP()
 	wg.Wait()
 	c.setStatus(func(s *Status) { s.Streaming = false })
@@ -233,6 +235,11 @@ type reader struct {
 	// the row being encoded.
 	buf           []byte
 	before, after rowImage
+
+	// wctx is what the reader waits for events with; a queued backfill chunk cancels it.
+	// prevEv is the last event read other than a heartbeat (backfill.go).
+	wctx   context.Context
+	prevEv *replication.BinlogEvent
 }
 
 // ignoredTable marks a table id of a table that is not configured.
@@ -241,7 +248,7 @@ var ignoredTable = &tableDef{}
 func (r *reader) run(ctx context.Context, s *replication.BinlogStreamer) error {
 	r.ctx = ctx
 	for {
-		ev, err := s.GetEvent(ctx)
+		ev, err := r.nextEvent(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -551,6 +558,7 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 		r.buf = d.appendEvent(r.buf, op, b, a, now, &src, version)
 		kv := append(make([]byte, 0, len(r.buf)), r.buf...)
 		k, val := kv[:klen:klen], kv[klen:]
+		r.watchKey(d.info, k, version)
 		d.info.counters[op].Inc()
 		return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
 	}
