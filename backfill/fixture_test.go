@@ -1,0 +1,406 @@
+package backfill
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cleave-dev/cleave/capture"
+	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/prepare"
+	"github.com/cleave-dev/cleave/sink"
+)
+
+// world is one test's deployment on the local services: a database of its own on the
+// source, the same database on both shards (prepared by cleave prepare), and a topic
+// prefix of its own. Everything is removed at the end of the test.
+type world struct {
+	t       testing.TB
+	env     testenv.Env
+	db      string
+	prefix  string
+	src     *sql.DB
+	shards  []*sql.DB
+	tables  []tableSpec
+	extra   string
+	cfgPath string
+	cfg     *config.Config
+}
+
+// tableSpec is a source table of a test: its name, its CREATE TABLE body and its routing
+// as YAML flow-map entries ("strategy: hash, shard_key: id").
+type tableSpec struct {
+	name, columns, routing string
+}
+
+func newWorld(t testing.TB, tables []tableSpec, extraYAML string) *world {
+	t.Helper()
+	env := testenv.Services(t)
+	w := &world{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t), extra: extraYAML}
+	ctx := context.Background()
+	var err error
+	if w.src, err = mysqlx.Open(ctx, "source", testenv.DSNWithDB(t, env.SourceDSN, w.db)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.src.Close() })
+	for i, dsn := range env.ShardDSNs() {
+		db, err := mysqlx.Open(ctx, fmt.Sprintf("shard%d", i), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.shards = append(w.shards, db)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+mysqlx.QuoteIdent(w.db)); err != nil {
+				t.Logf("drop %s on shard%d: %v", w.db, i, err)
+			}
+			db.Close()
+		})
+	}
+	if len(tables) > 0 {
+		w.addTables(tables...)
+	}
+	return w
+}
+
+// create creates tables on the source without configuring them.
+func (w *world) create(tables ...tableSpec) {
+	w.t.Helper()
+	for _, tb := range tables {
+		w.exec(fmt.Sprintf("CREATE TABLE %s (%s) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", mysqlx.QuoteIdent(tb.name), tb.columns))
+	}
+}
+
+// addTables creates tables on the source, then configures them.
+func (w *world) addTables(tables ...tableSpec) {
+	w.t.Helper()
+	w.create(tables...)
+	w.configure(tables...)
+}
+
+// configure writes the configuration with every table configured so far and prepares the
+// shards for them.
+func (w *world) configure(tables ...tableSpec) {
+	w.t.Helper()
+	w.tables = append(w.tables, tables...)
+	var b strings.Builder
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", w.env.SourceDSN, 1<<24+rand.Uint32N(1<<30))
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", w.env.KafkaBrokers[0], w.prefix)
+	b.WriteString("shards:\n")
+	for i, dsn := range w.env.ShardDSNs() {
+		fmt.Fprintf(&b, "  - name: shard%d\n    dsn: %q\n", i, dsn)
+	}
+	b.WriteString("tables:\n")
+	for _, tb := range w.tables {
+		fmt.Fprintf(&b, "  - {name: %s.%s, %s}\n", w.db, tb.name, tb.routing)
+	}
+	b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
+	b.WriteString("sink:\n  batch_wait: 20ms\n")
+	b.WriteString("reconcile:\n  interval: 0s\n")
+	b.WriteString("http:\n  listen: \"\"\n")
+	b.WriteString("log:\n  level: info\n  format: json\n")
+	b.WriteString(w.extra)
+	w.cfgPath = filepath.Join(w.t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(w.cfgPath, []byte(b.String()), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	cfg, err := config.Load(w.cfgPath)
+	if err != nil {
+		w.t.Fatalf("config: %v\n%s", err, b.String())
+	}
+	w.cfg = cfg
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := prepare.Run(ctx, cfg, func(prepare.Step) {}); err != nil {
+		w.t.Fatalf("prepare: %v", err)
+	}
+}
+
+func (w *world) exec(stmts ...string) {
+	w.t.Helper()
+	for _, s := range stmts {
+		if _, err := w.src.Exec(s); err != nil {
+			w.t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func (w *world) table(name string) string { return w.db + "." + name }
+
+// pipeline is capture, the backfill and a sink per shard running in the test process.
+type pipeline struct {
+	capture *capture.Capture
+	bf      *Backfill
+	reg     *prometheus.Registry
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// start runs the pipeline; it is stopped (and must stop cleanly) at the end of the test.
+func (w *world) start(opts Options) *pipeline {
+	w.t.Helper()
+	reg := prometheus.NewRegistry()
+	log := zap.NewNop()
+	if testing.Verbose() {
+		log = zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel))
+	}
+	c, err := capture.New(w.cfg, capture.Options{Log: log.Named("capture"), Registerer: reg, RetryMaxTime: time.Minute})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	opts.Log, opts.Registerer = log.Named("backfill"), reg
+	bf, err := New(w.cfg, c, opts)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	sm, err := sink.NewMetrics(reg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{capture: c, bf: bf, reg: reg, stop: cancel, done: make(chan struct{})}
+	parts := map[string]func(context.Context) error{"capture": c.Run, "backfill": bf.Run}
+	for _, sh := range w.cfg.Shards {
+		s, err := sink.New(w.cfg, sh.Name, sink.Options{Log: log.Named("sink"), Metrics: sm, SessionTimeout: 6 * time.Second})
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		parts["sink "+sh.Name] = s.Run
+	}
+	var wg sync.WaitGroup
+	for name, run := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				p.mu.Lock()
+				p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
+				p.mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(p.done) }()
+	w.t.Cleanup(func() {
+		if err := p.shutdown(); err != nil {
+			w.t.Errorf("pipeline did not stop cleanly: %v", err)
+		}
+	})
+	return p
+}
+
+// failed returns the first error of a part, or nil.
+func (p *pipeline) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.errs...)
+}
+
+func (p *pipeline) shutdown() error {
+	p.stop()
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		return errors.New("parts still running 2 minutes after the cancel")
+	}
+	return p.failed()
+}
+
+// status returns the backfill status of table.
+func (p *pipeline) status(table string) TableStatus {
+	for _, s := range p.bf.Status() {
+		if s.Table == table {
+			return s
+		}
+	}
+	return TableStatus{}
+}
+
+// metric returns the sum of a counter or gauge over its labels.
+func (p *pipeline) metric(name string) float64 {
+	mfs, err := p.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.Counter != nil {
+				sum += m.Counter.GetValue()
+			}
+			if m.Gauge != nil {
+				sum += m.Gauge.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// waitDone waits until the backfill of every table is done.
+func (w *world) waitDone(t testing.TB, p *pipeline, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, "every table's backfill done", func() bool {
+		if err := p.failed(); err != nil {
+			t.Fatalf("pipeline failed: %v", err)
+		}
+		for _, s := range p.bf.Status() {
+			if s.State != "done" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// rowsOf reads every row of table from db as text: the primary key and the row, each
+// column QUOTEd (NULL stays distinct from 'NULL'), keyed by the primary key.
+func (w *world) rowsOf(db *sql.DB, table string) (map[string]string, error) {
+	var cols, pk []string
+	rows, err := w.src.Query("SELECT COLUMN_NAME, COLUMN_KEY FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", w.db, table)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var c, key string
+		if err := rows.Scan(&c, &key); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		q := "QUOTE(" + mysqlx.QuoteIdent(c) + ")"
+		if key == "PRI" {
+			pk = append(pk, q)
+		}
+		cols = append(cols, q)
+	}
+	rows.Close()
+	q := fmt.Sprintf("SELECT CONCAT_WS(',', %s), CONCAT_WS(',', %s) FROM %s", strings.Join(pk, ", "), strings.Join(cols, ", "), mysqlx.QuoteTable(w.db, table))
+	rs, err := db.Query(q)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	out := map[string]string{}
+	for rs.Next() {
+		var k, v string
+		if err := rs.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("key %s twice", k)
+		}
+		out[k] = v
+	}
+	return out, rs.Err()
+}
+
+// diff compares table on the source with the union of the shards (a row on two shards is
+// a difference), or with each shard for a broadcast table, and describes the first
+// differences, or returns "".
+func (w *world) diff(table string) string {
+	want, err := w.rowsOf(w.src, table)
+	if err != nil {
+		return "source: " + err.Error()
+	}
+	broadcast := false
+	for _, tb := range w.tables {
+		if tb.name == table && strings.Contains(tb.routing, "broadcast") {
+			broadcast = true
+		}
+	}
+	if broadcast {
+		for i, sh := range w.shards {
+			got, err := w.rowsOf(sh, table)
+			if err != nil {
+				return fmt.Sprintf("shard%d: %v", i, err)
+			}
+			if d := describe(table, want, got); d != "" {
+				return fmt.Sprintf("shard%d: %s", i, d)
+			}
+		}
+		return ""
+	}
+	got := map[string]string{}
+	for i, sh := range w.shards {
+		rows, err := w.rowsOf(sh, table)
+		if err != nil {
+			return fmt.Sprintf("shard%d: %v", i, err)
+		}
+		for k, v := range rows {
+			if _, dup := got[k]; dup {
+				return fmt.Sprintf("key %s on two shards", k)
+			}
+			got[k] = v
+		}
+	}
+	return describe(table, want, got)
+}
+
+// describe lists the first differences between want and got, or returns "".
+func describe(table string, want, got map[string]string) string {
+	var out []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			out = append(out, "missing on the shards: "+v)
+		} else if g != v {
+			out = append(out, "differs: source "+v+" shards "+g)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			out = append(out, "extra on the shards: "+v)
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	sort.Strings(out)
+	return fmt.Sprintf("%s: %d differences (source %d rows, shards %d), first: %s", table, len(out), len(want), len(got), strings.Join(out[:min(5, len(out))], "; "))
+}
+
+// waitEqual waits until the shards hold exactly the source's rows of each table.
+func (w *world) waitEqual(t testing.TB, p *pipeline, timeout time.Duration, tables ...string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if p != nil {
+			if err := p.failed(); err != nil {
+				t.Fatalf("pipeline failed: %v", err)
+			}
+		}
+		var diffs []string
+		for _, tb := range tables {
+			if d := w.diff(tb); d != "" {
+				diffs = append(diffs, d)
+			}
+		}
+		if len(diffs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s the shards still differ from the source:\n%s", timeout, strings.Join(diffs, "\n"))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
