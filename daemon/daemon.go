@@ -1,6 +1,7 @@
-// Package daemon composes `cleave run`: binlog capture, one sink per shard and the
-// scheduled reconcile in one process, behind one operational HTTP listener (/metrics,
-// /healthz, /readyz, /status). It owns the composition only — which parts run, the one
+// Package daemon composes `cleave run`: binlog capture with the backfill of the rows that
+// existed before it, one sink per shard and the scheduled reconcile in one process,
+// behind one operational HTTP listener (/metrics, /healthz, /readyz, /status). It owns
+// the composition only — which parts run, the one
 // metrics registry they share, how the first fatal error stops the others, how a shutdown
 // drains them, and what /readyz and /status report — never the work of a part: that stays
 // in capture, sink and reconcile.
@@ -33,6 +34,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cleave-dev/cleave/backfill"
 	"github.com/cleave-dev/cleave/capture"
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -61,6 +63,7 @@ type runner interface {
 
 var (
 	_ runner = (*capture.Capture)(nil)
+	_ runner = (*backfill.Backfill)(nil)
 	_ runner = (*sink.Sink)(nil)
 	_ runner = (*opshttp.Server)(nil)
 )
@@ -79,11 +82,12 @@ type Daemon struct {
 	version string
 	started time.Time
 
-	capture *capture.Capture
-	sinks   []*sink.Sink
-	checker *reconcile.Checker
-	ready   *readiness
-	http    *opshttp.Server
+	capture  *capture.Capture
+	backfill *backfill.Backfill
+	sinks    []*sink.Sink
+	checker  *reconcile.Checker
+	ready    *readiness
+	http     *opshttp.Server
 
 	mu        sync.Mutex
 	reconcile ReconcileStatus
@@ -122,6 +126,11 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	var err error
 	if d.capture, err = capture.New(cfg, capture.Options{Log: d.log.Named("capture"), Registerer: reg}); err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
+	}
+	// The backfill copies, into capture's stream, every configured table whose copy is not
+	// done (a table new to the configuration too), and serves `cleave backfill` requests.
+	if d.backfill, err = backfill.New(cfg, d.capture, backfill.Options{Log: d.log.Named("backfill"), Registerer: reg}); err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
 	}
 	sm, err := sink.NewMetrics(reg)
 	if err != nil {
@@ -173,7 +182,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.ready.close()
 	defer d.checker.Close()
 
-	parts := []part{{"capture", d.capture}}
+	parts := []part{{"capture", d.capture}, {"backfill", d.backfill}}
 	for i, s := range d.sinks {
 		parts = append(parts, part{"sink " + d.cfg.Shards[i].Name, s})
 	}

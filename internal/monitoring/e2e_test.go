@@ -33,11 +33,7 @@ import (
 // pendingMetrics are metrics the shipped dashboard reads that no part of cleave exports
 // yet. Their queries must return nothing today; once a part exports them this test fails
 // until the entry is removed, so the list cannot go stale.
-var pendingMetrics = map[string]string{
-	"cleave_backfill_rows_copied_total": "the backfill is not part of cleave run yet",
-	"cleave_backfill_progress_ratio":    "the backfill is not part of cleave run yet",
-	"cleave_backfill_eta_seconds":       "the backfill is not part of cleave run yet",
-}
+var pendingMetrics = map[string]string{}
 
 // TestOperatorsView runs what an operator runs, all real: `cleave run` (the binary) on the
 // local source and Kafka with two shards (the shared shard0 and a private shard1 it can
@@ -291,7 +287,7 @@ scrape_configs:
 				t.Errorf("%s now returns data: remove its metrics from pendingMetrics", p.Where)
 			}
 		}
-		t.Logf("%s dashboard queries return data; %s wait for metrics not exported yet (backfill)", countTrue(todo, func(p pending) bool { return p.waitFor }), countTrue(todo, func(p pending) bool { return !p.waitFor }))
+		t.Logf("%s dashboard queries return data; %s wait for metrics not exported yet", countTrue(todo, func(p pending) bool { return p.waitFor }), countTrue(todo, func(p pending) bool { return !p.waitFor }))
 	})
 
 	t.Run("every query reads only metrics cleave run exports", func(t *testing.T) {
