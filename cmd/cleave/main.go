@@ -90,6 +90,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newSinkCmd(a),
 		newReconcileCmd(a),
 		newRunCmd(a),
+		newBackfillCmd(a),
 		newStatusCmd(a),
 	)
 	return root
