@@ -202,13 +202,15 @@ func (v *barView) show(fs []backfill.Followed) {
 				_ = v.bar.Finish()
 			}
 			v.table = f.Table
+			// Progress arrives per stored chunk, in jumps: the bar shows the rate and ETA
+			// Follow measures over a minute rather than its own.
 			v.bar = progressbar.NewOptions64(max(f.Progress.Estimate, 1),
 				progressbar.OptionSetWriter(os.Stderr),
 				progressbar.OptionSetDescription(f.Table),
 				progressbar.OptionShowCount(),
-				progressbar.OptionSetItsString("rows"),
-				progressbar.OptionShowIts(),
-				progressbar.OptionSetPredictTime(true),
+				progressbar.OptionSetPredictTime(false),
+				progressbar.OptionSetElapsedTime(true),
+				progressbar.OptionShowDescriptionAtLineEnd(),
 				progressbar.OptionThrottle(200*time.Millisecond),
 				progressbar.OptionFullWidth(),
 			)
@@ -216,6 +218,14 @@ func (v *barView) show(fs []backfill.Followed) {
 		if v.bar.GetMax64() < f.Progress.Estimate {
 			v.bar.ChangeMax64(f.Progress.Estimate)
 		}
+		desc := f.Table
+		if f.RowsPerSecond > 0 {
+			desc += fmt.Sprintf(" %.0f rows/s", f.RowsPerSecond)
+		}
+		if f.ETASeconds != nil {
+			desc += " ETA " + (time.Duration(*f.ETASeconds) * time.Second).String()
+		}
+		v.bar.Describe(desc)
 		_ = v.bar.Set64(f.Progress.Rows)
 		return // the copier copies one table at a time
 	}
