@@ -168,7 +168,12 @@ func (b *Backfill) Run(ctx context.Context) error {
 		return stopped(ctx, err)
 	}
 	for _, t := range b.tables {
-		b.showProgress(t, store.State().Current(t), nil)
+		p := store.State().Current(t)
+		if p != nil {
+			// The counter starts with what the table's current copy stored before.
+			b.metrics.rows.WithLabelValues(t).Add(float64(p.Rows))
+		}
+		b.showProgress(t, p, nil)
 	}
 	// The first snapshot must come after capture's start position (see the package doc).
 	if err := b.stream.WaitStreaming(ctx); err != nil {
@@ -256,7 +261,6 @@ type copier struct {
 	showPos  string
 	serverID uint32
 	sc       *snapshotConn
-	counted  map[string]bool // tables whose stored rows the counter already holds
 }
 
 func (c *copier) init(ctx context.Context) error {
@@ -269,7 +273,6 @@ func (c *copier) init(ctx context.Context) error {
 	if c.flavor == gomysql.MySQLFlavor && versionAtLeast(version, 8, 2) {
 		c.showPos = "SHOW BINARY LOG STATUS"
 	}
-	c.counted = map[string]bool{}
 	return nil
 }
 
@@ -377,10 +380,6 @@ func (c *copier) copyTable(ctx context.Context, table string) error {
 		prog = *p
 	} else {
 		prog = Progress{Table: table, Request: reqID, StartedAtMs: time.Now().UnixMilli()}
-	}
-	if !c.counted[table] {
-		b.metrics.rows.WithLabelValues(table).Add(float64(prog.Rows))
-		c.counted[table] = true
 	}
 	var tr *tableReader
 	open := func() error {
