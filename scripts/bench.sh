@@ -4,7 +4,7 @@
 #   capture catch-up           beside go-mysql's bare decode        (capture/BenchmarkCatchUp)
 #   sink apply                 beside a bare batched-upsert loader  (sink/BenchmarkBacklogApply)
 #   end-to-end lag p50/p99     at 2,000 and 5,000 row changes/s     (cleave-bench lag)
-#   backfill rows/s            cleave run copying a 1M-row table    (cleave-bench backfill; n/a while
+#   backfill rows/s            cleave run copying a 500k-row table  (cleave-bench backfill; n/a while
 #                              onto the shards                        cleave run copies nothing)
 #   reconcile rows/s           beside pt-table-checksum, a bare scan (reconcile/BenchmarkReconcile1M)
 #   peak RSS of cleave run, of cleave capture and of Debezium's Kafka Connect
@@ -22,7 +22,7 @@
 # next run.
 #
 # Environment (all optional): BENCH_LAG_RATES (2000,5000), BENCH_LAG_DURATION (30s),
-# BENCH_PEER_ROWS (1000000), BENCH_BACKFILL_ROWS (1000000), BENCH_SINK_ROUNDS (1), GO (go).
+# BENCH_PEER_ROWS (1000000), BENCH_BACKFILL_ROWS (500000), BENCH_SINK_ROUNDS (1), GO (go).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +34,7 @@ GO=${GO:-go}
 LAG_RATES=${BENCH_LAG_RATES:-2000,5000}
 LAG_DURATION=${BENCH_LAG_DURATION:-30s}
 PEER_ROWS=${BENCH_PEER_ROWS:-1000000}
-BACKFILL_ROWS=${BENCH_BACKFILL_ROWS:-1000000}
+BACKFILL_ROWS=${BENCH_BACKFILL_ROWS:-500000}
 SINK_ROUNDS=${BENCH_SINK_ROUNDS:-1}
 RESULTS=$ROOT/bench/results
 BENCH=$ROOT/bin/cleave-bench

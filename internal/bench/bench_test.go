@@ -98,13 +98,23 @@ func TestFigureFromGoBench(t *testing.T) {
 			}
 		})
 	}
-	t.Run("a benchmark of unknown metric names shows every rate it reports", func(t *testing.T) {
-		out := "BenchmarkCopy-2   1   5000000 ns/op   1000 MB/s   250000 rows/s   12 chunks\n"
+	t.Run("the backfill's rates, end to end first", func(t *testing.T) {
+		out := "BenchmarkBackfill-2   1   68825926471 ns/op   41527 copied-rows/s   77.93 peak-heap-MiB   14574 rows-in-shards/s\n"
 		f, err := FigureFromGoBench("backfill_package", strings.NewReader(out))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := joinValues(f.Cleave)+" | "+joinValues(f.Beside), "Copy 250,000 rows/s | Copy 1,000 MB/s"; got != want {
+		if got, want := joinValues(f.Cleave)+" | "+joinValues(f.Beside), "into both shards 14,574 rows/s; copy into Kafka 41,527 rows/s | peak Go heap 78 MiB"; got != want {
+			t.Errorf("figure = %q, want %q", got, want)
+		}
+	})
+	t.Run("a benchmark whose metrics were renamed shows every rate it reports", func(t *testing.T) {
+		out := "BenchmarkBackfill-2   1   5000000 ns/op   1000 MB/s   250000 rows/s   12 chunks\n"
+		f, err := FigureFromGoBench("backfill_package", strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := joinValues(f.Cleave)+" | "+joinValues(f.Beside), "Backfill 250,000 rows/s | Backfill 1,000 MB/s"; got != want {
 			t.Errorf("figure = %q, want %q", got, want)
 		}
 	})
