@@ -4,8 +4,8 @@
 #   capture catch-up           beside go-mysql's bare decode        (capture/BenchmarkCatchUp)
 #   sink apply                 beside a bare batched-upsert loader  (sink/BenchmarkBacklogApply)
 #   end-to-end lag p50/p99     at 2,000 and 5,000 row changes/s     (cleave-bench lag)
-#   backfill rows/s            cleave run copying a 500k-row table  (cleave-bench backfill; n/a while
-#                              onto the shards                        cleave run copies nothing)
+#   backfill rows/s            cleave run copying a 500k-row table onto the shards (cleave-bench
+#                              backfill), and the backfill package's own (backfill/BenchmarkBackfill)
 #   reconcile rows/s           beside pt-table-checksum, a bare scan (reconcile/BenchmarkReconcile1M)
 #   peak RSS of cleave run, of cleave capture and of Debezium's Kafka Connect
 #   capture catch-up           beside Debezium's MariaDB connector in Kafka Connect
