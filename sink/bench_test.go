@@ -22,6 +22,7 @@ import (
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
 
@@ -68,7 +69,8 @@ func BenchmarkBacklogApply(b *testing.B) {
 
 	// The backlog: n inserts, as capture would write them.
 	start := time.Now()
-	rows := make([][]event.Row, len(f.cfg.Shards)) // by shard, for the loader
+	// The loader's statements, by shard, made now: it measures the shards alone.
+	args := make([][][]any, len(f.cfg.Shards))
 	var msgs []kafka.Message
 	for i := 1; i <= n; i++ {
 		row := benchRow(i)
@@ -79,7 +81,7 @@ func BenchmarkBacklogApply(b *testing.B) {
 		key, _ := event.Key(def, row)
 		msgs = append(msgs, kafka.Message{Topic: kafkax.TableTopic(f.prefix, f.db, "bench"), Key: key, Value: val})
 		to, _ := r.Route(f.table("bench"), route.IntValue(int64(i)))
-		rows[to[0]] = append(rows[to[0]], row)
+		args[to[0]] = appendLoaderRow(b, def, args[to[0]], row)
 		if len(msgs) == 20000 || i == n {
 			if err := f.write(msgs); err != nil {
 				b.Fatal(err)
@@ -102,7 +104,7 @@ func BenchmarkBacklogApply(b *testing.B) {
 	// beside it.
 	var ratios, sinkRates, loaderRates []float64
 	for iter := 0; iter < b.N; iter++ {
-		loaderBefore := loadRound(b, f, rows, truncate)
+		loaderBefore := loadRound(b, f, args, truncate)
 		for round := 0; round < *rounds; round++ {
 			truncate()
 			// The sinks, from groups that have never read the topic.
@@ -128,7 +130,7 @@ func BenchmarkBacklogApply(b *testing.B) {
 				pprof.StopCPUProfile()
 			}
 			stopAll(b, stop0, stop1)
-			loaderAfter := loadRound(b, f, rows, truncate)
+			loaderAfter := loadRound(b, f, args, truncate)
 
 			sinkRate := float64(n) / sinkTime.Seconds()
 			loaderRate := float64(n) / ((loaderBefore + loaderAfter) / 2).Seconds()
@@ -147,9 +149,28 @@ func BenchmarkBacklogApply(b *testing.B) {
 }
 
 // loadRound times the bare loader on empty shard tables.
-func loadRound(b *testing.B, f *fixture, rows [][]event.Row, truncate func()) time.Duration {
+func loadRound(b *testing.B, f *fixture, args [][][]any, truncate func()) time.Duration {
 	truncate()
-	return loadBare(b, f, rows, 1)
+	return loadBare(b, f, args, 1)
+}
+
+// appendLoaderRow adds a row's values, its version last, to the loader's statements of
+// one shard, 500 rows per statement.
+func appendLoaderRow(b *testing.B, def *schema.Table, stmts [][]any, row event.Row) [][]any {
+	per := (len(def.Columns) + 1) * 500
+	if len(stmts) == 0 || len(stmts[len(stmts)-1]) == per {
+		stmts = append(stmts, make([]any, 0, per))
+	}
+	a := stmts[len(stmts)-1]
+	for i := range def.Columns {
+		v, err := event.SQLArg(&def.Columns[i], row[def.Columns[i].Name])
+		if err != nil {
+			b.Fatal(err)
+		}
+		a = append(a, v)
+	}
+	stmts[len(stmts)-1] = append(a, uint64(len(a)/(len(def.Columns)+1)+1))
+	return stmts
 }
 
 func median(xs []float64) float64 {
@@ -170,10 +191,10 @@ func benchRow(i int) event.Row {
 	}
 }
 
-// loadBare writes rows into each shard (concurrently) with multi-row upserts of 500 rows,
-// the version column set, in autocommit, over sessions connections per shard: the rate a
-// batched loader gets from these shards.
-func loadBare(b *testing.B, f *fixture, rows [][]event.Row, sessions int) time.Duration {
+// loadBare writes the prepared statements' rows into each shard (concurrently) with
+// multi-row upserts of 500 rows, the version column set, in autocommit, over sessions
+// connections per shard: the rate a batched loader gets from these shards.
+func loadBare(b *testing.B, f *fixture, args [][][]any, sessions int) time.Duration {
 	b.Helper()
 	def := f.defs[f.table("bench")]
 	var cols []string
@@ -189,26 +210,6 @@ func loadBare(b *testing.B, f *fixture, rows [][]event.Row, sessions int) time.D
 		ph := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
 		return "INSERT INTO " + mysqlx.QuoteTable(f.db, "bench") + " (" + strings.Join(cols, ",") + ") VALUES " +
 			strings.TrimSuffix(strings.Repeat(ph+",", n), ",") + " ON DUPLICATE KEY UPDATE " + strings.Join(upd, ", ")
-	}
-	// Arguments are made before the clock starts: the loader measures the shards alone.
-	args := make([][][]any, len(rows))
-	for s, rs := range rows {
-		for len(rs) > 0 {
-			k := min(500, len(rs))
-			var a []any
-			for j, row := range rs[:k] {
-				for i := range def.Columns {
-					v, err := event.SQLArg(&def.Columns[i], row[def.Columns[i].Name])
-					if err != nil {
-						b.Fatal(err)
-					}
-					a = append(a, v)
-				}
-				a = append(a, uint64(j+1))
-			}
-			args[s] = append(args[s], a)
-			rs = rs[k:]
-		}
 	}
 	dbs := make([]*sql.DB, len(f.cfg.Shards))
 	for i, sh := range f.cfg.Shards {

@@ -58,9 +58,19 @@ func (f *fixture) startCapture(t *testing.T) (stop func()) {
 
 var (
 	buildOnce sync.Once
+	binDir    string
 	binPath   string
 	buildErr  error
 )
+
+// TestMain removes the cleave binary the crash tests build.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // cleaveBinary builds the cleave command once per test run.
 func cleaveBinary(t *testing.T) string {
@@ -71,7 +81,7 @@ func cleaveBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "cleave")
+		binDir, binPath = dir, filepath.Join(dir, "cleave")
 		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/cleave").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/cleave: %v\n%s", err, out)
