@@ -32,6 +32,7 @@ var (
 	rounds      = flag.Int("sink.rounds", 3, "sink runs of BenchmarkBacklogApply, each between two loader runs")
 	lanes       = flag.Int("sink.lanes", 0, "Options.Lanes of the sinks in BenchmarkBacklogApply (0: the default)")
 	batchSize   = flag.Int("sink.batch", 500, "sink.batch_size in BenchmarkBacklogApply (the configuration's default is 500)")
+	gcPercent   = flag.Int("sink.gc", 0, "GC percent during BenchmarkBacklogApply (cleave sink uses sink.GCPercent; 0: Go's default)")
 )
 
 const benchDDL = `CREATE TABLE bench (
@@ -96,8 +97,10 @@ func BenchmarkBacklogApply(b *testing.B) {
 			mustExec(b, db, "TRUNCATE TABLE "+mysqlx.QuoteTable(f.db, "bench"))
 		}
 	}
-	// As cleave sink runs.
-	defer debug.SetGCPercent(debug.SetGCPercent(GCPercent))
+	if *gcPercent > 0 {
+		// As cleave sink runs (the heap target then also covers the loader's statements).
+		defer debug.SetGCPercent(debug.SetGCPercent(*gcPercent))
+	}
 	b.ResetTimer()
 	// The machine is shared and its load varies a lot from one minute to the next, so the
 	// loader and the sinks alternate, and each sink run is compared with the loader runs
