@@ -72,6 +72,7 @@ func lag(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 30*time.Second, "length of each measurement")
 	probes := fs.Int("probe-rate", 200, "probe rows per second within the offered rate")
 	split := fs.Bool("split", false, "run cleave capture and one cleave sink per shard as separate processes instead of cleave run")
+	extra := fs.String("config-extra", "", "YAML appended to the generated cleave configuration (tuning experiments)")
 	work := fs.String("work", os.TempDir(), "folder for configs and logs")
 	out := fs.String("out", "", "write the figures as JSON here (required)")
 	_ = fs.Parse(args)
@@ -93,7 +94,7 @@ func lag(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*work, 0o755); err != nil {
 		return err
 	}
-	figs, err := bench.Lag(ctx, bench.LagOptions{Services: svc, CleaveBin: *cleave, Rates: rs, Duration: *duration, ProbeRate: *probes, Split: *split, WorkDir: *work, Logf: logf})
+	figs, err := bench.Lag(ctx, bench.LagOptions{Services: svc, CleaveBin: *cleave, Rates: rs, Duration: *duration, ProbeRate: *probes, Split: *split, ConfigExtra: *extra, WorkDir: *work, Logf: logf})
 	if err != nil {
 		return err
 	}

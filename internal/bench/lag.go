@@ -42,9 +42,12 @@ type LagOptions struct {
 	SeedUsers int
 	// Split runs `cleave capture` and one `cleave sink` per shard as separate processes
 	// instead of one `cleave run`, to tell their costs apart.
-	Split   bool
-	WorkDir string
-	Logf    func(format string, args ...any)
+	Split bool
+	// ConfigExtra is YAML appended to the generated configuration, for tuning
+	// experiments ("capture:\n  batch_size: 100\n").
+	ConfigExtra string
+	WorkDir     string
+	Logf        func(format string, args ...any)
 }
 
 // pollEvery is how often the shards are asked for new probe rows: the measured lag is at
@@ -103,7 +106,7 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 		{Name: db + ".lag_probe", Strategy: "hash", ShardKey: "id"},
 	}
 	// No scheduled reconcile: its reads would be measured as the sinks' lag.
-	if err := writeConfig(cfgPath, o.Services, prefix, randomServerID(), "127.0.0.1:"+itoa(port), tables, "reconcile:\n  interval: 0s\n"); err != nil {
+	if err := writeConfig(cfgPath, o.Services, prefix, randomServerID(), "127.0.0.1:"+itoa(port), tables, "reconcile:\n  interval: 0s\n"+o.ConfigExtra); err != nil {
 		return nil, err
 	}
 	probeTopic := kafkax.TableTopic(prefix, db, "lag_probe")
