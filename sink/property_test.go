@@ -210,3 +210,50 @@ func sortedState(m guardState) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestRoutingByKeyAgreesWithTheRow checks the shortcut that routes a change by its message
+// key against routing by the row image, for a single-column integer key (users) and a
+// composite key whose first column is the shard key (items).
+func TestRoutingByKeyAgreesWithTheRow(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	g := newGen(f, 21)
+	for shard := range f.cfg.Shards {
+		s, err := New(f.cfg, f.cfg.Shards[shard].Name, Options{Log: f.logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer s.close()
+		for _, table := range []string{"users", "items"} {
+			tbl := s.tables[kafkax.TableTopic(f.prefix, f.db, table)]
+			sh := tbl.shape()
+			if sh.keyIdx < 0 {
+				t.Fatalf("%s: shard key not found in the primary key", table)
+			}
+			for i := 0; i < 2000; i++ {
+				row := g.newRow(table)
+				key, err := event.Key(f.defs[f.table(table)], row)
+				if err != nil {
+					t.Fatal(err)
+				}
+				here, ok := s.routeByKey(tbl, key)
+				if !ok {
+					t.Fatalf("%s: key %s not routable", table, key)
+				}
+				v, err := sh.shardValue(row)
+				if err != nil {
+					t.Fatal(err)
+				}
+				shards, err := s.router.Route(tbl.name, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := shards[0] == s.shardNo; here != want {
+					t.Fatalf("%s on %s: key %s routes here=%v, the row here=%v", table, s.shard, key, here, want)
+				}
+			}
+		}
+	}
+}
