@@ -352,7 +352,7 @@ kafka_launch() {
 		id=$("$java" "${jvm[@]}" kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/format.log" | tail -n 1)
 		[[ -n $id ]] || die "kafka: could not generate a cluster id (log: $KAFKA_DIR/format.log)"
 		log "kafka: formatting storage $KAFKA_DIR/data (cluster id $id)"
-		if ! "$java" "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "$id" \
+		if ! "$java" "${jvm[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$id" \
 			-c "$KAFKA_DIR/server.properties" >>"$KAFKA_DIR/format.log" 2>&1; then
 			tail -n 20 "$KAFKA_DIR/format.log" >&2
 			die "kafka: storage format failed (log: $KAFKA_DIR/format.log)"

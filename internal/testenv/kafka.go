@@ -214,7 +214,8 @@ func (k *Kafka) format() {
 		k.t.Fatalf("testenv: random: %v", err)
 	}
 	args := append(k.jvmArgs(), "kafka.tools.StorageTool", "format", "--standalone",
-		"-t", base64.RawURLEncoding.EncodeToString(id), "-c", k.configPath())
+		// Joined to its flag: an id that starts with "-" would otherwise read as an option.
+		"--cluster-id="+base64.RawURLEncoding.EncodeToString(id), "-c", k.configPath())
 	if out, err := exec.Command(k.java, args...).CombinedOutput(); err != nil {
 		k.t.Fatalf("testenv: format private Kafka storage in %s: %v\n%s", k.logDir(), err, out)
 	}
