@@ -261,6 +261,7 @@ type copier struct {
 	showPos  string
 	serverID uint32
 	sc       *snapshotConn
+	lastLook time.Time // of the last look at Threads_running
 }
 
 func (c *copier) init(ctx context.Context) error {
@@ -423,6 +424,8 @@ func (c *copier) copyTable(ctx context.Context, table string) error {
 	src := event.Source{Connector: "cleave", Name: b.cfg.Kafka.TopicPrefix, DB: tr.db, Table: tr.tbl, ServerID: c.serverID, Snapshot: true}
 	maxBytes := min(max(b.cfg.Capture.MaxInFlightBytes/4, 1<<20), 16<<20)
 
+	sv := newSaver(ctx, c.store, c.retry, table)
+	defer sv.close(ctx)
 	var out []inflight
 	abandon := func() {
 		for _, f := range out {
@@ -468,9 +471,7 @@ func (c *copier) copyTable(ctx context.Context, table string) error {
 			next.Rows += int64(head.read.rows)
 			next.Chunks++
 			next.Estimate = max(next.Estimate, next.Rows)
-			if err := c.retry(ctx, "store the backfill progress of "+table, func() error { return c.store.SaveProgress(ctx, next) }); err != nil {
-				return err
-			}
+			sv.set(next)
 			prog = next
 			b.metrics.rows.WithLabelValues(table).Add(float64(head.read.rows))
 			b.metrics.chunks.WithLabelValues(table).Inc()
@@ -486,10 +487,12 @@ func (c *copier) copyTable(ctx context.Context, table string) error {
 				log.Info("backfill progress", fields...)
 			}
 		}
+		if err := sv.failure(); err != nil {
+			return err
+		}
 		if finalRead && len(out) == 0 {
 			prog.Done = true
-			done := prog
-			if err := c.retry(ctx, "store the backfill progress of "+table, func() error { return c.store.SaveProgress(ctx, done) }); err != nil {
+			if err := sv.flush(ctx, sv.set(prog)); err != nil {
 				return err
 			}
 			b.showProgress(table, &prog, nil)
@@ -600,7 +603,7 @@ func isConnError(err error) bool {
 // throttle holds the next chunk back until backfill.max_rows_per_second allows a chunk and
 // the source is not busy: while Threads_running is above Options.MaxThreadsRunning it
 // waits, backing off from 100 ms to 5 s, so that the copy never adds load to a server that
-// is struggling.
+// is struggling. It looks at Threads_running at most once a second.
 func (c *copier) throttle(ctx context.Context) error {
 	began := time.Now()
 	defer func() { c.b.metrics.throttled.Add(time.Since(began).Seconds()) }()
@@ -609,9 +612,12 @@ func (c *copier) throttle(ctx context.Context) error {
 			return err
 		}
 	}
-	if c.b.opts.MaxThreadsRunning < 0 {
+	// A look at the source's load costs a round trip that waits for a busy server's CPU:
+	// once a second is often enough.
+	if c.b.opts.MaxThreadsRunning < 0 || time.Since(c.lastLook) < time.Second {
 		return nil
 	}
+	c.lastLook = time.Now()
 	backoff := 100 * time.Millisecond
 	logged := false
 	for {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -91,15 +92,18 @@ func (s *State) Current(table string) *Progress {
 }
 
 // Store reads and writes the backfill topic: one partition, compacted, written with acks
-// from every in-sync replica. It is used from one goroutine.
+// from every in-sync replica. It is safe for concurrent use; Poll runs on one goroutine
+// at a time.
 type Store struct {
 	brokers []string
 	topic   string
 	rf      int
 	w       *kafka.Writer
 
+	next int64 // offset of the next record to read; Poll's
+
+	mu    sync.Mutex
 	state State
-	next  int64 // offset of the next record to read
 }
 
 // NewStore returns the store of the deployment with topic prefix prefix.
@@ -143,9 +147,19 @@ func (s *Store) Ensure(ctx context.Context) error {
 	return nil
 }
 
-// State returns the state read so far (call Poll first). The maps are the store's: read
-// them, do not change them.
-func (s *Store) State() *State { return &s.state }
+// State returns a copy of the state read and written so far (call Poll first).
+func (s *Store) State() *State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &State{Progress: make(map[string]*Progress, len(s.state.Progress)), Requests: make(map[string]*Request, len(s.state.Requests))}
+	for k, v := range s.state.Progress {
+		st.Progress[k] = v
+	}
+	for k, v := range s.state.Requests {
+		st.Requests[k] = v
+	}
+	return st
+}
 
 // Poll reads the records written since the last Poll (all of them the first time) into
 // the state, and reports whether anything changed.
@@ -211,6 +225,8 @@ func (s *Store) pollFrom(ctx context.Context, broker string) (bool, error) {
 }
 
 func (s *Store) apply(m kafka.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	key := string(m.Key)
 	switch {
 	case strings.HasPrefix(key, progressPrefix):
@@ -222,6 +238,11 @@ func (s *Store) apply(m kafka.Message) error {
 		var p Progress
 		if err := json.Unmarshal(m.Value, &p); err != nil {
 			return fmt.Errorf("progress of %s at offset %d is not valid JSON (%q): %w", table, m.Offset, m.Value, err)
+		}
+		// Within a request progress only moves forward; a record read back after the
+		// copier stored a newer one (Poll beside SaveProgress) must not move it back.
+		if cur := s.state.Progress[table]; cur != nil && cur.Request == p.Request && (cur.Done || cur.Chunks > p.Chunks) {
+			return nil
 		}
 		s.state.Progress[table] = &p
 	case strings.HasPrefix(key, requestPrefix):
@@ -250,7 +271,9 @@ func (s *Store) SaveProgress(ctx context.Context, p Progress) error {
 		return fmt.Errorf("store backfill progress of %s in topic %s: %w", p.Table, s.topic, err)
 	}
 	cp := p
+	s.mu.Lock()
 	s.state.Progress[p.Table] = &cp
+	s.mu.Unlock()
 	return nil
 }
 
@@ -268,7 +291,9 @@ func (s *Store) RequestCopy(ctx context.Context, table string) (*Request, error)
 	if err := s.w.WriteMessages(ctx, kafka.Message{Key: []byte(requestPrefix + table), Value: val}); err != nil {
 		return nil, fmt.Errorf("store backfill request for %s in topic %s: %w", table, s.topic, err)
 	}
+	s.mu.Lock()
 	s.state.Requests[table] = &r
+	s.mu.Unlock()
 	return &r, nil
 }
 
