@@ -50,7 +50,7 @@ func BenchmarkBackfill(b *testing.B) {
 		table := w.table("order_items")
 
 		loadCtx, stopLoad := context.WithCancel(ctx)
-		load := &loadgen.Load{DB: w.src, Database: w.db, Rate: 1000, Workers: 4, Seed: 9}
+		load := &loadgen.Load{DB: w.src, Database: w.db, Rate: 1000, Workers: 8, Seed: 9}
 		loadDone := make(chan error, 1)
 		go func() { _, err := load.Run(loadCtx); loadDone <- err }()
 
