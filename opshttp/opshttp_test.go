@@ -24,7 +24,9 @@ func TestEndpoints(t *testing.T) {
 			{Name: "source", Fn: func(context.Context) error { return nil }},
 			{Name: "shard shard1", Fn: func(context.Context) error { return failing }},
 		},
-		Status: func(context.Context) any { return map[string]any{"capture": map[string]any{"file": "mysql-bin.000001"}} },
+		Status: func(context.Context) any {
+			return map[string]any{"capture": map[string]any{"file": "mysql-bin.000001"}}
+		},
 	}
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()

@@ -220,7 +220,8 @@ func KindOf(dataType, columnType string) (Kind, error) {
 	return KindInvalid, fmt.Errorf("column type %q is not supported by cleave (supported: integers, DECIMAL, FLOAT, DOUBLE, date and time types, YEAR, CHAR/VARCHAR/TEXT, BINARY/VARBINARY/BLOB, BIT, ENUM, SET, JSON); exclude the table or change the column", columnType)
 }
 
-// parseElements extracts the quoted labels of enum('a','b''c') or set(...).
+// parseElements extracts the quoted labels of enum('a','b') or set(...); a quote inside a
+// label is doubled, as SHOW CREATE TABLE writes it.
 func parseElements(columnType string) []string {
 	open := strings.IndexByte(columnType, '(')
 	close := strings.LastIndexByte(columnType, ')')
