@@ -2,10 +2,8 @@ package capture
 
 import (
 	"bytes"
-	"encoding/json"
 	"sort"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/schema"
@@ -60,11 +58,11 @@ func (d *tableDef) appendEvent(dst []byte, op event.Op, before, after *rowImage,
 	dst = append(dst, `,"after":`...)
 	dst = d.appendImage(dst, after)
 	dst = append(dst, `,"op":`...)
-	dst = appendJSONString(dst, string(op))
+	dst = event.AppendJSONString(dst, string(op))
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, tsMs, 10)
 	dst = append(dst, `,"source":`...)
-	dst = appendSource(dst, src)
+	dst = event.AppendSource(dst, src)
 	dst = append(dst, `,"version":`...)
 	dst = strconv.AppendUint(dst, uint64(v), 10)
 	return append(dst, '}')
@@ -82,35 +80,6 @@ func (d *tableDef) appendImage(dst []byte, img *rowImage) []byte {
 		dst = append(dst, d.quotedNames[i]...)
 		dst = append(dst, ':')
 		dst = append(dst, img.value(i)...)
-	}
-	return append(dst, '}')
-}
-
-func appendSource(dst []byte, s *event.Source) []byte {
-	dst = append(dst, `{"connector":`...)
-	dst = appendJSONString(dst, s.Connector)
-	dst = append(dst, `,"name":`...)
-	dst = appendJSONString(dst, s.Name)
-	dst = append(dst, `,"db":`...)
-	dst = appendJSONString(dst, s.DB)
-	dst = append(dst, `,"table":`...)
-	dst = appendJSONString(dst, s.Table)
-	dst = append(dst, `,"server_id":`...)
-	dst = strconv.AppendUint(dst, uint64(s.ServerID), 10)
-	dst = append(dst, `,"file":`...)
-	dst = appendJSONString(dst, s.File)
-	dst = append(dst, `,"pos":`...)
-	dst = strconv.AppendUint(dst, s.Pos, 10)
-	if s.GTID != "" {
-		dst = append(dst, `,"gtid":`...)
-		dst = appendJSONString(dst, s.GTID)
-	}
-	dst = append(dst, `,"ts_ms":`...)
-	dst = strconv.AppendInt(dst, s.TsMs, 10)
-	dst = append(dst, `,"row":`...)
-	dst = strconv.AppendInt(dst, int64(s.Row), 10)
-	if s.Snapshot {
-		dst = append(dst, `,"snapshot":true`...)
 	}
 	return append(dst, '}')
 }
@@ -168,18 +137,18 @@ func appendColumn(dst []byte, col *schema.Column, v any) ([]byte, error) {
 		}
 	case schema.KindString, schema.KindJSON:
 		if x, ok := v.(string); ok && utf8Charset(col.Charset) {
-			return appendJSONString(dst, x), nil
+			return event.AppendJSONString(dst, x), nil
 		}
 	case schema.KindDate, schema.KindDateTime, schema.KindTime, schema.KindTimestamp:
 		if x, ok := v.(string); ok {
-			return appendJSONString(dst, x), nil
+			return event.AppendJSONString(dst, x), nil
 		}
 	}
 	enc, err := event.Encode(col, v)
 	if err != nil {
 		return dst, err
 	}
-	return appendValue(dst, enc), nil
+	return event.AppendValue(dst, enc), nil
 }
 
 // utf8Charset reports whether text of charset cs is UTF-8 already (event.Encode keeps it).
@@ -189,77 +158,4 @@ func utf8Charset(cs string) bool {
 		return true
 	}
 	return false
-}
-
-func appendValue(dst []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(dst, "null"...)
-	case json.Number:
-		return append(dst, x...)
-	case string:
-		return appendJSONString(dst, x)
-	}
-	// event.Encode returns only the three forms above; anything else goes the slow way.
-	b, err := json.Marshal(v)
-	if err != nil {
-		return append(dst, "null"...)
-	}
-	return append(dst, b...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as encoding/json writes a string with HTML escaping off:
-// '"' and '\\' escaped, control characters as \b \f \n \r \t or \u00XX, invalid UTF-8 as
-// \ufffd, U+2028 and U+2029 escaped.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

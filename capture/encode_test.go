@@ -58,14 +58,14 @@ func TestMessagesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
 		}
 		d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, ncols)}
 		for c, n := range names {
-			d.quotedNames[c] = appendJSONString(nil, n)
+			d.quotedNames[c] = event.AppendJSONString(nil, n)
 		}
 		img := func() (*rowImage, event.Row) {
 			ri := &rowImage{set: true}
 			row := event.Row{}
 			for c := 0; c < ncols; c++ {
 				v := randomValue(rng)
-				ri.buf = appendValue(ri.buf, v)
+				ri.buf = event.AppendValue(ri.buf, v)
 				ri.ends = append(ri.ends, len(ri.buf))
 				row[names[c]] = v
 			}
@@ -113,11 +113,11 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	}
 	d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, len(names))}
 	for c, n := range names {
-		d.quotedNames[c] = appendJSONString(nil, n)
+		d.quotedNames[c] = event.AppendJSONString(nil, n)
 	}
 	img := &rowImage{set: true}
 	for _, v := range []any{json.Number("123456"), json.Number("4711"), json.Number("3"), "SKU-977", "1234.50", "2024-01-01 10:00:00.000000", json.Number("17636.142857142855"), "note for order 123456", json.Number("123456")} {
-		img.buf = appendValue(img.buf, v)
+		img.buf = event.AppendValue(img.buf, v)
 		img.ends = append(img.ends, len(img.buf))
 	}
 	src := event.Source{Connector: "cleave", Name: "bench", DB: "shop", Table: "orders", ServerID: 1, File: "mysql-bin.000001", Pos: 123456, GTID: "0-1-42", TsMs: 1700000000000}
@@ -166,7 +166,7 @@ func TestAppendColumnWritesWhatEventEncodeReturns(t *testing.T) {
 				if err != nil {
 					continue
 				}
-				if want := appendValue(nil, enc); !bytes.Equal(got, want) {
+				if want := event.AppendValue(nil, enc); !bytes.Equal(got, want) {
 					t.Fatalf("column %s value %#v: %s, event.Encode gives %s", cols[c].Name, v, got, want)
 				}
 			}

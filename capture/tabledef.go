@@ -145,7 +145,7 @@ func buildDef(tm *replication.TableMapEvent, coll collations, topic string, pos 
 	d.order = sortedColumns(names)
 	d.quotedNames = make([][]byte, n)
 	for i, name := range names {
-		d.quotedNames[i] = appendJSONString(nil, name)
+		d.quotedNames[i] = event.AppendJSONString(nil, name)
 	}
 	return d, nil
 }
