@@ -113,15 +113,8 @@ func NewStore(brokers []string, prefix string, replicationFactor int) *Store {
 		brokers: brokers,
 		topic:   topic,
 		rf:      replicationFactor,
-		w: &kafka.Writer{
-			Addr:         kafka.TCP(brokers...),
-			Topic:        topic,
-			RequiredAcks: kafka.RequireAll,
-			BatchSize:    1,
-			BatchTimeout: time.Millisecond,
-			MaxAttempts:  5,
-		},
-		state: State{Progress: map[string]*Progress{}, Requests: map[string]*Request{}},
+		w:       kafkax.NewStateWriter(brokers, topic),
+		state:   State{Progress: map[string]*Progress{}, Requests: map[string]*Request{}},
 	}
 }
 

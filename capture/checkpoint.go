@@ -45,14 +45,7 @@ func NewCheckpointStore(brokers []string, prefix string, replicationFactor int) 
 		brokers: brokers,
 		topic:   topic,
 		rf:      replicationFactor,
-		w: &kafka.Writer{
-			Addr:         kafka.TCP(brokers...),
-			Topic:        topic,
-			RequiredAcks: kafka.RequireAll,
-			BatchSize:    1,
-			BatchTimeout: time.Millisecond,
-			MaxAttempts:  5,
-		},
+		w:       kafkax.NewStateWriter(brokers, topic),
 	}
 }
 

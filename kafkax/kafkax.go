@@ -150,3 +150,17 @@ func NewWriter(brokers []string, batchSize int) *kafka.Writer {
 		Compression:            kafka.Snappy,
 	}
 }
+
+// NewStateWriter returns a synchronous producer for a bookkeeping topic (capture's
+// checkpoint, the backfill's progress): each write is sent at once, alone, and returns only
+// when every in-sync replica holds it.
+func NewStateWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    1,
+		BatchTimeout: time.Millisecond,
+		MaxAttempts:  5,
+	}
+}
