@@ -223,7 +223,8 @@ func (c *Checker) aggregate(ctx context.Context, db *sql.DB, ti *tableInfo, r ke
 	}
 	stray := "0"
 	if member != "" && member != "TRUE" {
-		stray = "COALESCE(SUM(IF(" + member + ",0,1)),0)"
+		// COUNT, not SUM: SUM of an integer accumulates a DECIMAL, per row.
+		stray = "COUNT(IF(" + member + ",NULL,1))"
 	}
 	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(SUM(%s),0), %s FROM %s FORCE INDEX (PRIMARY) WHERE %s",
 		ti.rowHash, stray, ti.quoted, where)

@@ -138,19 +138,32 @@ func memberSQL(spec route.TableSpec, shardKey *schema.Column, shards []route.Sha
 // hashMemberSQL is the condition that HashKey of col lies in the shard's keyspace, written
 // for speed: route.HashKey is the first 16 hex digits of MD5, so instead of converting
 // them to a number per row (CONV and CAST cost more than the MD5 itself) the 32-digit
-// MD5 text is compared with hex bounds in one BETWEEN, so MD5 runs once per row:
+// MD5 text is compared with hex bounds, so MD5 runs once per row:
 //
+//	h >= start  <=>  md5 >= hex16(start)
+//	h <  end    <=>  md5 <  hex16(end)          (a 32-digit text above its 16-digit prefix)
 //	start <= h < end  <=>  hex16(start) <= md5 <= hex16(end-1) || "ffffffffffffffff"
 //
-// MD5 renders lower-case hex, which every collation orders like its bytes. A NULL key
-// hashes to 0 in routing and belongs to the shard whose keyspace starts at 0.
+// A keyspace that starts at 0 or ends at 2^64 (the first and last shard: both of two
+// shards) needs only the one comparison. MD5 renders lower-case hex, which every collation
+// orders like its bytes, and a shorter string sorts first even under PAD SPACE since every
+// hex digit sorts above the space. A NULL key hashes to 0 in routing and belongs to the
+// shard whose keyspace starts at 0.
 func hashMemberSQL(col string, s route.Shard) string {
-	lo := fmt.Sprintf("%016x", s.Start)
-	hi := strings.Repeat("f", 32)
-	if s.End != 0 {
-		hi = fmt.Sprintf("%016x", s.End-1) + strings.Repeat("f", 16)
+	md5 := "MD5(" + col + ")"
+	var cond string
+	switch {
+	case s.Start == 0 && s.End == 0:
+		return "TRUE"
+	case s.Start == 0:
+		cond = md5 + " < '" + fmt.Sprintf("%016x", s.End) + "'"
+	case s.End == 0:
+		return md5 + " >= '" + fmt.Sprintf("%016x", s.Start) + "'"
+	default:
+		lo := fmt.Sprintf("%016x", s.Start)
+		hi := fmt.Sprintf("%016x", s.End-1) + strings.Repeat("f", 16)
+		cond = md5 + " BETWEEN '" + lo + "' AND '" + hi + "'"
 	}
-	cond := "MD5(" + col + ") BETWEEN '" + lo + "' AND '" + hi + "'"
 	if s.Start == 0 {
 		cond = "(" + col + " IS NULL OR " + cond + ")"
 	}
