@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"math/big"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,19 +38,54 @@ type agg struct {
 	stray int64
 }
 
+// inFlight is how many chunks may be under way at once. Each server still computes one
+// chunk at a time, in order, but it moves on to the next chunk as soon as its own
+// aggregate is done instead of waiting for the slowest server: the source and the shards do
+// unequal work per chunk (the shards also evaluate routing), and lock-stepping them left a
+// core idle at the end of every chunk.
+const inFlight = 3
+
+// chunk is one key range on its way through the servers.
+type chunk struct {
+	r      keyRange
+	src    agg
+	shards []agg
+	// elapsed is the slowest server's query time for this chunk.
+	elapsed time.Duration
+	err     error
+	mu      sync.Mutex
+	left    int
+	done    chan struct{}
+}
+
+// finish records one server's part of the chunk; the last one closes done.
+func (ch *chunk) finish(elapsed time.Duration, err error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.elapsed = max(ch.elapsed, elapsed)
+	if err != nil && ch.err == nil {
+		ch.err = err
+	}
+	ch.left--
+	if ch.left == 0 {
+		close(ch.done)
+	}
+}
+
 // checkTable walks the table chunk by chunk from where the state says, comparing each.
 //
 // Chunk boundaries come from the source: the key size rows past the previous boundary
 // (keyset pagination, never OFFSET from the start). The last chunk is open above, and the
-// first open below, so that shard rows outside the source's key range are seen too. While
-// one chunk's aggregates run on the source and on every shard at once, the next boundary
-// is already being looked up.
+// first open below, so that shard rows outside the source's key range are seen too. A
+// producer finds the boundaries, one worker per server runs that server's aggregate of
+// every chunk in order, and this goroutine takes the chunks in order as all their
+// aggregates are in: compares them, drills into mismatches, saves progress, and adapts the
+// chunk size. At most inFlight chunks are under way, so progress and the size adapt closely.
 func (c *Checker) checkTable(ctx context.Context, ti *tableInfo, tr *TableReport, ts *tableState, st *state, progress func(int64)) error {
 	ts.restore(tr)
 	if ts.Done {
 		return nil
 	}
-	lower := ts.Next
 	size := firstChunk
 	if c.opts.ChunkSize > 0 {
 		size = c.opts.ChunkSize
@@ -56,39 +93,110 @@ func (c *Checker) checkTable(ctx context.Context, ti *tableInfo, tr *TableReport
 	if c.limiter != nil && size > c.limiter.Burst() {
 		size = c.limiter.Burst()
 	}
+	var nextSize atomic.Int64
+	nextSize.Store(int64(size))
 	target := c.cfg.Reconcile.ChunkTarget
 
-	type bound struct {
-		upper [][]byte
-		err   error
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+
+	servers := len(c.shards) + 1
+	work := make([]chan *chunk, servers)
+	for i := range work {
+		work[i] = make(chan *chunk, inFlight)
 	}
-	fetch := func(lower [][]byte, size int) chan bound {
-		ch := make(chan bound, 1)
+	order := make(chan *chunk, inFlight)
+	slots := make(chan struct{}, inFlight)
+
+	// One worker per server: index 0 is the source, i+1 shard i.
+	for w := range servers {
+		wg.Add(1)
 		go func() {
-			u, err := c.boundary(ctx, ti, lower, size)
-			ch <- bound{u, err}
+			defer wg.Done()
+			for ch := range work[w] {
+				if ctx.Err() != nil {
+					ch.finish(0, ctx.Err())
+					continue
+				}
+				start := time.Now()
+				var err error
+				if w == 0 {
+					ch.src, err = c.aggregate(ctx, c.source, ti, ch.r, "")
+					if err != nil {
+						err = fmt.Errorf("checksum %s on the source: %w", ti.name, err)
+					}
+				} else {
+					i := w - 1
+					member := ti.member[i]
+					if ti.strategy == route.Broadcast {
+						member = ""
+					}
+					ch.shards[i], err = c.aggregate(ctx, c.shards[i], ti, ch.r, member)
+					if err != nil {
+						err = fmt.Errorf("checksum %s on shard %s: %w", ti.name, c.shardNames[i], err)
+					}
+				}
+				ch.finish(time.Since(start), err)
+			}
 		}()
-		return ch
 	}
-	next := fetch(lower, size)
-	for {
-		if err := c.throttle(ctx, size); err != nil {
-			return err
+
+	// The producer: boundaries in key order, each chunk handed to every worker.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			for _, w := range work {
+				close(w)
+			}
+			close(order)
+		}()
+		lower := ts.Next
+		for {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			size := int(nextSize.Load())
+			ch := &chunk{shards: make([]agg, len(c.shards)), left: servers, done: make(chan struct{})}
+			err := c.throttle(ctx, size)
+			var upper [][]byte
+			if err == nil {
+				upper, err = c.boundary(ctx, ti, lower, size)
+			}
+			if err != nil {
+				ch.err, ch.left = err, 0
+				close(ch.done)
+				order <- ch
+				return
+			}
+			ch.r = keyRange{Lower: lower, Upper: upper}
+			order <- ch
+			for _, w := range work {
+				w <- ch
+			}
+			if upper == nil {
+				return
+			}
+			lower = upper
 		}
-		b := <-next
-		if b.err != nil {
-			return b.err
+	}()
+
+	for ch := range order {
+		select {
+		case <-ch.done:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		r := keyRange{Lower: lower, Upper: b.upper}
-		if r.Upper != nil {
-			next = fetch(r.Upper, size)
+		if ch.err != nil {
+			return ch.err
 		}
-		start := time.Now()
-		src, shards, err := c.aggregates(ctx, ti, r)
-		if err != nil {
-			return err
-		}
-		elapsed := time.Since(start)
+		r, src, shards := ch.r, ch.src, ch.shards
 		if !c.matches(ti, src, shards) {
 			tr.ChunksMismatched++
 			keys, err := c.drill(ctx, ti, r, src.count, 0)
@@ -122,14 +230,20 @@ func (c *Checker) checkTable(ctx context.Context, ti *tableInfo, tr *TableReport
 			ts.save(tr, nil)
 			return c.saveState(st)
 		}
-		lower = r.Upper
 		if c.opts.ChunkSize == 0 {
-			size = adapt(size, elapsed, target)
+			size = adapt(size, ch.elapsed, target)
 			if c.limiter != nil && size > c.limiter.Burst() {
 				size = c.limiter.Burst()
 			}
+			nextSize.Store(int64(size))
 		}
+		<-slots
 	}
+	// The producer stopped without a last chunk: only a cancelled context does that.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("check of %s stopped before its last chunk", ti.name)
 }
 
 // adapt scales the chunk size so that its slowest query takes about target, changing it
