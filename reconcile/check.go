@@ -38,12 +38,17 @@ type agg struct {
 	stray int64
 }
 
-// inFlight is how many chunks may be under way at once. Each server still computes one
-// chunk at a time, in order, but it moves on to the next chunk as soon as its own
-// aggregate is done instead of waiting for the slowest server: the source and the shards do
-// unequal work per chunk (the shards also evaluate routing), and lock-stepping them left a
-// core idle at the end of every chunk.
-const inFlight = 3
+// Chunks flow through the servers without lock-step: every server moves on to the next
+// chunk as soon as its own aggregate is done instead of waiting for the slowest server, up
+// to inFlight chunks ahead of the oldest unfinished one. The source does the most work per
+// chunk (every row of the range, where a shard holds only its share, even with routing
+// evaluated on top), so it is the one that bounds the speed: it runs sourceQueries chunks
+// at once, each shard shardQueries. Every query stays within the chunk time target.
+const (
+	inFlight      = 4
+	sourceQueries = 2
+	shardQueries  = 1
+)
 
 // chunk is one key range on its way through the servers.
 type chunk struct {
@@ -112,37 +117,16 @@ func (c *Checker) checkTable(ctx context.Context, ti *tableInfo, tr *TableReport
 	order := make(chan *chunk, inFlight)
 	slots := make(chan struct{}, inFlight)
 
-	// One worker per server: index 0 is the source, i+1 shard i.
+	// Workers per server: index 0 is the source, i+1 shard i.
 	for w := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ch := range work[w] {
-				if ctx.Err() != nil {
-					ch.finish(0, ctx.Err())
-					continue
-				}
-				start := time.Now()
-				var err error
-				if w == 0 {
-					ch.src, err = c.aggregate(ctx, c.source, ti, ch.r, "")
-					if err != nil {
-						err = fmt.Errorf("checksum %s on the source: %w", ti.name, err)
-					}
-				} else {
-					i := w - 1
-					member := ti.member[i]
-					if ti.strategy == route.Broadcast {
-						member = ""
-					}
-					ch.shards[i], err = c.aggregate(ctx, c.shards[i], ti, ch.r, member)
-					if err != nil {
-						err = fmt.Errorf("checksum %s on shard %s: %w", ti.name, c.shardNames[i], err)
-					}
-				}
-				ch.finish(time.Since(start), err)
-			}
-		}()
+		n := shardQueries
+		if w == 0 {
+			n = sourceQueries
+		}
+		for range n {
+			wg.Add(1)
+			go c.chunkWorker(ctx, &wg, ti, w, work[w])
+		}
 	}
 
 	// The producer: boundaries in key order, each chunk handed to every worker.
@@ -244,6 +228,41 @@ func (c *Checker) checkTable(ctx context.Context, ti *tableInfo, tr *TableReport
 		return err
 	}
 	return fmt.Errorf("check of %s stopped before its last chunk", ti.name)
+}
+
+// chunkWorker runs server w's aggregate (0: the source, i+1: shard i) of every chunk it is
+// handed.
+func (c *Checker) chunkWorker(ctx context.Context, wg *sync.WaitGroup, ti *tableInfo, w int, work <-chan *chunk) {
+	defer wg.Done()
+	for ch := range work {
+		if ctx.Err() != nil {
+			ch.finish(0, ctx.Err())
+			continue
+		}
+		start := time.Now()
+		var err error
+		if w == 0 {
+			var a agg
+			a, err = c.aggregate(ctx, c.source, ti, ch.r, "")
+			ch.src = a
+			if err != nil {
+				err = fmt.Errorf("checksum %s on the source: %w", ti.name, err)
+			}
+		} else {
+			i := w - 1
+			member := ti.member[i]
+			if ti.strategy == route.Broadcast {
+				member = ""
+			}
+			var a agg
+			a, err = c.aggregate(ctx, c.shards[i], ti, ch.r, member)
+			ch.shards[i] = a
+			if err != nil {
+				err = fmt.Errorf("checksum %s on shard %s: %w", ti.name, c.shardNames[i], err)
+			}
+		}
+		ch.finish(time.Since(start), err)
+	}
 }
 
 // adapt scales the chunk size so that its slowest query takes about target, changing it
