@@ -38,11 +38,22 @@ import (
 // text through), so the hash of a row does not depend on the wrapper and RowHash needs no
 // schema. Should a shard hold a NULL in a column that is NOT NULL on the source, CONCAT_WS
 // skips that part there: no part contains '|' (strings are hex), so that row's text has one
-// separator fewer than any source row's, and it cannot match. SHA1 rather than MD5 because the server computes it about
-// twice as fast (hardware SHA instructions), and the checker's speed is the server's hash
-// speed. The per-chunk aggregate is COUNT(*) and SUM(row_hash), the sum being an exact
-// DECIMAL: sums over shards add up exactly to the source's sum, and unlike BIT_XOR two rows
-// changed the same way do not cancel.
+// separator fewer than any source row's, and it cannot match.
+//
+// The per-chunk aggregate is COUNT(*) and SUM(row_hash), the sum being an exact DECIMAL:
+// sums over shards add up exactly to the source's sum, and unlike BIT_XOR two rows changed
+// the same way do not cancel. The row hash behaves as a random function of the row text
+// (SHA1), so a set of changed rows leaves the sum unchanged with probability about 2^-64,
+// whatever the changes have in common.
+//
+// What it costs, per row on MariaDB 10.11 (1M rows of a 9-column table, server CPU): reading
+// the row 0.08 µs, rendering the parts and joining them about 0.85 µs (a DOUBLE's text alone
+// 0.2, a TEXT's hex 0.16), SHA1 0.13, CONV and CAST to a number 0.25, the DECIMAL SUM 0.07:
+// 1.3 µs in all. Cheaper digests were measured and rejected: MD5 costs 0.5 µs a call there,
+// four times SHA1. CRC32 is nearly free but linear and 32 bits; a 64-bit non-linear value
+// from CRCs (CRC32(text) * CRC32C(text)) must render the row twice, since the server does
+// not share a subexpression, and measured as slow as SHA1 with CONV (1.33 against 1.32 µs)
+// for a weaker guarantee. Raw strings with their lengths instead of HEX measured slower.
 const nullPart = "N"
 
 // partSQL is the SQL text of one column's part, NULL marked whatever the schema says (the
