@@ -43,7 +43,9 @@ type agg struct {
 // to inFlight chunks ahead of the oldest unfinished one. The source does the most work per
 // chunk (every row of the range, where a shard holds only its share, even with routing
 // evaluated on top), so it is the one that bounds the speed: it runs sourceQueries chunks
-// at once, each shard shardQueries. Every query stays within the chunk time target.
+// at once, each shard shardQueries. Every query stays within the chunk time target, but the
+// source carries up to two of them (and a boundary lookup) at a time: --max-rows-per-second
+// and the Threads_running back-off bound what that adds to a busy source.
 const (
 	inFlight      = 4
 	sourceQueries = 2
