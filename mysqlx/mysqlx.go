@@ -7,8 +7,10 @@ package mysqlx
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -136,7 +138,10 @@ func Retryable(err error) bool {
 	default:
 		return false
 	}
-	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrBusyBuffer) || errors.Is(err, sql.ErrConnDone) {
+	// driver.ErrBadConn: the session broke before the statement reached the server (a
+	// dedicated *sql.Conn gets it back instead of a new session).
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrBusyBuffer) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
 	var ne net.Error

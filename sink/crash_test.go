@@ -224,6 +224,11 @@ func TestShardOutageStallsOnlyThatShard(t *testing.T) {
 		return sumOffsets(f.storedOffsets(1)) > before+500
 	})
 	testenv.Eventually(t, time.Minute, "s0's circuit breaker to open", func() bool {
+		select {
+		case err := <-done0:
+			t.Fatalf("s0's sink ended when its shard went down: %v", err)
+		default:
+		}
 		return gaugeValue(metrics.breaker.WithLabelValues("s0")) == 2
 	})
 	// Keep it down a while: the sink must wait, not give up or spin.
