@@ -86,16 +86,26 @@ func (a *applier) apply(ctx context.Context, batch []*message) error {
 	return flush()
 }
 
-// planItems makes the plan of items, reloading the table definitions once when an event
-// does not fit them (another member may have applied a schema change meanwhile).
+// planItems makes the plan of items, reloading the table definitions when an event does
+// not fit them: another lane or member may have applied a schema change meanwhile. It
+// tries again a few times over about three seconds, as another session may be between
+// running a schema change and recording it, a moment in which the shard's table and
+// its record of changes disagree.
 func (s *Sink) planItems(ctx context.Context, items []item) (*plan, error) {
 	p, err := s.makePlan(items)
 	var se *errSchema
-	if errors.As(err, &se) {
+	for wait := 100 * time.Millisecond; errors.As(err, &se); wait *= 2 {
 		if rerr := s.reloadTables(ctx); rerr != nil {
 			return nil, rerr
 		}
-		p, err = s.makePlan(items)
+		if p, err = s.makePlan(items); !errors.As(err, &se) || wait > 2*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
 	}
 	return p, err
 }
