@@ -57,7 +57,22 @@ type partState struct {
 type message struct {
 	kafka.Message
 	size int64
+	// foreign: the reader found by its key that the row belongs to other shards. It is
+	// handed on only to carry its offset (the last message the reader read before a send).
+	foreign bool
+	// routed: the reader routed it by its key, here.
+	routed bool
+	// settled, set on a schema change, is closed once the planner has dealt with it: the
+	// reader of its partition routes by key again only after that, with the new shape.
+	settled chan struct{}
 }
+
+// readBatch bounds what a reader collects before handing it to the planner: messages
+// handed on at once, and their bytes.
+const (
+	readBatchMessages = 128
+	readBatchBytes    = 1 << 20
+)
 
 // work is one unit for the applier: a planned run of row changes, or a schema change
 // (which the planner waits for before planning what follows it). msgs are the messages
@@ -101,7 +116,7 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 	defer stop()
 
 	budget := semaphore.NewWeighted(s.opts.BufferBytes / int64(s.opts.Lanes))
-	in := make(chan *message, 2*s.cfg.Sink.BatchSize)
+	in := make(chan []*message, 2*s.cfg.Sink.BatchSize/readBatchMessages+len(states))
 	readErr := make(chan error, len(states))
 	for _, st := range states {
 		readers.Go(func() { s.read(rctx, st.tp, st.next, budget, in, readErr) })
@@ -140,7 +155,7 @@ func (s *Sink) runPipeline(ctx context.Context, assigned []tp, committed map[tp]
 // batch closes when it holds sink.batch_size changes to decode, four times as many
 // messages in all (changes of other shards' rows, skipped by key, cost little), when
 // sink.batch_wait has passed since its first message, or at a schema change.
-func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr <-chan error, out chan<- *work) error {
+func (s *Sink) planLoop(ctx, abort context.Context, in <-chan []*message, readErr <-chan error, out chan<- *work) error {
 	send := func(w *work) bool {
 		select {
 		case out <- w:
@@ -150,6 +165,7 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr 
 		}
 	}
 	names := &interner{}
+	var pending []*message // received from a reader, not yet taken into a batch
 	// Go 1.23 timers: a stopped or reset timer never delivers a stale tick.
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -178,47 +194,54 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr 
 		}
 	collect:
 		for decoded < s.cfg.Sink.BatchSize && len(msgs) < 4*s.cfg.Sink.BatchSize {
-			select {
-			case m := <-in:
-				it := s.decode(m, names)
-				if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
-					// Everything before the change is applied first; nothing after it is
-					// planned until it is applied (the table's shape changes).
-					if ok, err := flush(); !ok {
-						return err
+			if len(pending) == 0 {
+				select {
+				case pending = <-in:
+				case <-wait:
+					break collect
+				case err := <-readErr:
+					if _, ferr := flush(); ferr != nil {
+						return ferr
 					}
-					w := &work{msgs: []*message{m}, ddl: &ddlWork{m: m, ev: it.ev, done: make(chan struct{})}}
-					if !send(w) {
-						return nil
-					}
-					select {
-					case <-w.ddl.done:
-					case <-abort.Done():
-						return nil
-					}
-					continue
+					return err
+				case <-ctx.Done():
+					_, err := flush()
+					return err
+				case <-abort.Done():
+					return nil
 				}
-				items = append(items, it)
-				msgs = append(msgs, m)
-				if !it.foreign {
-					decoded++
+			}
+			m := pending[0]
+			pending = pending[1:]
+			it := s.decode(m, names)
+			if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
+				// Everything before the change is applied first; nothing after it is
+				// planned until it is applied (the table's shape changes).
+				if ok, err := flush(); !ok {
+					return err
 				}
-				if wait == nil {
-					timer.Reset(s.cfg.Sink.BatchWait)
-					wait = timer.C
+				w := &work{msgs: []*message{m}, ddl: &ddlWork{m: m, ev: it.ev, done: make(chan struct{})}}
+				if !send(w) {
+					return nil
 				}
-			case <-wait:
-				break collect
-			case err := <-readErr:
-				if _, ferr := flush(); ferr != nil {
-					return ferr
+				select {
+				case <-w.ddl.done:
+				case <-abort.Done():
+					return nil
 				}
-				return err
-			case <-ctx.Done():
-				_, err := flush()
-				return err
-			case <-abort.Done():
-				return nil
+				if m.settled != nil {
+					close(m.settled)
+				}
+				continue
+			}
+			items = append(items, it)
+			msgs = append(msgs, m)
+			if !it.foreign {
+				decoded++
+			}
+			if wait == nil {
+				timer.Reset(s.cfg.Sink.BatchWait)
+				wait = timer.C
 			}
 		}
 		if ok, err := flush(); !ok {
@@ -228,8 +251,12 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan *message, readErr 
 }
 
 // read fetches one partition from offset on, within the shared byte budget, and hands the
-// messages to the applier in order.
-func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.Weighted, out chan<- *message, errs chan<- error) {
+// messages to the planner in order, a few at a time. A message whose key shows that its
+// row belongs to other shards is dropped here rather than handed on (most of them, with
+// several shards), except the last one read before a hand-off, which carries the offset
+// the batch reaches. After a schema change of the table, nothing is dropped until the
+// planner has dealt with it: keys after it may only route right with the new shape.
+func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.Weighted, out chan<- []*message, errs chan<- error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:               s.cfg.Kafka.Brokers,
 		Topic:                 p.topic,
@@ -247,6 +274,43 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 		errs <- fmt.Errorf("%w: %s: set offset %d: %v", errRestart, p, offset, err)
 		return
 	}
+	t := s.tables[p.topic]
+	lane := s.opts.BufferBytes / int64(s.opts.Lanes)
+	var (
+		batch   []*message
+		bytes   int64
+		skipped *message      // the last message dropped since the last hand-off
+		hold    chan struct{} // a schema change handed on and not yet settled
+	)
+	send := func() bool {
+		if skipped != nil {
+			batch = append(batch, skipped)
+			skipped = nil
+		}
+		if len(batch) == 0 {
+			return true
+		}
+		if bytes > lane {
+			bytes = lane
+		}
+		if err := budget.Acquire(ctx, bytes); err != nil {
+			return false
+		}
+		// The budget is released per message once applied: spread it over them.
+		per, rest := bytes/int64(len(batch)), bytes%int64(len(batch))
+		for _, m := range batch {
+			m.size = per
+		}
+		batch[len(batch)-1].size += rest
+		select {
+		case out <- batch:
+			batch, bytes = make([]*message, 0, readBatchMessages), 0
+			return true
+		case <-ctx.Done():
+			budget.Release(bytes)
+			return false
+		}
+	}
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -260,19 +324,44 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 			errs <- fmt.Errorf("%w: %s: %v", errRestart, p, err)
 			return
 		}
-		size := int64(len(m.Key) + len(m.Value) + 64)
-		if lane := s.opts.BufferBytes / int64(s.opts.Lanes); size > lane {
-			size = lane
+		offset = m.Offset + 1
+		msg := &message{Message: m}
+		if hold != nil {
+			select {
+			case <-hold:
+				hold = nil
+			default:
+			}
 		}
-		if err := budget.Acquire(ctx, size); err != nil {
-			return
+		switch {
+		case len(m.Key) == 0:
+			// A heartbeat, a schema change, or a message cleave did not write.
+			if ev, ok := fastUnmarshal(m.Value); ok && ev.Op == event.OpDDL {
+				msg.settled = make(chan struct{})
+				hold = msg.settled
+			}
+		case t != nil && hold == nil:
+			if here, ok := s.routeByKey(t, m.Key); ok {
+				msg.routed = true
+				if !here {
+					msg.foreign = true
+					skipped = msg
+				}
+			}
 		}
-		select {
-		case out <- &message{Message: m, size: size}:
-			offset = m.Offset + 1
-		case <-ctx.Done():
-			budget.Release(size)
-			return
+		if !msg.foreign {
+			if skipped != nil {
+				// Its offset is covered by this message's.
+				skipped = nil
+			}
+			batch = append(batch, msg)
+			bytes += int64(len(m.Key) + len(m.Value) + 64)
+		}
+		// Hand on at the end of what the partition held when fetched, or when full.
+		if m.Offset+1 >= m.HighWaterMark || len(batch) >= readBatchMessages || bytes >= readBatchBytes {
+			if !send() {
+				return
+			}
 		}
 	}
 }

@@ -87,8 +87,13 @@ func (e *errSchema) Error() string { return e.msg }
 // decode classifies a message: foreign (by its key), or decoded. names belongs to the
 // calling goroutine.
 func (s *Sink) decode(m *message, names *interner) item {
-	it := item{m: m}
-	if t := s.tables[m.Topic]; t != nil && len(m.Key) > 0 {
+	it := item{m: m, foreign: m.foreign}
+	if it.foreign {
+		return it
+	}
+	if m.routed {
+		it.keyHere = true
+	} else if t := s.tables[m.Topic]; t != nil && len(m.Key) > 0 {
 		if here, ok := s.routeByKey(t, m.Key); ok {
 			if !here {
 				it.foreign = true
