@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/cleave-dev/cleave/event"
 )
@@ -17,6 +18,9 @@ import (
 // that format (an escape it does not know, a nested value in a row, a field name in other
 // case, a number out of range, an invalid event) goes to event.Unmarshal, which is the
 // reference: for any input both give the same event or the fast path defers.
+//
+// The strings of the event may share data's memory (no copy per value): data must not be
+// modified while the event is in use. Kafka hands each message its own bytes.
 func unmarshal(data []byte, names *interner) (*event.Event, error) {
 	if ev, ok := fastUnmarshalWith(data, names); ok {
 		return ev, nil
@@ -67,6 +71,37 @@ type decoder struct {
 // its keys again and again. It is not safe for concurrent use: each planner has its own.
 type interner struct {
 	m map[string]string
+	// rowSize is the most columns a row image had: new row maps are made that big, so
+	// that they do not grow while decoding.
+	rowSize int
+	// cols are the column names of the last row image, in order: the next row of the
+	// same table names them in the same order, found here without hashing.
+	cols []string
+}
+
+// column interns the i-th column name of a row image.
+func (n *interner) column(i int, b []byte) string {
+	if n == nil {
+		return string(b)
+	}
+	if i < len(n.cols) && n.cols[i] == string(b) {
+		return n.cols[i]
+	}
+	s := n.intern(b)
+	if i < len(n.cols) {
+		n.cols[i] = s
+	} else if i == len(n.cols) && i < 1024 {
+		n.cols = append(n.cols, s)
+	}
+	return s
+}
+
+// alias is b as a string without a copy: b must not change while the string is in use.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func (n *interner) intern(b []byte) string {
@@ -265,7 +300,12 @@ func (d *decoder) row() (event.Row, error) {
 	if d.null() {
 		return nil, nil
 	}
-	r := event.Row{}
+	size := 0
+	if d.names != nil {
+		size = d.names.rowSize
+	}
+	r := make(event.Row, size)
+	col := 0
 	err := d.object(func(key []byte) error {
 		var v any
 		switch c := d.peek(); {
@@ -289,9 +329,13 @@ func (d *decoder) row() (event.Row, error) {
 		default:
 			return errSlow
 		}
-		r[d.names.intern(key)] = v
+		r[d.names.column(col, key)] = v
+		col++
 		return nil
 	})
+	if d.names != nil && len(r) > d.names.rowSize && len(r) <= 1024 {
+		d.names.rowSize = len(r)
+	}
 	return r, err
 }
 
@@ -338,7 +382,7 @@ func (d *decoder) number() (string, error) {
 			return "", errSlow
 		}
 	}
-	return string(d.b[start:d.i]), nil
+	return alias(d.b[start:d.i]), nil
 }
 
 func (d *decoder) int64(old int64) (int64, error) {
@@ -420,7 +464,7 @@ func (d *decoder) str() (string, error) {
 			if !ascii && !utf8.Valid(s) {
 				return "", errSlow // encoding/json replaces invalid bytes; leave that to it
 			}
-			return string(s), nil
+			return alias(s), nil
 		case c == '\\':
 			return d.escaped(start)
 		case c < 0x20:
