@@ -87,8 +87,10 @@ reconcile:
 		}
 		start("sink "+s.Name, sk.Run)
 	}
-	// Running means: every shard's sink has stored offsets for every partition (capture's
-	// heartbeats reach all of them).
+	// Running means: every shard's sink has applied a heartbeat of capture on every
+	// partition. A sink stores a partition's offsets as soon as it is assigned, before
+	// capture may even have read the source's position; a heartbeat is only sent from that
+	// position on, so every write of the load comes after it and reaches the shards.
 	topic := kafkax.TableTopic(prefix, f.dbName, "live")
 	testenv.Eventually(t, 90*time.Second, "capture and both sinks to run", func() bool {
 		select {
@@ -98,7 +100,7 @@ reconcile:
 		}
 		for i, s := range f.shards {
 			var n int
-			err := s.QueryRow("SELECT COUNT(*) FROM _cleave.offsets WHERE consumer_group = ? AND topic = ?",
+			err := s.QueryRow("SELECT COUNT(*) FROM _cleave.offsets WHERE consumer_group = ? AND topic = ? AND applied_version > 0",
 				kafkax.SinkGroup(prefix, f.cfg.Shards[i].Name), topic).Scan(&n)
 			if err != nil || n < f.cfg.Kafka.Partitions {
 				return false
