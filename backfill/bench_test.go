@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/sink"
 )
 
 // BenchmarkBackfill copies the shop's order_items (a composite primary key; 4 rows per
@@ -22,7 +24,8 @@ import (
 // 1,000 row changes per second to the shop. It reports the copy's rate (rows acknowledged
 // by Kafka per second of copy), the end-to-end rate (rows per second until both shards
 // hold exactly the source's table, after the load stopped) and the peak Go heap of the
-// process, sampled every 50 ms.
+// process, sampled every 50 ms. The collector is set as cleave run sets it (GOGC=400, a
+// soft limit of 1 GiB) unless GOGC is set.
 //
 //	go test -run '^$' -bench Backfill -benchtime 1x ./backfill/
 func BenchmarkBackfill(b *testing.B) {
@@ -33,6 +36,10 @@ func BenchmarkBackfill(b *testing.B) {
 	chunk := 5000
 	if s := os.Getenv("CLEAVE_BENCH_CHUNK"); s != "" {
 		chunk, _ = strconv.Atoi(s)
+	}
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(sink.GCPercent))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(1 << 30))
 	}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
