@@ -166,6 +166,7 @@ func New(cfg *config.Config, shard string, opts Options) (*Sink, error) {
 		},
 	})
 	s.m.breaker.WithLabelValues(shard).Set(0)
+	s.m.retries.WithLabelValues(shard)
 	return s, nil
 }
 
@@ -271,6 +272,9 @@ func (s *Sink) open(ctx context.Context) error {
 		}
 		t.idx = i
 		s.tables[t.topic] = t
+		// At zero from the start, so that rates and alerts over them have a series.
+		s.m.stale.WithLabelValues(s.shard, t.name)
+		s.m.deadLetters.WithLabelValues(s.shard, t.name)
 		kinds[t.name] = t.shape().keyKind()
 		sub.Tables = append(sub.Tables, *tc)
 	}

@@ -53,6 +53,16 @@ func TestSinksApplyEveryStrategyIncludingShardKeyMoves(t *testing.T) {
 		if applied["s0"] == 0 || applied["s1"] == 0 {
 			t.Errorf("cleave_sink_events_applied_total by shard = %v, want both above 0", applied)
 		}
+		// Counters of what has not happened are there at zero, so rates and alerts over
+		// them have a series from the start.
+		for _, name := range []string{"cleave_sink_retries_total", "cleave_sink_dead_letters_total", "cleave_sink_events_stale_total"} {
+			got := gathered(t, reg, name)
+			for _, shard := range []string{"s0", "s1"} {
+				if _, ok := got[shard]; !ok {
+					t.Errorf("%s has no series for shard %s: %v", name, shard, got)
+				}
+			}
+		}
 	})
 	if err := stop0(); err != nil {
 		t.Fatalf("s0: %v", err)
