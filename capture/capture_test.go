@@ -268,6 +268,35 @@ func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
 	}
 }
 
+// An idle source that has just begun a new binlog file reports a position past the file's
+// opening events (format description, GTID list, binlog checkpoint). Capture must reach
+// it: the checker waits for the sinks to pass the source's position before it calls a row
+// drift, and would wait in vain until the next write.
+func TestIdleSourceAfterRotationIsReachedExactly(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	f := newFixtureOn(t, m.DSN())
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+	cfg := f.configure([]string{"t"}, "")
+	r := f.start(cfg)
+	f.exec("INSERT INTO t VALUES (1)")
+	r.waitAcknowledged(t, f.sourcePosition())
+	for i := 0; i < 2; i++ {
+		f.exec("FLUSH BINARY LOGS")
+		target := f.sourcePosition()
+		if target.Pos <= 4 {
+			t.Fatalf("source position %s right after a rotation: want past the file's opening events", target)
+		}
+		r.waitAcknowledged(t, target)
+	}
+	// MariaDB may still add a binlog checkpoint to the new file a moment later: capture
+	// follows the idle source to its exact position, whatever it has become.
+	testenv.Eventually(t, time.Minute, "capture at the idle source's exact position", func() bool {
+		got, want := r.c.Status().Read, f.sourcePosition()
+		return got.File == want.File && got.Pos == want.Pos
+	})
+}
+
 func TestServerIDInUseStopsTheOlderConnectionNamingIt(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

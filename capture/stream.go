@@ -296,6 +296,16 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		if h.Timestamp != 0 && !r.grp.open {
 			return r.boundary(Position{File: next, Pos: e.Position, GTID: r.gtid.String()})
 		}
+	case *replication.FormatDescriptionEvent, *replication.MariadbGTIDListEvent,
+		*replication.MariadbBinlogCheckPointEvent, *replication.PreviousGTIDsEvent:
+		// The events a file opens with, and MariaDB's binlog checkpoints: no row changes,
+		// never inside a transaction. Passing one is a boundary, so that an idle source's
+		// position (SHOW MASTER STATUS, which counts them) is reached, not left short of.
+		// The description the server sends when a stream opens mid-file lies before the
+		// position and is skipped.
+		if !r.grp.open && h.LogPos > 0 && r.last.File == r.file && uint64(h.LogPos) > r.last.Pos {
+			return r.boundary(Position{File: r.file, Pos: uint64(h.LogPos), GTID: r.gtid.String()})
+		}
 	case *replication.HeartbeatEvent:
 		r.caughtUp = true
 		now := time.Now()
