@@ -63,18 +63,35 @@ func (s *CheckpointStore) Ensure(ctx context.Context) error {
 	}})
 }
 
-// Load returns the latest stored checkpoint, or nil when none was ever stored.
+// Load returns the latest stored checkpoint, or nil when none was ever stored. Errors
+// Kafka calls temporary (a partition whose leader is still being elected, as right after
+// the topic is created) are retried for up to loadRetryTime.
 func (s *CheckpointStore) Load(ctx context.Context) (*Checkpoint, error) {
-	var errs []error
-	for _, b := range s.brokers {
-		cp, err := s.loadFrom(ctx, b)
-		if err == nil {
-			return cp, nil
+	deadline := time.Now().Add(loadRetryTime)
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		var errs []error
+		for _, b := range s.brokers {
+			cp, err := s.loadFrom(ctx, b)
+			if err == nil {
+				return cp, nil
+			}
+			errs = append(errs, err)
 		}
-		errs = append(errs, err)
+		err := fmt.Errorf("read checkpoint from topic %s: %w", s.topic, errors.Join(errs...))
+		var ke kafka.Error
+		if !errors.As(err, &ke) || !ke.Temporary() || time.Now().Add(backoff).After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
 	}
-	return nil, fmt.Errorf("read checkpoint from topic %s: %w", s.topic, errors.Join(errs...))
 }
+
+// loadRetryTime bounds how long Load retries temporary Kafka errors.
+const loadRetryTime = 30 * time.Second
 
 func (s *CheckpointStore) loadFrom(ctx context.Context, broker string) (*Checkpoint, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
