@@ -172,6 +172,8 @@ type Reconcile struct {
 type HTTP struct {
 	// Listen is host:port for /metrics, /healthz, /readyz and /status; empty disables it.
 	Listen string `mapstructure:"listen"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on the same listener.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures logging.
@@ -225,6 +227,7 @@ var defaults = map[string]any{
 	"reconcile.max_rows_per_second": 0,
 	"reconcile.recheck_rounds":      5,
 	"http.listen":                   "127.0.0.1:9466",
+	"http.pprof":                    false,
 	"log.level":                     "info",
 	"log.format":                    "auto",
 	"log.max_size_mb":               100,

@@ -159,6 +159,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 			Gatherer: reg,
 			Checks:   d.ready.checks(),
 			Status:   func(ctx context.Context) any { return d.Status(ctx) },
+			Pprof:    cfg.HTTP.Pprof,
 			Log:      d.log.Named("http"),
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -37,7 +38,9 @@ type Server struct {
 	CheckTimeout time.Duration
 	// Status returns the /status document; it must not contain secrets.
 	Status func(ctx context.Context) any
-	Log    *zap.Logger
+	// Pprof serves Go's profiler under /debug/pprof/.
+	Pprof bool
+	Log   *zap.Logger
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -69,6 +72,13 @@ func (s *Server) Handler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(doc)
 	})
+	if s.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

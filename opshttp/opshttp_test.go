@@ -73,3 +73,30 @@ func TestEndpoints(t *testing.T) {
 		}
 	})
 }
+
+func TestProfilerOnlyWhenEnabled(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(map[bool]string{false: "off by default: 404", true: "on: index and heap profile"}[on], func(t *testing.T) {
+			ts := httptest.NewServer((&Server{Gatherer: prometheus.NewRegistry(), Pprof: on}).Handler())
+			defer ts.Close()
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1"} {
+				res, err := http.Get(ts.URL + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				want := http.StatusNotFound
+				if on {
+					want = http.StatusOK
+				}
+				if res.StatusCode != want {
+					t.Fatalf("GET %s = %d, want %d", path, res.StatusCode, want)
+				}
+				if on && path == "/debug/pprof/heap?debug=1" && !strings.Contains(string(b), "heap profile") {
+					t.Fatalf("GET %s: not a heap profile:\n%.300s", path, b)
+				}
+			}
+		})
+	}
+}

@@ -71,6 +71,7 @@ func runCapture(ctx context.Context, a *app, c *capture.Capture, reg *prometheus
 			Listen:   a.cfg.HTTP.Listen,
 			Gatherer: reg,
 			Log:      a.log,
+			Pprof:    a.cfg.HTTP.Pprof,
 			Status:   func(context.Context) any { return map[string]any{"capture": c.Status()} },
 			Checks: []opshttp.Check{{Name: "capture", Fn: func(context.Context) error {
 				if !c.Status().Streaming {

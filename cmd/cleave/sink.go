@@ -91,6 +91,7 @@ func runSink(ctx context.Context, a *app, shard string) error {
 			Listen:   a.cfg.HTTP.Listen,
 			Gatherer: reg,
 			Log:      a.log,
+			Pprof:    a.cfg.HTTP.Pprof,
 			Checks: []opshttp.Check{
 				{Name: "shard " + shard, Fn: func(ctx context.Context) error {
 					db, err := mysqlx.Open(ctx, "shard "+shard, shardDSN)
