@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,9 +35,7 @@ error (a purged checkpoint, a schema change under ddl.policy stop, a server_id i
 			if err := a.load(); err != nil {
 				return err
 			}
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(capture.GCPercent)
-			}
+			tuneGC(capture.GCPercent)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			opshttp.BuildInfo(reg, buildVersion(), runtime.Version())

@@ -1,19 +1,11 @@
 package main
 
 import (
-	"os"
-	"runtime/debug"
-
 	"github.com/spf13/cobra"
 
 	"github.com/cleave-dev/cleave/daemon"
 	"github.com/cleave-dev/cleave/sink"
 )
-
-// runMemoryLimit is the soft heap limit cleave run sets unless GOMEMLIMIT is set: with
-// the collector running less often (sink.GCPercent), it keeps a burst of in-flight
-// batches from growing the heap without bound.
-const runMemoryLimit = 1 << 30
 
 func newRunCmd(a *app) *cobra.Command {
 	return &cobra.Command{
@@ -39,12 +31,7 @@ stays small, and the collector would otherwise take a large share of the CPU.`,
 			if err := a.load(); err != nil {
 				return err
 			}
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(sink.GCPercent)
-			}
-			if os.Getenv("GOMEMLIMIT") == "" {
-				debug.SetMemoryLimit(runMemoryLimit)
-			}
+			tuneGC(sink.GCPercent)
 			d, err := daemon.New(a.cfg, daemon.Options{Log: a.log, Version: buildVersion()})
 			if err != nil {
 				return &exitError{code: exitCannot, err: err}

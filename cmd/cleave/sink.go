@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -69,9 +68,7 @@ Exit status: 0 after a signal, 2 on any error.`,
 }
 
 func runSink(ctx context.Context, a *app, shard string) error {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(sink.GCPercent)
-	}
+	tuneGC(sink.GCPercent)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opshttp.BuildInfo(reg, buildVersion(), runtime.Version())
