@@ -71,7 +71,11 @@ type message struct {
 // handed on at once, and their bytes.
 const (
 	readBatchMessages = 128
-	readBatchBytes    = 1 << 20
+	// readMaxDropped bounds a run of dropped messages before the last of them is handed
+	// on anyway, so that the stored offset (and the lag it shows) keeps up through a long
+	// run of other shards' rows.
+	readMaxDropped = 4096
+	readBatchBytes = 1 << 20
 )
 
 // work is one unit for the applier: a planned run of row changes, or a schema change
@@ -280,6 +284,7 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 		batch   []*message
 		bytes   int64
 		skipped *message      // the last message dropped since the last hand-off
+		dropped int           // messages dropped since the last hand-off
 		hold    chan struct{} // a schema change handed on and not yet settled
 	)
 	send := func() bool {
@@ -287,6 +292,7 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 			batch = append(batch, skipped)
 			skipped = nil
 		}
+		dropped = 0
 		if len(batch) == 0 {
 			return true
 		}
@@ -346,6 +352,7 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 				if !here {
 					msg.foreign = true
 					skipped = msg
+					dropped++
 				}
 			}
 		}
@@ -358,7 +365,7 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 			bytes += int64(len(m.Key) + len(m.Value) + 64)
 		}
 		// Hand on at the end of what the partition held when fetched, or when full.
-		if m.Offset+1 >= m.HighWaterMark || len(batch) >= readBatchMessages || bytes >= readBatchBytes {
+		if m.Offset+1 >= m.HighWaterMark || len(batch) >= readBatchMessages || bytes >= readBatchBytes || dropped >= readMaxDropped {
 			if !send() {
 				return
 			}
