@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -269,11 +268,8 @@ func (c *copier) init(ctx context.Context) error {
 	if err := c.src.QueryRowContext(ctx, "SELECT @@version, @@server_id").Scan(&version, &c.serverID); err != nil {
 		return fmt.Errorf("read the source's version and server_id: %w", err)
 	}
-	c.showPos = "SHOW MASTER STATUS"
 	c.flavor = c.b.cfg.Source.Flavor
-	if c.flavor == gomysql.MySQLFlavor && versionAtLeast(version, 8, 2) {
-		c.showPos = "SHOW BINARY LOG STATUS"
-	}
+	c.showPos = mysqlx.BinlogStatusStatement(c.flavor == gomysql.MySQLFlavor, version)
 	return nil
 }
 
@@ -642,18 +638,4 @@ func (c *copier) throttle(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-// versionAtLeast compares a server version string's major.minor with major.minor.
-func versionAtLeast(version string, major, minor int) bool {
-	parts := strings.SplitN(version, ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	mi, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return ma > major || ma == major && mi >= minor
 }

@@ -373,39 +373,10 @@ func (s *snapshotConn) commit(ctx context.Context) error {
 	return err
 }
 
-// querier is what showPosition needs of a pool or a connection.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// showPosition reads the source's current binlog position.
-func showPosition(ctx context.Context, q querier, stmt string) (capture.Position, error) {
-	var p capture.Position
-	rows, err := q.QueryContext(ctx, stmt)
-	if err != nil {
-		return p, fmt.Errorf("read the source's binlog position (%s): %w", stmt, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return p, fmt.Errorf("read the source's binlog position: %w", err)
-		}
-		return p, fmt.Errorf("%s returned nothing: the source has no binary log", stmt)
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return p, fmt.Errorf("read the source's binlog position: %w", err)
-	}
-	p.File = vals[0].String
-	if p.Pos, err = strconv.ParseUint(vals[1].String, 10, 64); err != nil {
-		return p, fmt.Errorf("read the source's binlog position: %q is not an offset", vals[1].String)
-	}
-	return p, rows.Err()
+// showPosition reads the source's current binlog position with stmt.
+func showPosition(ctx context.Context, q mysqlx.Querier, stmt string) (capture.Position, error) {
+	file, pos, _, err := mysqlx.BinlogStatus(ctx, q, stmt)
+	return capture.Position{File: file, Pos: pos}, err
 }
 
 // chunkRead is one chunk as read, before it is handed to capture.

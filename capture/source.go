@@ -148,7 +148,7 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	}
 	s.gtids = mariadb || strings.EqualFold(vars["gtid_mode"], "ON")
 	if mariadb {
-		s.fillZeroLogPos = versionAtLeast(s.version, 11, 4)
+		s.fillZeroLogPos = mysqlx.VersionAtLeast(s.version, 11, 4)
 	}
 	return nil
 }
@@ -158,20 +158,6 @@ func orUnset(v string) string {
 		return "unset"
 	}
 	return v
-}
-
-// versionAtLeast compares a server version string's major.minor with major.minor.
-func versionAtLeast(version string, major, minor int) bool {
-	parts := strings.SplitN(version, ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	mi, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return ma > major || ma == major && mi >= minor
 }
 
 // loadCollations reads the collation ids the server uses in table maps.
@@ -212,38 +198,17 @@ func (s *source) loadCollations(ctx context.Context) error {
 // with its GTID state.
 func (s *source) currentPosition(ctx context.Context) (Position, error) {
 	var p Position
-	q := "SHOW MASTER STATUS"
-	if s.flavor == gomysql.MySQLFlavor && versionAtLeast(s.version, 8, 2) {
-		q = "SHOW BINARY LOG STATUS"
+	file, pos, row, err := mysqlx.BinlogStatus(ctx, s.db, mysqlx.BinlogStatusStatement(s.flavor == gomysql.MySQLFlavor, s.version))
+	if errors.Is(err, mysqlx.ErrNoBinlog) {
+		return p, fmt.Errorf("%w: %v", ErrSource, err)
 	}
-	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
-		return p, fmt.Errorf("read the source's binlog position (%s): %w", q, err)
+		return p, err
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return p, fmt.Errorf("read the source's binlog position: %w", err)
-		}
-		return p, fmt.Errorf("%w: %s returned nothing: the source has no binary log", ErrSource, q)
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return p, fmt.Errorf("read the source's binlog position: %w", err)
-	}
-	p.File = vals[0].String
-	if p.Pos, err = strconv.ParseUint(vals[1].String, 10, 64); err != nil {
-		return p, fmt.Errorf("read the source's binlog position: %q is not an offset", vals[1].String)
-	}
-	rows.Close()
+	p.File, p.Pos = file, pos
 	if s.flavor == gomysql.MySQLFlavor {
-		if s.gtids && len(cols) >= 5 {
-			p.GTID = strings.ReplaceAll(vals[4].String, "\n", "")
+		if s.gtids && len(row) >= 5 {
+			p.GTID = strings.ReplaceAll(row[4].String, "\n", "")
 		}
 		return p, nil
 	}

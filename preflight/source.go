@@ -78,16 +78,7 @@ func (s *server) product() string {
 
 // versionAtLeast compares the server's major.minor with major.minor.
 func (s *server) versionAtLeast(major, minor int) bool {
-	parts := strings.SplitN(s.vars["version"], ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	mi, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return ma > major || ma == major && mi >= minor
+	return mysqlx.VersionAtLeast(s.vars["version"], major, minor)
 }
 
 // unreachableFix says what to do about a server that did not answer.

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -244,38 +245,14 @@ func (c *Checker) sourceVersion(ctx context.Context) (event.Version, bool, error
 }
 
 func masterStatus(ctx context.Context, db *sql.DB) (file string, pos uint64, ok bool, err error) {
-	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
-	if err != nil {
-		return "", 0, false, fmt.Errorf("read the source's binlog position (SHOW MASTER STATUS needs REPLICATION CLIENT or BINLOG MONITOR): %w", err)
+	file, pos, _, err = mysqlx.BinlogStatus(ctx, db, "SHOW MASTER STATUS")
+	switch {
+	case errors.Is(err, mysqlx.ErrNoBinlog):
+		return "", 0, false, nil
+	case err != nil:
+		return "", 0, false, fmt.Errorf("%w (SHOW MASTER STATUS needs REPLICATION CLIENT or BINLOG MONITOR)", err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return "", 0, false, err
-	}
-	if !rows.Next() {
-		return "", 0, false, rows.Err()
-	}
-	raw := make([]sql.RawBytes, len(cols))
-	dest := make([]any, len(cols))
-	for i := range raw {
-		dest[i] = &raw[i]
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return "", 0, false, err
-	}
-	for i, name := range cols {
-		switch strings.ToLower(name) {
-		case "file":
-			file = string(raw[i])
-		case "position":
-			pos, err = strconv.ParseUint(string(raw[i]), 10, 64)
-			if err != nil {
-				return "", 0, false, fmt.Errorf("SHOW MASTER STATUS position %q: %w", raw[i], err)
-			}
-		}
-	}
-	return file, pos, file != "", rows.Err()
+	return file, pos, file != "", nil
 }
 
 // waitSinks waits until every shard whose sink keeps offsets for the table's topic has

@@ -48,27 +48,11 @@ func (p binlogPos) String() string { return fmt.Sprintf("%s:%d (gtid %s)", p.Fil
 // transaction boundary, with the MariaDB GTID state there.
 func currentPos(ctx context.Context, db *sql.DB) (binlogPos, error) {
 	var p binlogPos
-	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
-	if err != nil {
-		return p, fmt.Errorf("read the source's binlog position: %w", err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
+	file, pos, _, err := mysqlx.BinlogStatus(ctx, db, "SHOW MASTER STATUS")
 	if err != nil {
 		return p, err
 	}
-	if !rows.Next() {
-		return p, fmt.Errorf("SHOW MASTER STATUS returned nothing: the source has no binlog (log_bin=OFF)")
-	}
-	dest := make([]any, len(cols))
-	dest[0], dest[1] = &p.File, &p.Pos
-	for i := 2; i < len(cols); i++ {
-		dest[i] = new(sql.RawBytes)
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return p, err
-	}
-	rows.Close()
+	p.File, p.Pos = file, pos
 	if err := db.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&p.GTID); err != nil {
 		return p, fmt.Errorf("GTID state at %s:%d: %w", p.File, p.Pos, err)
 	}
