@@ -16,12 +16,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
-	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
@@ -201,49 +199,16 @@ type record struct {
 	ev        *event.Event
 }
 
-// readTopic reads every message of topic, partition by partition in offset order.
+// readTopic reads every event of topic, partition by partition in offset order.
 func readTopic(t *testing.T, brokers []string, topic string) []record {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	parts, err := kafkax.Partitions(ctx, brokers, []string{topic})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []record
-	for p := 0; p < parts[topic]; p++ {
-		conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, p)
+	for _, m := range testenv.ReadTopic(t, brokers, topic) {
+		ev, err := event.Unmarshal(m.Value)
 		if err != nil {
-			t.Fatalf("dial %s/%d: %v", topic, p, err)
+			t.Fatalf("%s/%d@%d: %v: %s", topic, m.Partition, m.Offset, err, m.Value)
 		}
-		_ = conn.SetDeadline(time.Now().Add(time.Minute))
-		first, last, err := conn.ReadOffsets()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-			t.Fatal(err)
-		}
-		off := first
-		for off < last {
-			batch := conn.ReadBatch(1, 16<<20)
-			for {
-				m, err := batch.ReadMessage()
-				if err != nil {
-					break
-				}
-				ev, err := event.Unmarshal(m.Value)
-				if err != nil {
-					t.Fatalf("%s/%d@%d: %v: %s", topic, p, m.Offset, err, m.Value)
-				}
-				out = append(out, record{partition: p, offset: m.Offset, key: string(m.Key), ev: ev})
-				off = m.Offset + 1
-			}
-			if err := batch.Close(); err != nil {
-				t.Fatalf("read %s/%d: %v", topic, p, err)
-			}
-		}
-		conn.Close()
+		out = append(out, record{partition: m.Partition, offset: m.Offset, key: string(m.Key), ev: ev})
 	}
 	return out
 }
