@@ -27,10 +27,10 @@ func VersionAtLeast(version string, major, minor int) bool {
 // BinlogStatusStatement is the statement that reports a server's binlog end: SHOW BINARY
 // LOG STATUS on MySQL from 8.2 (8.4 removed the old name), SHOW MASTER STATUS elsewhere.
 func BinlogStatusStatement(mysqlFlavor bool, version string) string {
-	if mysqlFlavor && VersionAtLeast(version, 8, 2) {
-		return "SHOW BINARY LOG STATUS"
+	if mysqlFlavor {
+		return mySQL{version: version}.BinlogStatusStatement()
 	}
-	return "SHOW MASTER STATUS"
+	return mariaDB{version: version}.BinlogStatusStatement()
 }
 
 // ErrNoBinlog: the server reports no binlog position (log_bin is off).

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Local services for cleave's tests and demo, all on loopback, all data under .local/:
-#   source  MariaDB with binlog ROW/FULL/FULL metadata and GTID   127.0.0.1:3307
-#   shard0  MariaDB                                              127.0.0.1:3308
-#   shard1  MariaDB                                              127.0.0.1:3309
-#   kafka   Apache Kafka (KRaft, single node) on the machine's JDK 127.0.0.1:9092
+#   source        MariaDB with binlog ROW/FULL/FULL metadata and GTID   127.0.0.1:3307
+#   shard0        MariaDB                                              127.0.0.1:3308
+#   shard1        MariaDB                                              127.0.0.1:3309
+#   mysql-source  MySQL 9.7 with binlog ROW/FULL/FULL metadata, GTID   127.0.0.1:3317
+#   mysql-shard0  MySQL 9.7                                            127.0.0.1:3318
+#   mysql-shard1  MySQL 9.7                                            127.0.0.1:3319
+#   kafka         Apache Kafka (KRaft, single node) on the machine's JDK 127.0.0.1:9092
 #
 # usage: scripts/services.sh up|down|status|env
-#        scripts/services.sh start|stop NAME...     (NAME: source shard0 shard1 kafka)
+#        scripts/services.sh start|stop NAME...     (NAME: one of the services above)
 #        scripts/services.sh kafka-jars             (resolve the Kafka jars, print their dir)
+#        scripts/services.sh mysql-root             (build the MySQL root, print its dir)
+#
+# MySQL comes from Debian sid's mysql-server-core, which needs a newer libc than this
+# machine's: it runs in a root of its own (debootstrap, built once under .local/mysql-root
+# and reused), started with chroot; its data folders live inside that root.
 #
 # up/start are idempotent: a service that is already running (pid file, live process with
 # our data dir on its command line, answering) is left alone; they return once every
@@ -16,7 +24,10 @@
 #
 # Environment: CLEAVE_LOCAL_DIR (default <repo>/.local), CLEAVE_SOURCE_PORT (3307),
 # CLEAVE_SHARD0_PORT (3308), CLEAVE_SHARD1_PORT (3309), CLEAVE_KAFKA_PORT (9092),
-# CLEAVE_KAFKA_CONTROLLER_PORT (9093), CLEAVE_SERVICES_TIMEOUT (seconds, 90).
+# CLEAVE_KAFKA_CONTROLLER_PORT (9093), CLEAVE_MYSQL_SOURCE_PORT (3317),
+# CLEAVE_MYSQL_SHARD0_PORT (3318), CLEAVE_MYSQL_SHARD1_PORT (3319), CLEAVE_MYSQL_ROOT
+# (default <local>/mysql-root), CLEAVE_FLAVORS (which servers `up` starts: "mariadb mysql",
+# the default, or one of them), CLEAVE_SERVICES_TIMEOUT (seconds, 90).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +45,14 @@ SHARD0_PORT=${CLEAVE_SHARD0_PORT:-3308}
 SHARD1_PORT=${CLEAVE_SHARD1_PORT:-3309}
 KAFKA_PORT=${CLEAVE_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${CLEAVE_KAFKA_CONTROLLER_PORT:-9093}
+MYSQL_SOURCE_PORT=${CLEAVE_MYSQL_SOURCE_PORT:-3317}
+MYSQL_SHARD0_PORT=${CLEAVE_MYSQL_SHARD0_PORT:-3318}
+MYSQL_SHARD1_PORT=${CLEAVE_MYSQL_SHARD1_PORT:-3319}
+MYSQL_ROOT=${CLEAVE_MYSQL_ROOT:-$LOCAL/mysql-root}
+# The Debian suite and packages the MySQL root is built from. A change here rebuilds it.
+MYSQL_SUITE=sid
+MYSQL_PACKAGES=(mysql-server-core mysql-client-core)
+MYSQL_MIRROR=${CLEAVE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 USER_NAME=cleave
 USER_PASS=cleave
 
@@ -42,7 +61,25 @@ KAFKA_CACHE=$LOCAL/cache/kafka-$KAFKA_VERSION
 KAFKA_JARS=$KAFKA_CACHE/jars
 KAFKA_DIR=$LOCAL/kafka
 
-ALL=(source shard0 shard1 kafka)
+ALL=(source shard0 shard1 mysql-source mysql-shard0 mysql-shard1 kafka)
+
+# up_services lists what `up` starts: every service of the flavors in CLEAVE_FLAVORS, and Kafka.
+up_services() {
+	local flavors=${CLEAVE_FLAVORS:-mariadb mysql} f
+	local -a out=()
+	for f in $flavors; do
+		case $f in
+		mariadb) out+=(source shard0 shard1) ;;
+		mysql) out+=(mysql-source mysql-shard0 mysql-shard1) ;;
+		*) die "CLEAVE_FLAVORS: unknown flavor '$f' (expected mariadb and/or mysql)" ;;
+		esac
+	done
+	out+=(kafka)
+	echo "${out[@]}"
+}
+
+# is_mysql NAME: the service is one of the MySQL servers.
+is_mysql() { [[ $1 == mysql-* ]]; }
 
 log() { echo "services: $*" >&2; }
 die() {
@@ -55,6 +92,9 @@ port_of() {
 	source) echo "$SOURCE_PORT" ;;
 	shard0) echo "$SHARD0_PORT" ;;
 	shard1) echo "$SHARD1_PORT" ;;
+	mysql-source) echo "$MYSQL_SOURCE_PORT" ;;
+	mysql-shard0) echo "$MYSQL_SHARD0_PORT" ;;
+	mysql-shard1) echo "$MYSQL_SHARD1_PORT" ;;
 	kafka) echo "$KAFKA_PORT" ;;
 	*) die "unknown service '$1' (expected one of: ${ALL[*]})" ;;
 	esac
@@ -65,10 +105,22 @@ server_id_of() {
 	source) echo 1 ;;
 	shard0) echo 2 ;;
 	shard1) echo 3 ;;
+	mysql-source) echo 11 ;;
+	mysql-shard0) echo 12 ;;
+	mysql-shard1) echo 13 ;;
 	esac
 }
 
-svc_dir() { echo "$LOCAL/$1"; }
+# A MySQL server's folder inside the root: /srv/NAME there, MYSQL_ROOT/srv/NAME here.
+mysql_inner_dir() { echo "/srv/$1"; }
+
+svc_dir() {
+	if is_mysql "$1"; then
+		echo "$MYSQL_ROOT$(mysql_inner_dir "$1")"
+	else
+		echo "$LOCAL/$1"
+	fi
+}
 pid_file() { echo "$LOCAL/run/$1.pid"; }
 
 log_file() {
@@ -82,6 +134,10 @@ log_file() {
 socket_of() {
 	local s
 	s="$(svc_dir "$1")/mysqld.sock"
+	if is_mysql "$1"; then
+		echo "$s"
+		return
+	fi
 	if ((${#s} > 100)); then
 		s="/tmp/cleave-$(echo -n "$LOCAL" | md5sum | cut -c1-10)-$1.sock"
 	fi
@@ -93,6 +149,7 @@ socket_of() {
 marker_of() {
 	case $1 in
 	kafka) echo "$KAFKA_DIR/server.properties" ;;
+	mysql-*) echo "--defaults-file=$(mysql_inner_dir "$1")/my.cnf" ;;
 	*) echo "--datadir=$(svc_dir "$1")/data" ;;
 	esac
 }
@@ -237,6 +294,144 @@ mariadb_ready() {
 		fail_service "$name" "could not create user $USER_NAME through $sock"
 	fi
 	if ! mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$port" -u"$USER_NAME" -p"$USER_PASS" \
+		--connect-timeout=5 --batch -e 'SELECT 1' >/dev/null 2>"$(svc_dir "$name")/grant.err"; then
+		cat "$(svc_dir "$name")/grant.err" >&2
+		fail_service "$name" "user $USER_NAME cannot log in over TCP on 127.0.0.1:$port"
+	fi
+}
+
+# ---------------------------------------------------------------------------- MySQL
+
+# mysql_root builds the root MySQL runs in, once: a minimal Debian sid (debootstrap) with
+# mysql-server-core and mysql-client-core, about 70 s and 560 MB. The marker records what it
+# was built from, so a change of suite or packages builds it again.
+mysql_root() {
+	local want="$MYSQL_SUITE ${MYSQL_PACKAGES[*]}"
+	if [[ -f $MYSQL_ROOT/.complete && $(<"$MYSQL_ROOT/.complete") == "$want" ]]; then
+		return 0
+	fi
+	[[ $(id -u) -eq 0 ]] || die "mysql: building the MySQL root ($MYSQL_ROOT) needs root (debootstrap and chroot)"
+	ensure_cmd debootstrap debootstrap
+	command -v debootstrap >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
+	local tmp=$MYSQL_ROOT.tmp t0=$SECONDS
+	log "mysql: building the MySQL root in $MYSQL_ROOT (debootstrap $MYSQL_SUITE, then ${MYSQL_PACKAGES[*]}; about a minute, once)"
+	rm -rf "$tmp"
+	mkdir -p "$(dirname "$MYSQL_ROOT")"
+	if ! debootstrap --variant=minbase "$MYSQL_SUITE" "$tmp" "$MYSQL_MIRROR" >"$LOCAL/mysql-root.log" 2>&1; then
+		tail -n 30 "$LOCAL/mysql-root.log" >&2
+		rm -rf "$tmp"
+		die "mysql: debootstrap of Debian $MYSQL_SUITE failed (log: $LOCAL/mysql-root.log)"
+	fi
+	if ! chroot "$tmp" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${MYSQL_PACKAGES[@]}" >>"$LOCAL/mysql-root.log" 2>&1; then
+		tail -n 30 "$LOCAL/mysql-root.log" >&2
+		rm -rf "$tmp"
+		die "mysql: installing ${MYSQL_PACKAGES[*]} in the MySQL root failed (log: $LOCAL/mysql-root.log)"
+	fi
+	chroot "$tmp" /bin/sh -c 'id mysql >/dev/null 2>&1 || useradd -r mysql' >>"$LOCAL/mysql-root.log" 2>&1
+	chroot "$tmp" apt-get clean >>"$LOCAL/mysql-root.log" 2>&1 || true
+	# Keep the data folders of a previous root (a rebuild after a package change).
+	if [[ -d $MYSQL_ROOT/srv ]]; then
+		rm -rf "$tmp/srv"
+		mv "$MYSQL_ROOT/srv" "$tmp/srv"
+	fi
+	rm -rf "$MYSQL_ROOT"
+	mv "$tmp" "$MYSQL_ROOT"
+	echo "$want" >"$MYSQL_ROOT/.complete"
+	log "mysql: root ready ($(chroot "$MYSQL_ROOT" mysqld --version 2>/dev/null | sed 's/^.*Ver //'), $((SECONDS - t0))s)"
+}
+
+# in_root CMD... runs CMD inside the MySQL root.
+in_root() { chroot "$MYSQL_ROOT" "$@"; }
+
+mysql_write_config() {
+	local name=$1 inner dir
+	inner=$(mysql_inner_dir "$name")
+	dir=$(svc_dir "$name")
+	# Every server keeps a binlog with GTIDs, as production primaries do (shards included:
+	# after cut-over they are primaries). The collation stays MySQL's default
+	# (utf8mb4_0900_ai_ci), as a real monolith's would.
+	cat >"$dir/my.cnf" <<EOF
+# Generated by scripts/services.sh; edits are overwritten on the next start.
+[mysqld]
+user=mysql
+datadir=$inner/data
+tmpdir=$inner/tmp
+socket=$inner/mysqld.sock
+pid-file=$inner/mysqld.pid
+log-error=$inner/error.log
+port=$(port_of "$name")
+bind-address=127.0.0.1
+mysqlx=OFF
+secure_file_priv=NULL
+skip_name_resolve=ON
+server_id=$(server_id_of "$name")
+log_bin=$name-bin
+binlog_format=ROW
+binlog_row_image=FULL
+binlog_row_metadata=FULL
+gtid_mode=ON
+enforce_gtid_consistency=ON
+max_binlog_size=64M
+binlog_expire_logs_seconds=86400
+sync_binlog=0
+innodb_buffer_pool_size=256M
+innodb_flush_log_at_trx_commit=2
+max_connections=500
+max_allowed_packet=64M
+performance_schema=OFF
+EOF
+}
+
+mysql_launch() {
+	local name=$1 dir inner port
+	dir=$(svc_dir "$name")
+	inner=$(mysql_inner_dir "$name")
+	port=$(port_of "$name")
+	fail_if_port_taken "$name" "$port"
+	mysql_root
+	mkdir -p "$dir/tmp"
+	mysql_write_config "$name"
+	in_root chown -R mysql:mysql "$inner"
+	if [[ ! -f $dir/data/.installed ]]; then
+		log "$name: initialising data dir $dir/data"
+		rm -rf "$dir/data"
+		if ! in_root mysqld --defaults-file="$inner/my.cnf" --initialize-insecure >"$dir/install.log" 2>&1; then
+			tail -n 20 "$dir/error.log" >&2 || true
+			die "$name: mysqld --initialize-insecure failed (log: $dir/error.log)"
+		fi
+		touch "$dir/data/.installed"
+	fi
+	rm -f "$dir/mysqld.sock"
+	spawn "$(pid_file "$name")" "$dir/stdout.log" chroot "$MYSQL_ROOT" mysqld --defaults-file="$inner/my.cnf"
+	echo "$port" >"$LOCAL/run/$name.port"
+	log "$name: started mysqld pid $(<"$(pid_file "$name")") on 127.0.0.1:$port"
+}
+
+# mysql_ready NAME waits until the server answers on its socket, creates the cleave user
+# (idempotent, kept out of the binlog), and checks that cleave can log in over TCP
+# (caching_sha2_password: MySQL 9 has no mysql_native_password).
+mysql_ready() {
+	local name=$1 port inner deadline pid
+	port=$(port_of "$name")
+	inner=$(mysql_inner_dir "$name")
+	deadline=$((SECONDS + TIMEOUT))
+	while :; do
+		pid=$(running_pid "$name") || fail_service "$name" "mysqld exited during start-up"
+		if in_root mysqladmin --no-defaults --socket="$inner/mysqld.sock" -uroot --connect-timeout=2 ping >/dev/null 2>&1; then
+			break
+		fi
+		((SECONDS < deadline)) || fail_service "$name" "mysqld (pid $pid) did not answer on $inner/mysqld.sock within ${TIMEOUT}s"
+		sleep 0.2
+	done
+	if ! in_root mysql --no-defaults --socket="$inner/mysqld.sock" -uroot --batch -e "
+		SET SESSION sql_log_bin = 0;
+		CREATE USER IF NOT EXISTS '$USER_NAME'@'%' IDENTIFIED BY '$USER_PASS';
+		GRANT ALL PRIVILEGES ON *.* TO '$USER_NAME'@'%' WITH GRANT OPTION;" 2>"$(svc_dir "$name")/grant.err"; then
+		cat "$(svc_dir "$name")/grant.err" >&2
+		fail_service "$name" "could not create user $USER_NAME through $inner/mysqld.sock"
+	fi
+	if ! in_root mysql --no-defaults --protocol=TCP -h127.0.0.1 -P"$port" -u"$USER_NAME" -p"$USER_PASS" \
 		--connect-timeout=5 --batch -e 'SELECT 1' >/dev/null 2>"$(svc_dir "$name")/grant.err"; then
 		cat "$(svc_dir "$name")/grant.err" >&2
 		fail_service "$name" "user $USER_NAME cannot log in over TCP on 127.0.0.1:$port"
@@ -389,6 +584,7 @@ launch() {
 	fi
 	case $1 in
 	kafka) kafka_launch ;;
+	mysql-*) mysql_launch "$1" ;;
 	*) mariadb_launch "$1" ;;
 	esac
 }
@@ -396,6 +592,7 @@ launch() {
 ready() {
 	case $1 in
 	kafka) kafka_ready ;;
+	mysql-*) mysql_ready "$1" ;;
 	*) mariadb_ready "$1" ;;
 	esac
 }
@@ -408,6 +605,7 @@ start_services() {
 	for name in "$@"; do
 		case $name in
 		kafka) ensure_tool kcat ;;
+		mysql-*) ensure_mariadb_installed && mysql_root ;;
 		*) ensure_mariadb_installed ;;
 		esac
 	done
@@ -458,7 +656,7 @@ stop_services() {
 
 status() {
 	local name pid state port
-	printf '%-8s %-5s %-16s %s\n' SERVICE STATE ADDRESS PID
+	printf '%-13s %-5s %-16s %s\n' SERVICE STATE ADDRESS PID
 	for name in "${ALL[@]}"; do
 		port=$(port_of "$name")
 		if pid=$(running_pid "$name" 2>/dev/null); then
@@ -471,7 +669,7 @@ status() {
 			state=down
 			pid=-
 		fi
-		printf '%-8s %-5s %-16s %s\n' "$name" "$state" "127.0.0.1:$port" "$pid"
+		printf '%-13s %-5s %-16s %s\n' "$name" "$state" "127.0.0.1:$port" "$pid"
 	done
 }
 
@@ -487,6 +685,10 @@ print_env() {
 	q CLEAVE_TEST_SOURCE_SOCKET "$(socket_of source)"
 	q CLEAVE_TEST_SHARD0_SOCKET "$(socket_of shard0)"
 	q CLEAVE_TEST_SHARD1_SOCKET "$(socket_of shard1)"
+	q CLEAVE_TEST_MYSQL_SOURCE_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$MYSQL_SOURCE_PORT)/"
+	q CLEAVE_TEST_MYSQL_SHARD0_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$MYSQL_SHARD0_PORT)/"
+	q CLEAVE_TEST_MYSQL_SHARD1_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$MYSQL_SHARD1_PORT)/"
+	q CLEAVE_MYSQL_ROOT "$MYSQL_ROOT"
 	q CLEAVE_LOCAL_DIR "$LOCAL"
 	q CLEAVE_KAFKA_JARS "$KAFKA_JARS"
 }
@@ -501,7 +703,7 @@ lock() {
 }
 
 usage() {
-	sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -512,7 +714,8 @@ main() {
 	case $cmd in
 	up)
 		lock
-		start_services "${ALL[@]}"
+		# shellcheck disable=SC2046
+		start_services $(up_services)
 		;;
 	down)
 		lock
@@ -534,6 +737,11 @@ main() {
 		lock
 		kafka_jars
 		echo "$KAFKA_JARS"
+		;;
+	mysql-root)
+		lock
+		mysql_root
+		echo "$MYSQL_ROOT"
 		;;
 	-h | --help | help) usage ;;
 	*)

@@ -162,26 +162,45 @@ func TestTopicPrefixTopicsAreDeletedAtCleanup(t *testing.T) {
 	})
 }
 
-func TestPrivateMariaDB(t *testing.T) {
+func TestPrivateServer(t *testing.T) {
+	for _, f := range MatrixFlavors() {
+		t.Run(string(f), func(t *testing.T) { testPrivateServer(t, f) })
+	}
+}
+
+func testPrivateServer(t *testing.T, f Flavor) {
 	t.Run("defaults are a correct cleave source", func(t *testing.T) {
-		m := StartMariaDB(t, MariaDBOptions{ServerID: 4242})
+		m := StartServer(t, f, ServerOptions{ServerID: 4242})
 		want := map[string]string{
 			"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL",
-			"binlog_row_metadata": "FULL", "gtid_strict_mode": "1", "server_id": "4242",
+			"binlog_row_metadata": "FULL", "server_id": "4242",
+		}
+		if f == MySQLFlavor {
+			want["gtid_mode"] = "ON"
+			want["enforce_gtid_consistency"] = "ON"
+		} else {
+			want["gtid_strict_mode"] = "1"
+		}
+		if m.Flavor() != f {
+			t.Errorf("Flavor() = %s, want %s", m.Flavor(), f)
 		}
 		checkVariables(t, m.DSN(), want)
 	})
 	t.Run("options misconfigure the binlog", func(t *testing.T) {
-		m := StartMariaDB(t, MariaDBOptions{
-			DisableBinlog: true, BinlogFormat: "STATEMENT", BinlogRowImage: "MINIMAL",
-			ExtraArgs: []string{"--gtid-domain-id=7"},
-		})
-		checkVariables(t, m.DSN(), map[string]string{
-			"log_bin": "0", "binlog_format": "STATEMENT", "binlog_row_image": "MINIMAL", "gtid_domain_id": "7",
-		})
+		opts := ServerOptions{DisableBinlog: true, BinlogFormat: "STATEMENT", BinlogRowImage: "MINIMAL"}
+		want := map[string]string{"log_bin": "0", "binlog_format": "STATEMENT", "binlog_row_image": "MINIMAL"}
+		if f == MySQLFlavor {
+			opts.ExtraArgs = []string{"--binlog-transaction-compression=ON"}
+			want["binlog_transaction_compression"] = "1"
+		} else {
+			opts.ExtraArgs = []string{"--gtid-domain-id=7"}
+			want["gtid_domain_id"] = "7"
+		}
+		m := StartServer(t, f, opts)
+		checkVariables(t, m.DSN(), want)
 	})
 	t.Run("rows survive a graceful stop and a kill, on the same port", func(t *testing.T) {
-		m := StartMariaDB(t, MariaDBOptions{})
+		m := StartServer(t, f, ServerOptions{})
 		addr := m.Addr()
 		m.RootExec("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1)")
 		m.Stop()
@@ -207,7 +226,7 @@ func TestPrivateMariaDB(t *testing.T) {
 		}
 	})
 	t.Run("a user without grants can be made for permission tests", func(t *testing.T) {
-		m := StartMariaDB(t, MariaDBOptions{})
+		m := StartServer(t, f, ServerOptions{})
 		m.RootExec("CREATE USER 'weak'@'%' IDENTIFIED BY 'pw'")
 		_, err := OpenDB(t, m.DSNFor("weak", "pw")).Exec("CREATE DATABASE nope")
 		if err == nil {

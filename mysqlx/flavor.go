@@ -1,0 +1,96 @@
+package mysqlx
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Flavor is everything in the SQL cleave sends that differs between the server products
+// it talks to (MariaDB and MySQL, each by version). Every part asks its server's Flavor
+// instead of branching on a product name, so a difference lives here once, with its
+// reason, and a further product would be one more implementation.
+type Flavor interface {
+	// Name is the product as source.flavor spells it: "mariadb" or "mysql".
+	Name() string
+	// Version is the server's VERSION() ("10.11.19-MariaDB-0+deb12u1-log", "9.7.4-2").
+	Version() string
+	// Product names the server in messages: "MariaDB 10.11.19", "MySQL 9.7.4".
+	Product() string
+	// AtLeast reports whether the server's version is at least major.minor.
+	AtLeast(major, minor int) bool
+	// BinlogStatusStatement reports the binlog's end: SHOW BINARY LOG STATUS on MySQL from
+	// 8.2 (8.4 removed the old name), SHOW MASTER STATUS elsewhere.
+	BinlogStatusStatement() string
+}
+
+// The values of source.flavor.
+const (
+	MariaDB = "mariadb"
+	MySQL   = "mysql"
+)
+
+// FlavorOf returns the flavor of a server by its VERSION() string: MariaDB says so in its
+// version, every other server is MySQL.
+func FlavorOf(version string) Flavor {
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return mariaDB{version: version}
+	}
+	return mySQL{version: version}
+}
+
+// DetectFlavor asks the server behind q for its version and returns its flavor.
+func DetectFlavor(ctx context.Context, q Querier) (Flavor, error) {
+	rows, err := q.QueryContext(ctx, "SELECT VERSION()")
+	if err != nil {
+		return nil, fmt.Errorf("read the server's version: %w", err)
+	}
+	defer rows.Close()
+	var v string
+	if rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("read the server's version: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the server's version: %w", err)
+	}
+	if v == "" {
+		return nil, fmt.Errorf("read the server's version: VERSION() returned nothing")
+	}
+	return FlavorOf(v), nil
+}
+
+// shortVersion is the version's leading digits and dots: "10.11.19" of "10.11.19-MariaDB-…".
+func shortVersion(v string) string {
+	end := 0
+	for end < len(v) && (v[end] == '.' || v[end] >= '0' && v[end] <= '9') {
+		end++
+	}
+	return strings.TrimRight(v[:end], ".")
+}
+
+type mariaDB struct{ version string }
+
+var _ Flavor = mariaDB{}
+
+func (f mariaDB) Name() string                  { return MariaDB }
+func (f mariaDB) Version() string               { return f.version }
+func (f mariaDB) Product() string               { return "MariaDB " + shortVersion(f.version) }
+func (f mariaDB) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
+func (f mariaDB) BinlogStatusStatement() string { return "SHOW MASTER STATUS" }
+
+type mySQL struct{ version string }
+
+var _ Flavor = mySQL{}
+
+func (f mySQL) Name() string                  { return MySQL }
+func (f mySQL) Version() string               { return f.version }
+func (f mySQL) Product() string               { return "MySQL " + shortVersion(f.version) }
+func (f mySQL) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
+func (f mySQL) BinlogStatusStatement() string {
+	if f.AtLeast(8, 2) {
+		return "SHOW BINARY LOG STATUS"
+	}
+	return "SHOW MASTER STATUS"
+}
