@@ -102,7 +102,7 @@ func Load(ctx context.Context, conn *sql.DB, db, table string) (*Table, error) {
 		}
 		c.DataType = strings.ToLower(c.DataType)
 		c.Nullable = nullable == "YES"
-		c.Generated = strings.Contains(strings.ToUpper(extra), "GENERATED")
+		c.Generated = generatedExtra(extra)
 		k, err := KindOf(c.DataType, c.ColumnType)
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s column %s: %w", db, table, c.Name, err)
@@ -146,6 +146,16 @@ func Load(ctx context.Context, conn *sql.DB, db, table string) (*Table, error) {
 		return t, fmt.Errorf("%s.%s: %w: add one (cleave keys every change event and every checked row by it)", db, table, ErrNoPrimaryKey)
 	}
 	return t, nil
+}
+
+// generatedExtra reports whether information_schema's EXTRA marks a generated column:
+// "VIRTUAL GENERATED" or "STORED GENERATED" (MariaDB also says "PERSISTENT GENERATED").
+// MySQL marks a column whose DEFAULT is an expression (DEFAULT CURRENT_TIMESTAMP) with
+// "DEFAULT_GENERATED": that column holds whatever was written to it and must be copied.
+func generatedExtra(extra string) bool {
+	e := strings.ToUpper(extra)
+	return strings.Contains(e, "VIRTUAL GENERATED") || strings.Contains(e, "STORED GENERATED") ||
+		strings.Contains(e, "PERSISTENT GENERATED")
 }
 
 // ColumnIndex returns the index of the named column (case-insensitive, as MySQL), or -1.
