@@ -29,9 +29,16 @@ func (r *running) status(t *testing.T) Status {
 
 // TestRunStreamsChecksAndDrains runs the whole daemon on the local services under a write
 // load: every shard applies, the scheduled reconcile finds the shards consistent, the
-// endpoints describe it, and cancelling (SIGTERM) drains every part without an error.
+// endpoints describe it, and cancelling (SIGTERM) drains every part without an error. It
+// runs for each flavor, and across flavors each way (a MySQL monolith split onto MariaDB
+// shards, and the reverse).
 func TestRunStreamsChecksAndDrains(t *testing.T) {
-	dep := newDeployment(t, nil, "reconcile:\n  interval: 2s\n")
+	testenv.EachFlavor(t, testRunStreamsChecksAndDrains)
+	testenv.CrossFlavors(t, testRunStreamsChecksAndDrains)
+}
+
+func testRunStreamsChecksAndDrains(t *testing.T, env testenv.Env) {
+	dep := newDeployment(t, env, nil, "reconcile:\n  interval: 2s\n")
 	r := dep.start(t)
 
 	testenv.Eventually(t, time.Minute, "/readyz 200 and capture streaming", func() bool {
@@ -97,11 +104,14 @@ func TestRunStreamsChecksAndDrains(t *testing.T) {
 // /readyz answers 503 naming that shard and its address (and only it), never a password,
 // and 200 again once the shard is back, while the daemon keeps running throughout.
 func TestReadyzNamesAStoppedShardAndRecovers(t *testing.T) {
-	env := testenv.Services(t)
+	testenv.EachFlavor(t, testReadyzNamesAStoppedShardAndRecovers)
+}
+
+func testReadyzNamesAStoppedShardAndRecovers(t *testing.T, env testenv.Env) {
 	const password = "pw-Zq81-not-for-status"
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	m := testenv.StartServer(t, env.ShardFlavor, testenv.ServerOptions{})
 	m.RootExec("SET SESSION sql_log_bin = 0; CREATE USER 'ops'@'%' IDENTIFIED BY '" + password + "'; GRANT ALL PRIVILEGES ON *.* TO 'ops'@'%'")
-	dep := newDeployment(t, []string{env.Shard0DSN, m.DSNFor("ops", password)}, "reconcile:\n  interval: 0s\n")
+	dep := newDeployment(t, env, []string{env.Shard0DSN, m.DSNFor("ops", password)}, "reconcile:\n  interval: 0s\n")
 	r := dep.start(t)
 
 	// Both sinks past their start-up (they applied capture's heartbeats): the outage hits
@@ -156,7 +166,7 @@ func TestReadyzNamesAStoppedShardAndRecovers(t *testing.T) {
 // TestFirstFailureStopsEveryPart makes one part fail (the HTTP listener's port is taken)
 // while capture and the sinks run: Run stops them all and returns that part's error.
 func TestFirstFailureStopsEveryPart(t *testing.T) {
-	dep := newDeployment(t, nil, "reconcile:\n  interval: 1m\n")
+	dep := newDeployment(t, testenv.Services(t), nil, "reconcile:\n  interval: 1m\n")
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

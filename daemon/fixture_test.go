@@ -35,12 +35,11 @@ type deployment struct {
 	shards []*sql.DB
 }
 
-// newDeployment creates the shop schema on the source, writes a configuration for it
-// (shards at shardDSNs, the shared ones when nil) and runs cleave prepare. extraYAML is
-// appended to the configuration.
-func newDeployment(t *testing.T, shardDSNs []string, extraYAML string) *deployment {
+// newDeployment creates the shop schema on the source of env, writes a configuration for
+// it (shards at shardDSNs, env's when nil) and runs cleave prepare. extraYAML is appended to
+// the configuration.
+func newDeployment(t *testing.T, env testenv.Env, shardDSNs []string, extraYAML string) *deployment {
 	t.Helper()
-	env := testenv.Services(t)
 	if shardDSNs == nil {
 		shardDSNs = env.ShardDSNs()
 	}
@@ -57,7 +56,7 @@ func newDeployment(t *testing.T, shardDSNs []string, extraYAML string) *deployme
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", env.SourceDSN, 100000+rand.IntN(1<<30))
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", env.SourceDSN, env.SourceFlavor, 100000+rand.IntN(1<<30))
 	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 2\n", env.KafkaBrokers[0], testenv.TopicPrefix(t))
 	b.WriteString("shards:\n")
 	for i, dsn := range shardDSNs {

@@ -10,6 +10,8 @@
 #   peak RSS of cleave run, of cleave capture and of Debezium's Kafka Connect
 #   capture catch-up           beside Debezium's MariaDB connector in Kafka Connect
 #                              standalone on the same 1M-row-change backlog (cleave-bench peer)
+#   capture catch-up and reconcile again with a MySQL 9.7 source and shards
+#                              (CLEAVE_BENCH_FLAVOR=mysql), beside the MariaDB rows
 #
 # usage: scripts/bench.sh
 #
@@ -168,19 +170,25 @@ fi
 
 gobench reconcile ./reconcile/ '^BenchmarkReconcile1M$' 10m
 
+# The same two on MySQL 9.7: a MySQL source for capture, a MySQL source and MySQL shards
+# for the checker.
+CLEAVE_BENCH_FLAVOR=mysql CLEAVE_BENCH_ROUNDS=$CAPTURE_ROUNDS gobench capture_mysql ./capture/ '^BenchmarkCatchUp$' 10m
+CLEAVE_BENCH_FLAVOR=mysql gobench reconcile_mysql ./reconcile/ '^BenchmarkReconcile1M$' 10m
+
 # ---------------------------------------------------------------------------- report
 
 versions=(
 	--version "cleave=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo '+uncommitted changes')"
 	--version "Go=$("$GO" env GOVERSION)"
 	--version "MariaDB=$(mariadb --no-defaults --socket="$CLEAVE_TEST_SOURCE_SOCKET" -uroot -N -e 'SELECT VERSION()')"
+	--version "MySQL=$(chroot "$CLEAVE_MYSQL_ROOT" mysql --no-defaults --socket=/srv/mysql-source/mysqld.sock -uroot -N -e 'SELECT VERSION()')"
 	--version "Kafka=$KAFKA_VERSION"
 	--version "Debezium MariaDB connector=$DEBEZIUM_VERSION (Kafka Connect $CONNECT_VERSION)"
 	--version "Java=$(java -version 2>&1 | head -n 1 | sed 's/.*version "\([^"]*\)".*/\1/')"
 	--version "pt-table-checksum=$(pt-table-checksum --version 2>/dev/null | awk '{print $2}')"
 )
 figures=()
-for f in lag peer capture sink backfill backfill_package reconcile; do
+for f in lag peer capture capture_mysql sink backfill backfill_package reconcile reconcile_mysql; do
 	[[ -f $WORK/$f.json ]] && figures+=("$WORK/$f.json")
 done
 stamp=$(date -u +%Y-%m-%d)

@@ -3,12 +3,14 @@
 # onto two shards while it keeps taking writes, a reconcile proves the shards match, three
 # drifts injected behind cleave's back are caught, repaired and checked again.
 #
-# Usage: scripts/demo.sh            (or: make demo)
-# Env:   DEMO_USERS (default 15000, about 7 rows each), DEMO_RATE (row changes/s, 1000),
+# Usage: scripts/demo.sh            (or: make demo; DEMO_FLAVOR=mysql make demo for MySQL)
+# Env:   DEMO_FLAVOR (mariadb, the default, or mysql: the source and both shards run it),
+#        DEMO_USERS (default 15000, about 7 rows each), DEMO_RATE (row changes/s, 1000),
 #        DEMO_LOAD_SECONDS (30)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+flavor=${DEMO_FLAVOR:-mariadb}
 users=${DEMO_USERS:-15000}
 rate=${DEMO_RATE:-1000}
 load_seconds=${DEMO_LOAD_SECONDS:-30}
@@ -31,11 +33,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "1/8  Local services: MariaDB source (3307), two MariaDB shards (3308, 3309), Kafka (9092)"
-scripts/services.sh up
+case $flavor in
+mariadb)
+	product=MariaDB
+	src_port=${CLEAVE_SOURCE_PORT:-3307}; s0_port=${CLEAVE_SHARD0_PORT:-3308}; s1_port=${CLEAVE_SHARD1_PORT:-3309}
+	;;
+mysql)
+	product=MySQL
+	src_port=${CLEAVE_MYSQL_SOURCE_PORT:-3317}; s0_port=${CLEAVE_MYSQL_SHARD0_PORT:-3318}; s1_port=${CLEAVE_MYSQL_SHARD1_PORT:-3319}
+	;;
+*) die "DEMO_FLAVOR=$flavor: expected mariadb or mysql" ;;
+esac
+source_dsn="cleave:cleave@tcp(127.0.0.1:$src_port)/"
+
+step "1/8  Local services: $product source ($src_port), two $product shards ($s0_port, $s1_port), Kafka (9092)"
+CLEAVE_FLAVORS=$flavor scripts/services.sh up
 eval "$(scripts/services.sh env)"
+# The MariaDB client speaks to both products (caching_sha2_password included).
 mysql_at() { mariadb --no-defaults -h127.0.0.1 -P"$1" -ucleave -pcleave --batch --skip-column-names "${@:2}"; }
-src_port=${CLEAVE_SOURCE_PORT:-3307}; s0_port=${CLEAVE_SHARD0_PORT:-3308}; s1_port=${CLEAVE_SHARD1_PORT:-3309}
 
 step "2/8  Building cleave"
 go build -o bin/cleave ./cmd/cleave
@@ -45,12 +60,14 @@ bin/cleave version
 # A fresh run every time: the shop is dropped everywhere and the topics get a new prefix.
 prefix="demo-$(date +%Y%m%d%H%M%S)"
 cfg="$work/cleave.yaml"
-sed "s/topic_prefix: demo/topic_prefix: $prefix/" configs/demo.yaml >"$cfg"
+sed -e "s/topic_prefix: demo/topic_prefix: $prefix/" -e "s/flavor: mariadb/flavor: $flavor/" \
+	-e "s/127.0.0.1:3307/127.0.0.1:$src_port/" -e "s/127.0.0.1:3308/127.0.0.1:$s0_port/" \
+	-e "s/127.0.0.1:3309/127.0.0.1:$s1_port/" configs/demo.yaml >"$cfg"
 for p in "$src_port" "$s0_port" "$s1_port"; do mysql_at "$p" -e 'DROP DATABASE IF EXISTS shop'; done
 rm -f "$work"/*.json "$work"/*.sql .cleave-reconcile.state.json
 
 step "3/8  The monolith: shop.users, orders and order_items (which follow their user), countries"
-bin/cleave-loadgen --dsn "$CLEAVE_TEST_SOURCE_DSN" --database shop --seed-users "$users" --seed 42
+bin/cleave-loadgen --dsn "$source_dsn" --database shop --seed-users "$users" --seed 42
 for t in users orders order_items countries; do
 	say "$(printf '%-12s %8s rows' "$t" "$(mysql_at "$src_port" -e "SELECT COUNT(*) FROM shop.$t")")"
 done
@@ -63,7 +80,7 @@ step "5/8  cleave run: backfill of the existing rows + every change streamed, wh
 bin/cleave run --config "$cfg" --log-level warn >"$work/run.log" 2>&1 &
 run_pid=$!
 say "daemon pid $run_pid, logs in $work/run.log, metrics at http://127.0.0.1:9466/metrics"
-bin/cleave-loadgen --dsn "$CLEAVE_TEST_SOURCE_DSN" --database shop --rate "$rate" --duration "${load_seconds}s" >"$work/load.log" 2>&1 &
+bin/cleave-loadgen --dsn "$source_dsn" --database shop --rate "$rate" --duration "${load_seconds}s" >"$work/load.log" 2>&1 &
 load_pid=$!
 
 # progress prints one line from /status: backfill per table, capture lag, each shard's lag.

@@ -84,19 +84,43 @@ type GoMetric struct {
 	Optional bool
 }
 
+var captureBench = GoBench{
+	Key:   "capture_catchup",
+	Title: "capture catch-up of a 1M row-change backlog (70% inserts, 20% updates, 10% deletes, 9 columns) into Kafka",
+	How: "capture/BenchmarkCatchUp (`go test -bench CatchUp -benchtime 1x`): capture in-process, started from a stored checkpoint before the backlog, " +
+		"timed until Kafka has acknowledged every event (8 partitions, acks=all); beside it go-mysql's BinlogSyncer alone reading and decoding the same binlog range, same run.",
+	Cleave: []GoMetric{{Bench: "BenchmarkCatchUp", Metric: "events/s", Unit: "events/s"}},
+	Beside: []GoMetric{
+		{Bench: "BenchmarkCatchUp", Metric: "bare-rows/s", Label: "bare go-mysql decode", Unit: "rows/s"},
+		{Bench: "BenchmarkCatchUp", Metric: "%-of-bare", Label: "capture at", Unit: "% of bare", Optional: true},
+	},
+}
+
+var reconcileBench = GoBench{
+	Key:   "reconcile",
+	Title: "reconcile of a 1M-row, 9-column table, source against 2 shards",
+	How: "reconcile/BenchmarkReconcile1M (`-benchtime 1x`): cleave's chunked checker (count + 64-bit hash sum per chunk on the source and on both shards) verifying the table; " +
+		"beside it the same check as one chunk (what chunking costs), pt-table-checksum on the source alone (--recursion-method none, --chunk-time 0.5) and one bare full-scan `SELECT COUNT(*), SUM(<row hash>)` on the source, on the same table in the same run.",
+	Cleave: []GoMetric{{Bench: "BenchmarkReconcile1M/cleave-source-vs-2-shards", Metric: "rows/s", Unit: "rows/s"}},
+	Beside: []GoMetric{
+		{Bench: "BenchmarkReconcile1M/cleave-one-chunk", Metric: "rows/s", Label: "cleave as one chunk", Unit: "rows/s", Optional: true},
+		{Bench: "BenchmarkReconcile1M/pt-table-checksum-source-only", Metric: "rows/s", Label: "pt-table-checksum", Unit: "rows/s"},
+		{Bench: "BenchmarkReconcile1M/bare-hash-query-source-only", Metric: "rows/s", Label: "bare hash scan", Unit: "rows/s"},
+	},
+}
+
+// onMySQL is a benchmark's figure as measured with a MySQL source and MySQL shards
+// (CLEAVE_BENCH_FLAVOR=mysql), for the row beside the MariaDB one.
+func onMySQL(gb GoBench, where string) GoBench {
+	gb.Key += "_mysql"
+	gb.Title += ", " + where
+	gb.How = "As the row above, with a MySQL 9.7 source and MySQL 9.7 shards (CLEAVE_BENCH_FLAVOR=mysql)."
+	return gb
+}
+
 // GoBenches are the package benchmarks scripts/bench.sh runs, by kind.
 var GoBenches = map[string]GoBench{
-	"capture": {
-		Key:   "capture_catchup",
-		Title: "capture catch-up of a 1M row-change backlog (70% inserts, 20% updates, 10% deletes, 9 columns) into Kafka",
-		How: "capture/BenchmarkCatchUp (`go test -bench CatchUp -benchtime 1x`): capture in-process, started from a stored checkpoint before the backlog, " +
-			"timed until Kafka has acknowledged every event (8 partitions, acks=all); beside it go-mysql's BinlogSyncer alone reading and decoding the same binlog range, same run.",
-		Cleave: []GoMetric{{Bench: "BenchmarkCatchUp", Metric: "events/s", Unit: "events/s"}},
-		Beside: []GoMetric{
-			{Bench: "BenchmarkCatchUp", Metric: "bare-rows/s", Label: "bare go-mysql decode", Unit: "rows/s"},
-			{Bench: "BenchmarkCatchUp", Metric: "%-of-bare", Label: "capture at", Unit: "% of bare", Optional: true},
-		},
-	},
+	"capture": captureBench,
 	"sink": {
 		Key:   "sink_apply",
 		Title: "sink apply of a 1M-insert backlog from Kafka to 2 shards (9 columns, version-checked)",
@@ -120,18 +144,10 @@ var GoBenches = map[string]GoBench{
 		Beside:   []GoMetric{{Bench: "BenchmarkBackfill", Metric: "peak-heap-MiB", Label: "peak Go heap", Unit: "MiB", Optional: true}},
 		AnyRates: true,
 	},
-	"reconcile": {
-		Key:   "reconcile",
-		Title: "reconcile of a 1M-row, 9-column table, source against 2 shards",
-		How: "reconcile/BenchmarkReconcile1M (`-benchtime 1x`): cleave's chunked checker (count + 64-bit hash sum per chunk on the source and on both shards) verifying the table; " +
-			"beside it the same check as one chunk (what chunking costs), pt-table-checksum on the source alone (--recursion-method none, --chunk-time 0.5) and one bare full-scan `SELECT COUNT(*), SUM(<row hash>)` on the source, on the same table in the same run.",
-		Cleave: []GoMetric{{Bench: "BenchmarkReconcile1M/cleave-source-vs-2-shards", Metric: "rows/s", Unit: "rows/s"}},
-		Beside: []GoMetric{
-			{Bench: "BenchmarkReconcile1M/cleave-one-chunk", Metric: "rows/s", Label: "cleave as one chunk", Unit: "rows/s", Optional: true},
-			{Bench: "BenchmarkReconcile1M/pt-table-checksum-source-only", Metric: "rows/s", Label: "pt-table-checksum", Unit: "rows/s"},
-			{Bench: "BenchmarkReconcile1M/bare-hash-query-source-only", Metric: "rows/s", Label: "bare hash scan", Unit: "rows/s"},
-		},
-	},
+	"reconcile": reconcileBench,
+	// The same on MySQL 9.7.
+	"capture_mysql":   onMySQL(captureBench, "MySQL 9.7 source"),
+	"reconcile_mysql": onMySQL(reconcileBench, "MySQL 9.7 source and shards"),
 }
 
 // figureFromAnyRates builds gb's figure from every rate (a unit ending in "/s") reported,

@@ -27,8 +27,8 @@ type Report struct {
 // figureOrder is the order of the table's rows; figures of other keys follow in the order
 // they were given.
 var figureOrder = []string{
-	"capture_catchup", "peer_catchup", "peer", "sink_apply", "lag_2000", "lag_5000", "lag",
-	"backfill", "backfill_package", "reconcile", "run_peak_rss", "peer_peak_rss",
+	"capture_catchup", "capture_catchup_mysql", "peer_catchup", "peer", "sink_apply", "lag_2000", "lag_5000", "lag",
+	"backfill", "backfill_package", "reconcile", "reconcile_mysql", "run_peak_rss", "peer_peak_rss",
 }
 
 // SortFigures puts the figures in the table's order.

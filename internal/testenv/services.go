@@ -344,3 +344,15 @@ func splitBrokers(s string) []string {
 	}
 	return out
 }
+
+// EnvBenchFlavor picks the flavor a benchmark runs against (scripts/bench.sh sets it for its
+// MySQL rows); MariaDB when unset.
+const EnvBenchFlavor = "CLEAVE_BENCH_FLAVOR"
+
+// BenchFlavor is the flavor named by CLEAVE_BENCH_FLAVOR, MariaDB by default.
+func BenchFlavor() Flavor {
+	if Flavor(strings.TrimSpace(os.Getenv(EnvBenchFlavor))) == MySQLFlavor {
+		return MySQLFlavor
+	}
+	return MariaDBFlavor
+}
