@@ -19,7 +19,10 @@ func count(t *testing.T, env testenv.Env, q string) int64 {
 }
 
 func TestSeedWritesWhatItReports(t *testing.T) {
-	env := testenv.MySQL(t)
+	testenv.EachFlavorDatabases(t, testSeedWritesWhatItReports)
+}
+
+func testSeedWritesWhatItReports(t *testing.T, env testenv.Env) {
 	dbName := testenv.NewDatabase(t, env.SourceDSN)
 	db := testenv.OpenDB(t, env.SourceDSN)
 	ctx := context.Background()
@@ -43,7 +46,10 @@ func TestSeedWritesWhatItReports(t *testing.T) {
 }
 
 func TestLoadChangesRowsAndKeepsItemsWithTheirOrder(t *testing.T) {
-	env := testenv.MySQL(t)
+	testenv.EachFlavorDatabases(t, testLoadChangesRowsAndKeepsItemsWithTheirOrder)
+}
+
+func testLoadChangesRowsAndKeepsItemsWithTheirOrder(t *testing.T, env testenv.Env) {
 	dbName := testenv.NewDatabase(t, env.SourceDSN)
 	db := testenv.OpenDB(t, env.SourceDSN)
 	ctx, cancel := context.WithCancel(context.Background())

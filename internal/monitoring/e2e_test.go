@@ -44,7 +44,10 @@ var pendingMetrics = map[string]string{}
 // behind cleave's back must reach the webhook as CleaveDriftDetected; SIGTERM must drain
 // cleave run and exit 0.
 func TestOperatorsView(t *testing.T) {
-	env := testenv.Services(t)
+	testenv.EachFlavor(t, testOperatorsView)
+}
+
+func testOperatorsView(t *testing.T, env testenv.Env) {
 	prometheus := requireProgram(t, "prometheus", "prometheus")
 	alertmanager := requireProgram(t, "prometheus-alertmanager", "prometheus-alertmanager")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -53,7 +56,7 @@ func TestOperatorsView(t *testing.T) {
 	bin := buildCleave(t, dir)
 
 	// The shop on the source, shard1 private, cleave prepared.
-	shard1 := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	shard1 := testenv.StartServer(t, env.ShardFlavor, testenv.ServerOptions{})
 	db := testenv.NewDatabase(t, env.SourceDSN)
 	source, err := mysqlx.Open(ctx, "source", testenv.DSNWithDB(t, env.SourceDSN, db))
 	if err != nil {
@@ -75,7 +78,7 @@ func TestOperatorsView(t *testing.T) {
 	cfgPath := filepath.Join(dir, "cleave.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`source:
   dsn: %q
-  flavor: mariadb
+  flavor: %s
   server_id: %d
 kafka:
   brokers: [%q]
@@ -85,10 +88,10 @@ shards:
   - {name: shard0, dsn: %q}
   - {name: shard1, dsn: %q}
 tables:
-  - {name: %[7]s.users, shard_key: id, strategy: hash}
-  - {name: %[7]s.orders, shard_key: user_id, strategy: hash}
-  - {name: %[7]s.order_items, shard_key: user_id, strategy: hash}
-  - {name: %[7]s.countries, strategy: broadcast}
+  - {name: %[8]s.users, shard_key: id, strategy: hash}
+  - {name: %[8]s.orders, shard_key: user_id, strategy: hash}
+  - {name: %[8]s.order_items, shard_key: user_id, strategy: hash}
+  - {name: %[8]s.countries, strategy: broadcast}
 capture:
   heartbeat_interval: 500ms
 sink:
@@ -101,7 +104,7 @@ http:
   listen: "127.0.0.1:%d"
 log:
   format: json
-`, env.SourceDSN, 100000+rand.IntN(1<<30), env.KafkaBrokers[0], testenv.TopicPrefix(t),
+`, env.SourceDSN, env.SourceFlavor, 100000+rand.IntN(1<<30), env.KafkaBrokers[0], testenv.TopicPrefix(t),
 		shardDSNs[0], shardDSNs[1], db, cleavePort))
 	if out, err := exec.CommandContext(ctx, bin, "prepare", "--config", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("cleave prepare: %v\n%s", err, out)
