@@ -13,6 +13,7 @@ import (
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/schema"
 )
 
@@ -25,7 +26,12 @@ func (f *fixture) sourceRows(table string) map[string]event.Row {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	rows, err := f.src.QueryContext(ctx, "SELECT * FROM `"+table+"`")
+	// Every column by name: SELECT * leaves out INVISIBLE columns, which the binlog carries.
+	names := make([]string, len(tbl.Columns))
+	for i, c := range tbl.Columns {
+		names[i] = mysqlx.QuoteIdent(c.Name)
+	}
+	rows, err := f.src.QueryContext(ctx, "SELECT "+strings.Join(names, ", ")+" FROM `"+table+"`")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -98,7 +104,12 @@ func sameRows(t *testing.T, what string, got, want map[string]event.Row) {
 
 func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testRowChangesReachKafkaInSourceOrderPerKey)
+}
+
+func testRowChangesReachKafkaInSourceOrderPerKey(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec(
 		"CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), qty INT)",
 		"CREATE TABLE pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (b, a))",
@@ -126,7 +137,7 @@ func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{
-		"INSERT INTO big SELECT seq, CONCAT('value ', seq) FROM seq_1_to_100000",
+		"INSERT INTO big SELECT seq, CONCAT('value ', seq) FROM " + seq(100000) + " s",
 		"UPDATE items SET qty = 0 WHERE id = 10",
 	} {
 		if _, err := tx.Exec(s); err != nil {
@@ -215,9 +226,14 @@ func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 
 func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
 	t.Parallel()
+	testenv.EachFlavor(t, testHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle)
+}
+
+func testHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T, e testenv.Env) {
+	t.Parallel()
 	// A private source: the shared one is never idle while other tests write to it.
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
-	f := newFixtureOn(t, m.DSN())
+	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	r := f.start(cfg)
@@ -274,8 +290,13 @@ func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
 // drift, and would wait in vain until the next write.
 func TestIdleSourceAfterRotationIsReachedExactly(t *testing.T) {
 	t.Parallel()
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
-	f := newFixtureOn(t, m.DSN())
+	testenv.EachFlavor(t, testIdleSourceAfterRotationIsReachedExactly)
+}
+
+func testIdleSourceAfterRotationIsReachedExactly(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	r := f.start(cfg)
@@ -297,31 +318,56 @@ func TestIdleSourceAfterRotationIsReachedExactly(t *testing.T) {
 	})
 }
 
-func TestServerIDInUseStopsTheOlderConnectionNamingIt(t *testing.T) {
+// Two captures with one server_id: MariaDB keeps one replica connection per server_id and
+// disconnects the older one (ERROR 4052), which must stop naming the conflict; MySQL tells
+// replicas apart by their UUID (go-mysql gives each connection a new one) and serves both,
+// which then both stream.
+func TestTwoCapturesWithOneServerID(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testTwoCapturesWithOneServerID)
+}
+
+func testTwoCapturesWithOneServerID(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	first := f.start(cfg)
 	second := f.start(cfg)
-	var err error
-	select {
-	case err = <-first.done:
-		first.done <- err
-	case <-time.After(time.Minute):
-		t.Fatal("the first capture kept running beside a second one with its server_id")
+	if e.SourceFlavor == testenv.MySQLFlavor {
+		t.Run("MySQL serves both", func(t *testing.T) {
+			f.exec("INSERT INTO t VALUES (1)")
+			target := f.sourcePosition()
+			second.waitAcknowledged(t, target)
+			first.waitAcknowledged(t, target)
+		})
+		return
 	}
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("source.server_id=%d", cfg.Source.ServerID)) || !strings.Contains(err.Error(), "its own server_id") {
-		t.Fatalf("error = %v", err)
-	}
-	if !second.c.Status().Streaming {
-		t.Fatal("the second capture is not streaming")
-	}
+	t.Run("MariaDB stops the older, which names the conflict", func(t *testing.T) {
+		var err error
+		select {
+		case err = <-first.done:
+			first.done <- err
+		case <-time.After(time.Minute):
+			t.Fatal("the first capture kept running beside a second one with its server_id")
+		}
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("source.server_id=%d", cfg.Source.ServerID)) || !strings.Contains(err.Error(), "its own server_id") {
+			t.Fatalf("error = %v", err)
+		}
+		if !second.c.Status().Streaming {
+			t.Fatal("the second capture is not streaming")
+		}
+	})
 }
 
 func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testPurgedCheckpointIsAClearErrorSayingHowToRecover)
+}
+
+func testPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	store := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1)
@@ -335,7 +381,7 @@ func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 	if err := f.src.QueryRow("SELECT @@server_id").Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	gone := Checkpoint{Position: Position{File: strings.TrimRight(cur.File, "0123456789") + "000000", Pos: 4}, SourceServerID: id, Flavor: "mariadb"}
+	gone := Checkpoint{Position: Position{File: strings.TrimRight(cur.File, "0123456789") + "000000", Pos: 4}, SourceServerID: id, Flavor: string(e.SourceFlavor)}
 	if err := store.Store(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
@@ -353,20 +399,25 @@ func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 
 func TestWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T) {
 	t.Parallel()
+	testenv.EachFlavor(t, testWrongBinlogSettingsAreRefusedNamingTheVariable)
+}
+
+func testWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T, e testenv.Env) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		opts testenv.MariaDBOptions
+		opts testenv.ServerOptions
 		want string
 	}{
-		{"statement format", testenv.MariaDBOptions{BinlogFormat: "STATEMENT"}, "binlog_format is STATEMENT"},
-		{"minimal row image", testenv.MariaDBOptions{BinlogRowImage: "MINIMAL"}, "binlog_row_image is MINIMAL"},
-		{"minimal row metadata", testenv.MariaDBOptions{BinlogRowMetadata: "MINIMAL"}, "binlog_row_metadata is MINIMAL"},
-		{"no binlog", testenv.MariaDBOptions{DisableBinlog: true}, "log_bin is OFF"},
+		{"statement format", testenv.ServerOptions{BinlogFormat: "STATEMENT"}, "binlog_format is STATEMENT"},
+		{"minimal row image", testenv.ServerOptions{BinlogRowImage: "MINIMAL"}, "binlog_row_image is MINIMAL"},
+		{"minimal row metadata", testenv.ServerOptions{BinlogRowMetadata: "MINIMAL"}, "binlog_row_metadata is MINIMAL"},
+		{"no binlog", testenv.ServerOptions{DisableBinlog: true}, "log_bin is OFF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			m := testenv.StartMariaDB(t, tc.opts)
-			f := newFixtureOn(t, m.DSN())
+			m := testenv.StartServer(t, e.SourceFlavor, tc.opts)
+			f := newFixtureOn(t, e, m.DSN())
 			f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 			c, err := New(f.configure([]string{"t"}, ""), Options{})
 			if err != nil {

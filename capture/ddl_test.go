@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
 )
 
@@ -73,7 +74,12 @@ func TestParseDDLFindsTheTablesAStatementChanges(t *testing.T) {
 
 func TestSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns)
+}
+
+func testSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10), b INT)", "CREATE TABLE other (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "ddl:\n  policy: propagate\n")
 	r := f.start(cfg)
@@ -185,7 +191,12 @@ func TestSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T) {
 
 func TestSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt)
+}
+
+func testSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "ddl:\n  policy: stop\n")
 	r := f.start(cfg)
