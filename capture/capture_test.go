@@ -432,3 +432,104 @@ func testWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T, e testenv.
 		})
 	}
 }
+
+// A stopped capture resumes from its checkpoint (file, offset and GTID state) and emits
+// every change made meanwhile once; a checkpoint the source's binlog no longer belongs to
+// (its binlog reset since) is refused, whether the source has fewer transactions than the
+// checkpoint has seen or, numbered from 1 again, as many and more.
+func TestResumeFromCheckpointAndRefuseAResetSource(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testResumeFromCheckpointAndRefuseAResetSource)
+}
+
+func testResumeFromCheckpointAndRefuseAResetSource(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+	f := newFixtureOn(t, e, m.DSN())
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(200))")
+	cfg := f.configure([]string{"t"}, "")
+	topic := kafkax.TableTopic(f.prefix, f.db, "t")
+
+	r := f.start(cfg)
+	for i := 1; i <= 10; i++ {
+		f.exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 'first run')", i))
+	}
+	r.waitAcknowledged(t, f.sourcePosition())
+	if err := r.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	store := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1)
+	defer store.Close()
+	cp, err := store.Load(context.Background())
+	if err != nil || cp == nil || cp.GTID == "" {
+		t.Fatalf("checkpoint after the first run: %+v, %v", cp, err)
+	}
+
+	t.Run("a restart resumes at the checkpoint and emits every change once", func(t *testing.T) {
+		f.exec("UPDATE t SET v = 'while stopped' WHERE id <= 5", "DELETE FROM t WHERE id = 10")
+		r := f.start(cfg)
+		r.waitAcknowledged(t, f.sourcePosition())
+		if err := r.shutdown(); err != nil {
+			t.Fatal(err)
+		}
+		recs := rowEvents(readTopic(t, f.env.KafkaBrokers, topic))
+		if got, want := countOps(recs), map[event.Op]int{event.OpCreate: 10, event.OpUpdate: 5, event.OpDelete: 1}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("events by op %v, want %v", got, want)
+		}
+		checkOrderPerKey(t, recs)
+		sameRows(t, "t", finalRows(recs), f.sourceRows("t"))
+	})
+
+	cp, err = store.Load(context.Background())
+	if err != nil || cp == nil {
+		t.Fatalf("checkpoint: %+v, %v", cp, err)
+	}
+	reset := "RESET MASTER"
+	if e.SourceFlavor == testenv.MySQLFlavor {
+		reset = "RESET BINARY LOGS AND GTIDS"
+	}
+	refused := func(t *testing.T) {
+		t.Helper()
+		c, err := New(cfg, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = c.Run(ctx)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "reset") || !strings.Contains(err.Error(), "topic_prefix") {
+			t.Fatalf("Run from the checkpoint %s after %s = %v, want ErrSource saying the binlog was reset and how to start over", cp.Position, reset, err)
+		}
+	}
+	t.Run("after a reset, a source with fewer transactions is refused", func(t *testing.T) {
+		f.exec(reset)
+		// Binlog file names restart too: reach the checkpoint's file again.
+		for f.sourcePosition().File < cp.File {
+			f.exec("FLUSH BINARY LOGS")
+		}
+		f.exec("INSERT INTO t VALUES (100, 'after the reset')")
+		refused(t)
+	})
+	t.Run("after a reset, a source with as many transactions and one starting at the checkpoint's offset is refused", func(t *testing.T) {
+		// The checkpoint's offset falls on a transaction boundary of the new history, and
+		// the new history has more transactions than the checkpoint has seen: the file and
+		// the offset exist, a transaction starts there, the GTID numbers cover the
+		// checkpoint's. (Sizes of GTID events vary, so rather than writing transactions
+		// until one ends exactly at the old offset, the old checkpoint is stored again
+		// with the offset of such a boundary.)
+		for i := 0; i < 3; i++ {
+			f.exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 'new history')", 2000+i))
+		}
+		at := f.sourcePosition()
+		for i := 3; i < 30; i++ {
+			f.exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 'new history')", 2000+i))
+		}
+		moved := *cp
+		moved.File, moved.Pos = at.File, at.Pos
+		if err := store.Store(context.Background(), moved); err != nil {
+			t.Fatal(err)
+		}
+		cp = &moved
+		refused(t)
+	})
+}
