@@ -115,6 +115,44 @@ func binlogChanges(t *testing.T, flavor testenv.Flavor, dsn string, from, to Pos
 		}
 		return string(k)
 	}
+	// addRows adds the row changes of e at position start, row indexes from base; it
+	// returns their number.
+	addRows := func(e *replication.RowsEvent, start uint64, base int) int {
+		n := len(e.Rows)
+		if e.Type() == replication.EnumRowsEventTypeUpdate {
+			n /= 2
+		}
+		if string(e.Table.Schema) != db {
+			return n
+		}
+		add := func(row []any, op event.Op, i int) {
+			v, err := event.NewVersion(file, start, base+i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[change{keyOf(e.Table, row), v, op}] = true
+		}
+		switch e.Type() {
+		case replication.EnumRowsEventTypeInsert:
+			for i, row := range e.Rows {
+				add(row, event.OpCreate, i)
+			}
+		case replication.EnumRowsEventTypeDelete:
+			for i, row := range e.Rows {
+				add(row, event.OpDelete, i)
+			}
+		case replication.EnumRowsEventTypeUpdate:
+			for i := 0; i+1 < len(e.Rows); i += 2 {
+				if keyOf(e.Table, e.Rows[i]) == keyOf(e.Table, e.Rows[i+1]) {
+					add(e.Rows[i+1], event.OpUpdate, i/2)
+				} else {
+					add(e.Rows[i], event.OpDelete, i/2)
+					add(e.Rows[i+1], event.OpCreate, i/2)
+				}
+			}
+		}
+		return n
+	}
 	for {
 		ev, err := st.GetEvent(ctx)
 		if err != nil {
@@ -126,34 +164,16 @@ func binlogChanges(t *testing.T, flavor testenv.Flavor, dsn string, from, to Pos
 			file = string(e.NextLogName)
 			continue
 		case *replication.RowsEvent:
-			if string(e.Table.Schema) != db {
-				continue
-			}
+			addRows(e, uint64(ev.Header.LogPos-ev.Header.EventSize), 0)
+		case *replication.TransactionPayloadEvent:
+			// A compressed transaction: its rows take the payload's position and their
+			// index among all its row changes (compressed.go). The load's transactions
+			// are small, never emitted net.
 			start := uint64(ev.Header.LogPos - ev.Header.EventSize)
-			add := func(row []any, op event.Op, i int) {
-				v, err := event.NewVersion(file, start, i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want[change{keyOf(e.Table, row), v, op}] = true
-			}
-			switch e.Type() {
-			case replication.EnumRowsEventTypeInsert:
-				for i, row := range e.Rows {
-					add(row, event.OpCreate, i)
-				}
-			case replication.EnumRowsEventTypeDelete:
-				for i, row := range e.Rows {
-					add(row, event.OpDelete, i)
-				}
-			case replication.EnumRowsEventTypeUpdate:
-				for i := 0; i+1 < len(e.Rows); i += 2 {
-					if keyOf(e.Table, e.Rows[i]) == keyOf(e.Table, e.Rows[i+1]) {
-						add(e.Rows[i+1], event.OpUpdate, i/2)
-					} else {
-						add(e.Rows[i], event.OpDelete, i/2)
-						add(e.Rows[i+1], event.OpCreate, i/2)
-					}
+			base := 0
+			for _, ie := range e.Events {
+				if re, ok := ie.Event.(*replication.RowsEvent); ok {
+					base += addRows(re, start, base)
 				}
 			}
 		}
@@ -165,8 +185,15 @@ func binlogChanges(t *testing.T, flavor testenv.Flavor, dsn string, from, to Pos
 
 // writeLoad changes rows of a and b at random until stop is closed, in autocommit
 // statements and in multi-statement transactions, including primary key changes and bursts
-// of many rows. every > 0 paces it to one transaction per interval.
-func writeLoad(t testing.TB, db *sql.DB, seed uint64, every time.Duration, stop <-chan struct{}) (changes int, err error) {
+// of many rows. every > 0 paces it to one transaction per interval. On MySQL, a third of
+// the transactions are compressed (binlog_transaction_compression, set per session).
+func writeLoad(t testing.TB, db *sql.DB, flavor testenv.Flavor, seed uint64, every time.Duration, stop <-chan struct{}) (changes int, err error) {
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
 	rng := rand.New(rand.NewPCG(seed, 1))
 	next := 1
 	var tick <-chan time.Time
@@ -210,7 +237,12 @@ func writeLoad(t testing.TB, db *sql.DB, seed uint64, every time.Duration, stop 
 				stmts = append(stmts, fmt.Sprintf("INSERT INTO b VALUES ('k%d', %d, 1) ON DUPLICATE KEY UPDATE v = v + 1", rng.IntN(50), rng.IntN(20)))
 			}
 		}
-		tx, err := db.Begin()
+		if flavor == testenv.MySQLFlavor {
+			if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION binlog_transaction_compression = %v", rng.IntN(3) == 0)); err != nil {
+				return changes, err
+			}
+		}
+		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			return changes, err
 		}
@@ -275,7 +307,7 @@ func testKillNineTenTimesUnderLoadLosesNoChange(t *testing.T, e testenv.Env) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		changes, loadErr = writeLoad(t, f.src, seed, 0, stop)
+		changes, loadErr = writeLoad(t, f.src, e.SourceFlavor, seed, 0, stop)
 	}()
 
 	for i := 0; i < 10; i++ {

@@ -91,9 +91,18 @@ func serverID() uint32 { return 1<<24 + rand.Uint32N(1<<30) }
 // within the test's database) and extra YAML.
 func (f *fixture) configure(tables []string, extra string) *config.Config {
 	f.t.Helper()
+	cfg := f.configureWith(f.prefix, tables, extra)
+	f.cfg = cfg
+	return cfg
+}
+
+// configureWith is configure for another topic prefix (one that begins with the
+// fixture's, so that the test's cleanup removes its topics); it leaves f.cfg as it was.
+func (f *fixture) configureWith(prefix string, tables []string, extra string) *config.Config {
+	f.t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", f.env.SourceDSN, f.env.SourceFlavor, serverID())
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", f.env.KafkaBrokers[0], f.prefix)
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", f.env.KafkaBrokers[0], prefix)
 	fmt.Fprintf(&b, "shards:\n  - name: s0\n    dsn: %q\n", f.env.Shard0DSN)
 	b.WriteString("tables:\n")
 	for _, tb := range tables {
@@ -104,15 +113,17 @@ func (f *fixture) configure(tables []string, extra string) *config.Config {
 		b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
 	}
 	b.WriteString(extra)
-	f.cfgPath = filepath.Join(f.t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(f.cfgPath, []byte(b.String()), 0o644); err != nil {
+	path := filepath.Join(f.t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
-	cfg, err := config.Load(f.cfgPath)
+	cfg, err := config.Load(path)
 	if err != nil {
 		f.t.Fatalf("config: %v\n%s", err, b.String())
 	}
-	f.cfg = cfg
+	if prefix == f.prefix {
+		f.cfgPath = path
+	}
 	return cfg
 }
 

@@ -66,7 +66,7 @@ func testKafkaOutagesNeverLeaveAGap(t *testing.T, e testenv.Env) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, loadErr = writeLoad(t, f.src, 7, 5*time.Millisecond, stop)
+		_, loadErr = writeLoad(t, f.src, e.SourceFlavor, 7, 5*time.Millisecond, stop)
 	}()
 	testenv.Eventually(t, time.Minute, "events acknowledged", func() bool { return start.Before(c1.Status().Acknowledged) })
 

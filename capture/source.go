@@ -31,7 +31,10 @@ type source struct {
 	gtids bool
 	// fillZeroLogPos: MariaDB 11.4+ may send events with a zero log position.
 	fillZeroLogPos bool
-	coll           collations
+	// compressed: every session compresses its transactions (MySQL's
+	// binlog_transaction_compression is ON globally).
+	compressed bool
+	coll       collations
 
 	host     string
 	port     uint16
@@ -130,9 +133,9 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	} else if !strings.EqualFold(meta, "FULL") {
 		bad("binlog_row_metadata is %s: capture decodes each row by the column names, signedness and labels of its table map; set binlog_row_metadata=FULL%s", meta, cnf)
 	}
-	if strings.EqualFold(vars["binlog_transaction_compression"], "ON") {
-		bad("binlog_transaction_compression is ON: a compressed transaction has no per-row binlog positions to derive versions from; set it OFF%s", cnf)
-	}
+	// Compressed transactions are read like any other (compressed.go), but each is one
+	// event that go-mysql decodes whole before capture reads it.
+	s.compressed = strings.EqualFold(vars["binlog_transaction_compression"], "ON")
 	if strings.Contains(strings.ToUpper(vars["binlog_row_value_options"]), "PARTIAL_JSON") {
 		bad("binlog_row_value_options is %s: JSON updates would arrive as partial diffs; set it to ''%s", vars["binlog_row_value_options"], cnf)
 	}

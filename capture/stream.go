@@ -117,7 +117,7 @@ func (c *Capture) syncerConfig(src *source) replication.BinlogSyncerConfig {
 		ReadTimeout:     max(3*hb, 10*time.Second),
 		// Reconnection is capture's: it must resume at a transaction boundary it chose.
 		DisableRetrySync: true,
-		// The events go-mysql reads ahead; bounded, as every buffer in capture is.
+		// The events go-mysql reads ahead, decoded; bounded, as every buffer in capture is.
 		EventCacheCount: 1024,
 		DiscardGTIDSet:  true,
 		FillZeroLogPos:  src.fillZeroLogPos,
@@ -125,6 +125,11 @@ func (c *Capture) syncerConfig(src *source) replication.BinlogSyncerConfig {
 		// Rows of tables capture does not stream are not decoded at all; the others are
 		// decoded into go-mysql's values, faster (rowsdecode.go).
 		RowsEventDecodeFunc: rowsDecoder{wanted: c.wanted}.decode,
+	}
+	if src.compressed {
+		// Where every transaction is one compressed event, each event read ahead is a
+		// whole transaction, decoded: read fewer ahead.
+		cfg.EventCacheCount = 32
 	}
 	if src.socket != "" {
 		socket := src.socket
@@ -240,6 +245,16 @@ type reader struct {
 	// prevEv is the last event read other than a heartbeat (backfill.go).
 	wctx   context.Context
 	prevEv *replication.BinlogEvent
+
+	// fde is the format description of the binlog file being read; inner parses the
+	// events of compressed transactions in it (payload.go). Inside a compressed
+	// transaction, rowBase is the payload's row index of the next rows event, and net,
+	// when not nil, collects its changes to emit them net.
+	fde      *replication.FormatDescriptionEvent
+	inner    *replication.BinlogParser
+	innerFor *replication.FormatDescriptionEvent
+	rowBase  int
+	net      *netChanges
 }
 
 // ignoredTable marks a table id of a table that is not configured.
@@ -298,6 +313,9 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		}
 	case *replication.FormatDescriptionEvent, *replication.MariadbGTIDListEvent,
 		*replication.MariadbBinlogCheckPointEvent, *replication.PreviousGTIDsEvent:
+		if fde, ok := e.(*replication.FormatDescriptionEvent); ok {
+			r.fde = fde
+		}
 		// The events a file opens with, and MariaDB's binlog checkpoints: no row changes,
 		// never inside a transaction. Passing one is a boundary, so that an idle source's
 		// position (SHOW MASTER STATUS, which counts them) is reached, not left short of.
@@ -312,7 +330,7 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		r.c.lag.caughtUp(now)
 		return r.maybeHeartbeat(now)
 	case *replication.TransactionPayloadEvent:
-		return fatal(fmt.Errorf("%w: compressed transaction at %s: set binlog_transaction_compression=OFF on the source; a compressed transaction has no per-row positions to derive versions from", ErrSource, r.pos(h)))
+		return r.payload(h, e)
 	}
 	return nil
 }
@@ -525,7 +543,7 @@ func (r *reader) def(h *replication.EventHeader, tm *replication.TableMapEvent) 
 }
 
 // rows turns a rows event of a configured table into change events.
-func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) error {
+func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) (err error) {
 	if e.Table == nil {
 		return fatal(fmt.Errorf("rows event at %s without its table map", r.pos(h)))
 	}
@@ -541,36 +559,44 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 			return fatal(fmt.Errorf("%w: the rows event of %s at %s lacks %d columns: it was written with binlog_row_image other than FULL (a session may set it); set binlog_row_image=FULL for every session, then copy the table again (backfill)", ErrSource, d.name, r.pos(h), len(skipped)))
 		}
 	}
+	if r.net == nil && !uncompressed(e) {
+		// A MariaDB compressed rows event (compressed.go).
+		if n := rowChanges(e, h.EventType); n >= int(h.EventSize) {
+			r.emitNet(h, n)
+			defer func() { r.net = nil }()
+			defer func() {
+				if err == nil {
+					err = r.flushNet(h)
+				}
+			}()
+		}
+	}
 	start := uint64(h.LogPos - h.EventSize)
 	now := time.Now().UnixMilli()
 	src := r.source(h, d.info, start, 0)
 	before, after := &r.before, &r.after
 	emit := func(op event.Op, row int) error {
-		version, err := event.NewVersion(r.file, start, row)
-		if err != nil {
-			return fatal(err)
-		}
 		var b, a *rowImage
-		key := after
 		switch op {
 		case event.OpCreate:
 			a = after
 		case event.OpUpdate:
 			b, a = before, after
 		case event.OpDelete:
-			b, key = before, before
+			b = before
+		}
+		if r.net != nil {
+			r.buf = d.appendKey(r.buf[:0], keyImage(op, b, a))
+			r.net.add(d, r.buf, b, a)
+			return nil
+		}
+		row += r.rowBase
+		version, err := event.NewVersion(r.file, start, row)
+		if err != nil {
+			return fatal(err)
 		}
 		src.Row = row
-		// Key and value are encoded into a scratch buffer and copied into one exact
-		// allocation per message, which Kafka holds until it is acknowledged.
-		r.buf = d.appendKey(r.buf[:0], key)
-		klen := len(r.buf)
-		r.buf = d.appendEvent(r.buf, op, b, a, now, &src, version)
-		kv := append(make([]byte, 0, len(r.buf)), r.buf...)
-		k, val := kv[:klen:klen], kv[klen:]
-		r.watchKey(d.info, k, version)
-		d.info.counters[op].Inc()
-		return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
+		return r.emitRow(d, op, b, a, now, &src, version)
 	}
 	decode := func(img *rowImage, values []any) error {
 		if err := d.image(img, values); err != nil {
@@ -578,7 +604,12 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 		}
 		return nil
 	}
-	switch e.Type() {
+	kind := e.Type()
+	if h.EventType == replication.PARTIAL_UPDATE_ROWS_EVENT {
+		// Its JSON diffs were applied to the before images while decoding (partialjson.go).
+		kind = replication.EnumRowsEventTypeUpdate
+	}
+	switch kind {
 	case replication.EnumRowsEventTypeInsert:
 		for i, vals := range e.Rows {
 			if err := decode(after, vals); err != nil {
@@ -627,6 +658,28 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 		return fatal(fmt.Errorf("rows event of unknown kind at %s", r.pos(h)))
 	}
 	return nil
+}
+
+// keyImage is the image whose primary key keys a change event.
+func keyImage(op event.Op, before, after *rowImage) *rowImage {
+	if op == event.OpDelete {
+		return before
+	}
+	return after
+}
+
+// emitRow encodes one row change event of d and hands it to the producer.
+func (r *reader) emitRow(d *tableDef, op event.Op, before, after *rowImage, now int64, src *event.Source, version event.Version) error {
+	// Key and value are encoded into a scratch buffer and copied into one exact allocation
+	// per message, which Kafka holds until it is acknowledged.
+	r.buf = d.appendKey(r.buf[:0], keyImage(op, before, after))
+	klen := len(r.buf)
+	r.buf = d.appendEvent(r.buf, op, before, after, now, src, version)
+	kv := append(make([]byte, 0, len(r.buf)), r.buf...)
+	k, val := kv[:klen:klen], kv[klen:]
+	r.watchKey(d.info, k, version)
+	d.info.counters[op].Inc()
+	return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
 }
 
 // maybeHeartbeat writes a heartbeat to every partition of every table topic when one is
