@@ -329,3 +329,23 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// onMySQL runs fn as the subtest "mysql" against the MySQL services, for what only MySQL
+// has; a run narrowed to other flavors (CLEAVE_TEST_FLAVORS) leaves it out.
+func onMySQL(t *testing.T, fn func(t *testing.T, e testenv.Env)) {
+	t.Helper()
+	for _, f := range testenv.MatrixFlavors() {
+		if f == testenv.MySQLFlavor {
+			t.Run(string(f), func(t *testing.T) { fn(t, testenv.ServicesFor(t, f, f)) })
+		}
+	}
+}
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

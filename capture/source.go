@@ -96,7 +96,7 @@ func openSource(ctx context.Context, cfg *config.Config) (*source, error) {
 
 func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	vars := map[string]string{}
-	rows, err := s.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version','server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode','binlog_transaction_compression','binlog_row_value_options')")
+	rows, err := s.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version','server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode','binlog_transaction_compression')")
 	if err != nil {
 		return fmt.Errorf("read source variables: %w", err)
 	}
@@ -136,9 +136,6 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	// Compressed transactions are read like any other (compressed.go), but each is one
 	// event that go-mysql decodes whole before capture reads it.
 	s.compressed = strings.EqualFold(vars["binlog_transaction_compression"], "ON")
-	if strings.Contains(strings.ToUpper(vars["binlog_row_value_options"]), "PARTIAL_JSON") {
-		bad("binlog_row_value_options is %s: JSON updates would arrive as partial diffs; set it to ''%s", vars["binlog_row_value_options"], cnf)
-	}
 	id, err := strconv.ParseUint(vars["server_id"], 10, 32)
 	if err != nil {
 		bad("server_id is %q, not a number", vars["server_id"])
