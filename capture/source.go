@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -35,6 +36,10 @@ type source struct {
 	// binlog_transaction_compression is ON globally).
 	compressed bool
 	coll       collations
+
+	// tls is the replica connection's TLS configuration, nil for none: the SQL
+	// connection's (source.dsn's tls parameter).
+	tls *tls.Config
 
 	host     string
 	port     uint16
@@ -83,6 +88,10 @@ func openSource(ctx context.Context, cfg *config.Config) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.tls, err = replicaTLS(ctx, dc, s.db); err != nil {
+		s.db.Close()
+		return nil, err
+	}
 	if err := s.check(ctx, cfg); err != nil {
 		s.db.Close()
 		return nil, err
@@ -92,6 +101,26 @@ func openSource(ctx context.Context, cfg *config.Config) (*source, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// replicaTLS is the TLS configuration of the replica connection: the one go-sql-driver
+// made of source.dsn's tls parameter, so that both connections to the source encrypt and
+// verify alike (tls=true: the system's CAs and the DSN's host; skip-verify; a registered
+// configuration). With tls=preferred, TLS is used where the SQL connection got it.
+func replicaTLS(ctx context.Context, dc *mysql.Config, db *sql.DB) (*tls.Config, error) {
+	if dc.TLS == nil {
+		return nil, nil
+	}
+	if dc.AllowFallbackToPlaintext {
+		var name, cipher string
+		if err := db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("ask the source whether the connection uses TLS: %w", err)
+		}
+		if cipher == "" {
+			return nil, nil
+		}
+	}
+	return dc.TLS.Clone(), nil
 }
 
 func (s *source) check(ctx context.Context, cfg *config.Config) error {
@@ -372,6 +401,10 @@ func (s *source) checkNextTransaction(ctx context.Context, cp *Checkpoint, reset
 	return nil
 }
 
+// errSecureTransportRequired is ER_SECURE_TRANSPORT_REQUIRED: a connection without TLS
+// to a server with require_secure_transport=ON.
+const errSecureTransportRequired = 3159
+
 // errBinlogRead is ER_ERROR_WHEN_EXECUTING_COMMAND, which SHOW BINLOG EVENTS returns for an
 // offset that is not the start of an event.
 const errBinlogRead = 1220
@@ -383,6 +416,8 @@ func classifyStreamError(err error, serverID uint32, resume Position, prefix str
 		return err
 	}
 	switch me.Code {
+	case errSecureTransportRequired:
+		return fmt.Errorf("%w: the source refused capture's replica connection: %s. %s", ErrSource, strings.TrimSuffix(me.Message, "."), mysqlx.TLSHint)
 	case 4052, 1236:
 		msg := strings.ToLower(me.Message)
 		if me.Code == 4052 || strings.Contains(msg, "same server_uuid/server_id") || strings.Contains(msg, "same server_id") {

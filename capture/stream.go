@@ -107,6 +107,7 @@ func (c *Capture) syncerConfig(src *source) replication.BinlogSyncerConfig {
 		User:      src.user,
 		Password:  src.password,
 		Localhost: "cleave-capture",
+		TLSConfig: src.tls,
 		// TIMESTAMP values as UTC wall time, DECIMAL as exact text, DATETIME as text.
 		ParseTime:               false,
 		TimestampStringLocation: time.UTC,
