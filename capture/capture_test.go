@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -531,17 +533,41 @@ func testResumeFromCheckpointAndRefuseAResetSource(t *testing.T, e testenv.Env) 
 
 	t.Run("a restart resumes at the checkpoint and emits every change once", func(t *testing.T) {
 		f.exec("UPDATE t SET v = 'while stopped' WHERE id <= 5", "DELETE FROM t WHERE id = 10")
+		if e.SourceFlavor == testenv.MySQLFlavor {
+			// A transaction with a tagged GTID (MySQL 8.4+), which has an event of its own.
+			f.execOneSession("SET SESSION gtid_next = 'AUTOMATIC:cleave'", "UPDATE t SET v = 'tagged' WHERE id = 6", "SET SESSION gtid_next = 'AUTOMATIC'")
+		} else {
+			f.exec("UPDATE t SET v = 'tagged' WHERE id = 6")
+		}
 		r := f.start(cfg)
-		r.waitAcknowledged(t, f.sourcePosition())
+		end := f.sourcePosition()
+		r.waitAcknowledged(t, end)
 		if err := r.shutdown(); err != nil {
 			t.Fatal(err)
 		}
 		recs := rowEvents(readTopic(t, f.env.KafkaBrokers, topic))
-		if got, want := countOps(recs), map[event.Op]int{event.OpCreate: 10, event.OpUpdate: 5, event.OpDelete: 1}; !reflect.DeepEqual(got, want) {
+		if got, want := countOps(recs), map[event.Op]int{event.OpCreate: 10, event.OpUpdate: 6, event.OpDelete: 1}; !reflect.DeepEqual(got, want) {
 			t.Fatalf("events by op %v, want %v", got, want)
 		}
 		checkOrderPerKey(t, recs)
 		f.sameSourceRows(t, "t", finalRows(recs))
+		last := recs[len(recs)-1].ev
+		for _, rec := range recs {
+			if rec.ev.After != nil && rec.ev.After["v"] == "tagged" {
+				last = rec.ev
+			}
+		}
+		if last.Source.GTID == "" || e.SourceFlavor == testenv.MySQLFlavor && !strings.Contains(last.Source.GTID, ":cleave:") {
+			t.Fatalf("the tagged transaction's events carry GTID %q", last.Source.GTID)
+		}
+		// The source is idle: the final checkpoint holds its whole GTID state.
+		cp, err := store.Load(context.Background())
+		if err != nil || cp == nil {
+			t.Fatalf("checkpoint: %+v, %v", cp, err)
+		}
+		if !sameGTIDState(t, e.SourceFlavor, cp.GTID, end.GTID) {
+			t.Fatalf("checkpoint GTID state %q, the source's %q", cp.GTID, end.GTID)
+		}
 	})
 
 	cp, err = store.Load(context.Background())
@@ -596,4 +622,18 @@ func testResumeFromCheckpointAndRefuseAResetSource(t *testing.T, e testenv.Env) 
 		cp = &moved
 		refused(t)
 	})
+}
+
+// sameGTIDState compares two GTID states of flavor as sets.
+func sameGTIDState(t *testing.T, flavor testenv.Flavor, a, b string) bool {
+	t.Helper()
+	if flavor == testenv.MariaDBFlavor {
+		return sameMariaDBState(a, b)
+	}
+	sa, err1 := gomysql.ParseMysqlGTIDSet(a)
+	sb, err2 := gomysql.ParseMysqlGTIDSet(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("GTID sets %q, %q: %v %v", a, b, err1, err2)
+	}
+	return sa.Equal(sb)
 }

@@ -298,6 +298,9 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		r.beginGroup(h, r.gtid.begin(&e.GTID), e.IsStandalone(), e.Flags&mariadbFlPreparedXA != 0)
 	case *replication.GTIDEvent:
 		r.beginGroup(h, r.gtid.begin(mysqlGTID{sid: e.SID, gno: e.GNO}), true, false)
+	case *replication.GtidTaggedLogEvent:
+		// A GTID with a tag (MySQL 8.4+, gtid_next='AUTOMATIC:tag'): an event type of its own.
+		r.beginGroup(h, r.gtid.begin(mysqlGTID{sid: e.SID, gno: e.GNO, tag: e.Tag}), true, false)
 	case *replication.QueryEvent:
 		return r.query(h, e)
 	case *replication.RotateEvent:
