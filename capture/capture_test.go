@@ -637,3 +637,44 @@ func sameGTIDState(t *testing.T, flavor testenv.Flavor, a, b string) bool {
 	}
 	return sa.Equal(sb)
 }
+
+// XA transactions reach the binlog at XA PREPARE, before they are committed or rolled
+// back: rows of a configured table in one stop capture, naming it; XA transactions on
+// other tables pass, and capture reaches the position after them.
+func TestXATransactionsOnConfiguredTablesStopCapture(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testXATransactionsOnConfiguredTablesStopCapture)
+}
+
+func testXATransactionsOnConfiguredTablesStopCapture(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)")
+	r := f.start(f.configure([]string{"t"}, ""))
+	xa := func(table, xid, end string) {
+		f.execOneSession("XA START '"+xid+"'", "INSERT INTO "+table+" VALUES (2)", "XA END '"+xid+"'", "XA PREPARE '"+xid+"'", end+" '"+xid+"'")
+	}
+	t.Run("an XA transaction on another table passes", func(t *testing.T) {
+		xa("other", fmt.Sprintf("cleave-a-%d", serverID()), "XA COMMIT")
+		f.exec("INSERT INTO t VALUES (1)")
+		r.waitAcknowledged(t, f.sourcePosition())
+	})
+	t.Run("an XA transaction on a configured table stops capture before its rows", func(t *testing.T) {
+		xa("t", fmt.Sprintf("cleave-b-%d", serverID()), "XA ROLLBACK")
+		var err error
+		select {
+		case err = <-r.done:
+			r.done <- err
+		case <-time.After(time.Minute):
+			t.Fatal("capture kept running past an XA transaction on a configured table")
+		}
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "XA transaction") || !strings.Contains(err.Error(), f.db+".t") {
+			t.Fatalf("capture stopped with %v, want ErrSource naming the XA transaction and the table", err)
+		}
+		for _, rec := range rowEvents(readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "t"))) {
+			if rec.ev.Op != event.OpCreate || rec.key != "[1]" {
+				t.Fatalf("event %s %s: the XA transaction's rows reached Kafka", rec.ev.Op, rec.key)
+			}
+		}
+	})
+}

@@ -215,7 +215,8 @@ type group struct {
 	// and ends with its query event rather than with an XID or COMMIT.
 	endsAtQuery bool
 	gtid        string
-	// xa: a MariaDB XA PREPARE group, whose rows may still be rolled back.
+	// xa: an XA transaction's group (XA START ... XA PREPARE), whose rows may still be
+	// rolled back.
 	xa bool
 }
 
@@ -335,6 +336,11 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		return r.maybeHeartbeat(now)
 	case *replication.TransactionPayloadEvent:
 		return r.payload(h, e)
+	case *replication.GenericEvent:
+		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
+			// MySQL's XA PREPARE (or XA COMMIT ... ONE PHASE): the end of the group.
+			return r.endGroup(h)
+		}
 	}
 	return nil
 }
@@ -375,8 +381,12 @@ func (r *reader) query(h *replication.EventHeader, e *replication.QueryEvent) er
 	case bytes.EqualFold(q, []byte("COMMIT")), bytes.EqualFold(q, []byte("ROLLBACK")):
 		return r.endGroup(h)
 	case hasPrefixFold(q, "XA "):
-		// XA START/END belong to the group; PREPARE ends it (its rows are written),
-		// COMMIT/ROLLBACK are groups of their own.
+		// XA START/END belong to the group; PREPARE ends it (its rows are written; MySQL
+		// logs it as an event of its own, see handle), COMMIT/ROLLBACK are groups of their
+		// own. MariaDB's GTID event flags the group too; MySQL's does not.
+		if hasPrefixFold(q, "XA START") || hasPrefixFold(q, "XA BEGIN") {
+			r.grp.open, r.grp.xa = true, true
+		}
 		if hasPrefixFold(q, "XA PREPARE") || hasPrefixFold(q, "XA COMMIT") || hasPrefixFold(q, "XA ROLLBACK") {
 			return r.endGroup(h)
 		}
