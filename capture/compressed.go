@@ -128,21 +128,11 @@ func (r *reader) payload(h *replication.EventHeader, e *replication.TransactionP
 		}
 		ih := *ev.Header
 		ih.LogPos, ih.EventSize = h.LogPos, h.EventSize
+		ev.Header = &ih
 		switch x := ev.Event.(type) {
-		case *replication.RowsEvent:
-			r.c.lag.read(ih.Timestamp, time.Now())
-			r.caughtUp = false
-			if err := r.rows(&ih, x); err != nil {
-				return err
-			}
-			if orig, ok := ie.Event.(*replication.RowsEvent); ok {
-				r.rowBase += rowChanges(orig, ie.Header.EventType)
-			}
 		case *replication.XIDEvent:
+			// The net changes go before the boundary the commit is.
 			if err := r.flushNet(&ih); err != nil {
-				return err
-			}
-			if err := r.endGroup(&ih); err != nil {
 				return err
 			}
 		case *replication.QueryEvent:
@@ -151,13 +141,12 @@ func (r *reader) payload(h *replication.EventHeader, e *replication.TransactionP
 					return err
 				}
 			}
-			if err := r.query(&ih, x); err != nil {
-				return err
-			}
-		case *replication.TableMapEvent, *replication.RowsQueryEvent:
-			// Table maps reach the rows events through the parser.
-		default:
-			return fatal(fmt.Errorf("%w: the compressed transaction at %s holds a %s event, which capture does not expect there", ErrSource, r.pos(h), ev.Header.EventType))
+		}
+		if err := r.handle(ev); err != nil {
+			return err
+		}
+		if orig, ok := ie.Event.(*replication.RowsEvent); ok {
+			r.rowBase += rowChanges(orig, ie.Header.EventType)
 		}
 	}
 	return r.flushNet(h)
