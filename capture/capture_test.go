@@ -678,3 +678,43 @@ func testXATransactionsOnConfiguredTablesStopCapture(t *testing.T, e testenv.Env
 		}
 	})
 }
+
+// A session may log less than capture needs, whatever the server's settings: its row
+// changes to a configured table stop capture, naming the setting, before any of its rows.
+func TestSessionsThatLogLessStopCaptureNamingTheSetting(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testSessionsThatLogLessStopCaptureNamingTheSetting)
+}
+
+func testSessionsThatLogLessStopCaptureNamingTheSetting(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, set, want string
+	}{
+		{"statement format", "SET SESSION binlog_format = 'STATEMENT'", "as a statement"},
+		{"mixed format", "SET SESSION binlog_format = 'MIXED'", "as a statement"},
+		{"minimal row image", "SET SESSION binlog_row_image = 'MINIMAL'", "binlog_row_image other than FULL"},
+		{"row image without blobs", "SET SESSION binlog_row_image = 'NOBLOB'", "binlog_row_image other than FULL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, e)
+			f.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT, b BLOB)", "INSERT INTO t VALUES (1, 1, 'x')")
+			r := f.start(f.configure([]string{"t"}, ""))
+			f.execOneSession(tc.set, "UPDATE t SET v = 2 WHERE id = 1")
+			var err error
+			select {
+			case err = <-r.done:
+				r.done <- err
+			case <-time.After(time.Minute):
+				t.Fatalf("capture kept running past a row change logged with %q", tc.set)
+			}
+			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), f.db+".t") {
+				t.Fatalf("capture stopped with %v, want ErrSource saying %q", err, tc.want)
+			}
+			if n := len(rowEvents(readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "t")))); n != 0 {
+				t.Fatalf("%d events of the session's changes reached Kafka", n)
+			}
+		})
+	}
+}
