@@ -117,7 +117,7 @@ func testEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T, e testenv.
 	before := f.sourceRows("types")
 	f.exec(
 		"UPDATE types SET vc = 'ça change 👋', bi = bi + 1, dec65 = dec65 / 3, j = JSON_SET(j, '$.k[0]', 'changed'), bin = 0x00000000000000FF, e = 'médium', s = 'b,c', inv = 'seen', touched = '2001-02-03 04:05:06' WHERE id = 1",
-		"UPDATE types SET uca = 'Ärger', xf = 1 WHERE id = 2", // touched follows ON UPDATE
+		"UPDATE types SET uca = 'Ärger', xf = 1, y = 0, s = 'a,b,c,d', b64 = b'1' WHERE id = 2", // touched follows ON UPDATE
 		"DELETE FROM types WHERE id = 3",
 		"INSERT INTO skeys VALUES ('straße', 1), ('a', 2), ('Ünïcödé', 3), ('🎉 party', 4), ('x', 5)",
 		"UPDATE skeys SET k = 'A' WHERE k = 'a'",
