@@ -249,7 +249,7 @@ type reader struct {
 	prevEv *replication.BinlogEvent
 
 	// fde is the format description of the binlog file being read; inner parses the
-	// events of compressed transactions in it (payload.go). Inside a compressed
+	// events of compressed transactions in it (compressed.go). Inside a compressed
 	// transaction, rowBase is the payload's row index of the next rows event, and net,
 	// when not nil, collects its changes to emit them net.
 	fde      *replication.FormatDescriptionEvent
