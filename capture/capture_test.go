@@ -478,33 +478,43 @@ func TestWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T) {
 
 func testWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T, e testenv.Env) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		opts testenv.ServerOptions
-		want string
-	}{
-		{"statement format", testenv.ServerOptions{BinlogFormat: "STATEMENT"}, "binlog_format is STATEMENT"},
-		{"minimal row image", testenv.ServerOptions{BinlogRowImage: "MINIMAL"}, "binlog_row_image is MINIMAL"},
-		{"minimal row metadata", testenv.ServerOptions{BinlogRowMetadata: "MINIMAL"}, "binlog_row_metadata is MINIMAL"},
-		{"no binlog", testenv.ServerOptions{DisableBinlog: true}, "log_bin is OFF"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			m := testenv.StartServer(t, e.SourceFlavor, tc.opts)
-			f := newFixtureOn(t, e, m.DSN())
-			f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-			c, err := New(f.configure([]string{"t"}, ""), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			err = c.Run(ctx)
-			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), m.Addr()) {
-				t.Fatalf("Run = %v, want ErrSource naming %q and the server", err, tc.want)
-			}
-		})
+	refused := func(t *testing.T, m testenv.Server, want string) {
+		t.Helper()
+		f := newFixtureOn(t, e, m.DSN())
+		f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+		c, err := New(f.configure([]string{"t"}, ""), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = c.Run(ctx)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), m.Addr()) {
+			t.Fatalf("Run = %v, want ErrSource naming %q and the server", err, want)
+		}
 	}
+	t.Run("no binlog", func(t *testing.T) {
+		t.Parallel()
+		refused(t, testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{DisableBinlog: true}), "log_bin is OFF")
+	})
+	t.Run("settings a running server can change", func(t *testing.T) {
+		t.Parallel()
+		// One server for the settings that are dynamic, each set wrong in turn.
+		m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+		for _, tc := range []struct {
+			name, variable, bad, good, want string
+		}{
+			{"statement format", "binlog_format", "STATEMENT", "ROW", "binlog_format is STATEMENT"},
+			{"minimal row image", "binlog_row_image", "MINIMAL", "FULL", "binlog_row_image is MINIMAL"},
+			{"minimal row metadata", "binlog_row_metadata", "MINIMAL", "FULL", "binlog_row_metadata is MINIMAL"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				m.RootExec("SET GLOBAL " + tc.variable + " = '" + tc.bad + "'")
+				defer m.RootExec("SET GLOBAL " + tc.variable + " = '" + tc.good + "'")
+				refused(t, m, tc.want)
+			})
+		}
+	})
 }
 
 // A stopped capture resumes from its checkpoint (file, offset and GTID state) and emits
