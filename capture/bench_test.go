@@ -17,6 +17,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
+
+	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
 // BenchmarkCatchUp measures how fast capture catches up with a backlog of row changes
@@ -37,7 +39,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		}
 		total = n
 	}
-	f := newFixture(b)
+	f := newFixture(b, testenv.Services(b))
 	f.exec(`CREATE TABLE orders (
 		id BIGINT PRIMARY KEY, user_id INT NOT NULL, status TINYINT NOT NULL, sku VARCHAR(40) NOT NULL,
 		amount DECIMAL(12,2) NOT NULL, created DATETIME(6) NOT NULL, score DOUBLE, note VARCHAR(100), flags INT UNSIGNED)`)

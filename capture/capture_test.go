@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/schema"
 )
 
@@ -25,7 +29,12 @@ func (f *fixture) sourceRows(table string) map[string]event.Row {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	rows, err := f.src.QueryContext(ctx, "SELECT * FROM `"+table+"`")
+	// Every column by name: SELECT * leaves out INVISIBLE columns, which the binlog carries.
+	names := make([]string, len(tbl.Columns))
+	for i, c := range tbl.Columns {
+		names[i] = mysqlx.QuoteIdent(c.Name)
+	}
+	rows, err := f.src.QueryContext(ctx, "SELECT "+strings.Join(names, ", ")+" FROM `"+table+"`")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -65,6 +74,69 @@ func (f *fixture) sourceRows(table string) map[string]event.Row {
 	return out
 }
 
+// sameSourceRows compares the rows of table read back from Kafka with its rows read from
+// the source (sameRows). JSON columns compare as documents on both sides: their text is
+// the source's own rendering on SELECT and the binlog decoder's in the events, and
+// rendering JSON exactly as the source does is the decoder's business, tested with it.
+func (f *fixture) sameSourceRows(t *testing.T, table string, got map[string]event.Row) {
+	t.Helper()
+	want := f.sourceRows(table)
+	tbl, err := schema.Load(context.Background(), f.src, f.db, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range tbl.Columns {
+		if c.Kind != schema.KindJSON {
+			continue
+		}
+		for _, rows := range []map[string]event.Row{got, want} {
+			for _, row := range rows {
+				if s, ok := row[c.Name].(string); ok {
+					row[c.Name] = canonicalJSON(t, s)
+				}
+			}
+		}
+	}
+	sameRows(t, table, got, want)
+}
+
+// canonicalJSON is a JSON document's text with sorted keys and no spaces, integers as
+// written and other numbers in Go's shortest form (1.5e300 and 1.5e+300 are one number).
+func canonicalJSON(t *testing.T, s string) string {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("JSON %q: %v", s, err)
+	}
+	var canon func(v any) any
+	canon = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = canon(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = canon(e)
+			}
+		case json.Number:
+			if strings.ContainsAny(string(x), ".eE") {
+				if f, err := x.Float64(); err == nil {
+					return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+				}
+			}
+		}
+		return v
+	}
+	b, err := json.Marshal(canon(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // sameRows compares rows read back from Kafka with rows read from the source, through
 // JSON, as a sink sees them.
 func sameRows(t *testing.T, what string, got, want map[string]event.Row) {
@@ -98,7 +170,12 @@ func sameRows(t *testing.T, what string, got, want map[string]event.Row) {
 
 func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testRowChangesReachKafkaInSourceOrderPerKey)
+}
+
+func testRowChangesReachKafkaInSourceOrderPerKey(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec(
 		"CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), qty INT)",
 		"CREATE TABLE pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (b, a))",
@@ -126,7 +203,7 @@ func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{
-		"INSERT INTO big SELECT seq, CONCAT('value ', seq) FROM seq_1_to_100000",
+		"INSERT INTO big SELECT seq, CONCAT('value ', seq) FROM " + seq(100000) + " s",
 		"UPDATE items SET qty = 0 WHERE id = 10",
 	} {
 		if _, err := tx.Exec(s); err != nil {
@@ -157,7 +234,7 @@ func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 				t.Fatalf("events by op = %v, want %v", got, tc.ops)
 			}
 			checkOrderPerKey(t, recs)
-			sameRows(t, tc.table, finalRows(recs), f.sourceRows(tc.table))
+			f.sameSourceRows(t, tc.table, finalRows(recs))
 		})
 	}
 
@@ -215,15 +292,28 @@ func TestRowChangesReachKafkaInSourceOrderPerKey(t *testing.T) {
 
 func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
 	t.Parallel()
+	testenv.EachFlavor(t, testHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle)
+}
+
+func testHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T, e testenv.Env) {
+	t.Parallel()
 	// A private source: the shared one is never idle while other tests write to it.
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
-	f := newFixtureOn(t, m.DSN())
+	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	r := f.start(cfg)
 	f.exec("INSERT INTO t VALUES (1),(2),(3),(4),(5),(6),(7),(8)")
 	r.waitAcknowledged(t, f.sourcePosition())
 	topic := kafkax.TableTopic(f.prefix, f.db, "t")
+	if e.SourceFlavor == testenv.MySQLFlavor {
+		// MySQL 9's only password plugin: on a fresh server nothing is cached, so both
+		// connections went through its full authentication, without TLS.
+		var plugin string
+		if err := f.src.QueryRow("SELECT plugin FROM mysql.user WHERE CONCAT(user, '@', host) = CURRENT_USER()").Scan(&plugin); err != nil || plugin != "caching_sha2_password" {
+			t.Fatalf("the cleave user authenticates with %q (%v), want caching_sha2_password", plugin, err)
+		}
+	}
 
 	// After the insert, every partition gets a heartbeat above the rows before it.
 	var recs []record
@@ -274,8 +364,13 @@ func TestHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T) {
 // drift, and would wait in vain until the next write.
 func TestIdleSourceAfterRotationIsReachedExactly(t *testing.T) {
 	t.Parallel()
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
-	f := newFixtureOn(t, m.DSN())
+	testenv.EachFlavor(t, testIdleSourceAfterRotationIsReachedExactly)
+}
+
+func testIdleSourceAfterRotationIsReachedExactly(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	r := f.start(cfg)
@@ -297,31 +392,56 @@ func TestIdleSourceAfterRotationIsReachedExactly(t *testing.T) {
 	})
 }
 
-func TestServerIDInUseStopsTheOlderConnectionNamingIt(t *testing.T) {
+// Two captures with one server_id: MariaDB keeps one replica connection per server_id and
+// disconnects the older one (ERROR 4052), which must stop naming the conflict; MySQL tells
+// replicas apart by their UUID (go-mysql gives each connection a new one) and serves both,
+// which then both stream.
+func TestTwoCapturesWithOneServerID(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testTwoCapturesWithOneServerID)
+}
+
+func testTwoCapturesWithOneServerID(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	first := f.start(cfg)
 	second := f.start(cfg)
-	var err error
-	select {
-	case err = <-first.done:
-		first.done <- err
-	case <-time.After(time.Minute):
-		t.Fatal("the first capture kept running beside a second one with its server_id")
+	if e.SourceFlavor == testenv.MySQLFlavor {
+		t.Run("MySQL serves both", func(t *testing.T) {
+			f.exec("INSERT INTO t VALUES (1)")
+			target := f.sourcePosition()
+			second.waitAcknowledged(t, target)
+			first.waitAcknowledged(t, target)
+		})
+		return
 	}
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("source.server_id=%d", cfg.Source.ServerID)) || !strings.Contains(err.Error(), "its own server_id") {
-		t.Fatalf("error = %v", err)
-	}
-	if !second.c.Status().Streaming {
-		t.Fatal("the second capture is not streaming")
-	}
+	t.Run("MariaDB stops the older, which names the conflict", func(t *testing.T) {
+		var err error
+		select {
+		case err = <-first.done:
+			first.done <- err
+		case <-time.After(time.Minute):
+			t.Fatal("the first capture kept running beside a second one with its server_id")
+		}
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("source.server_id=%d", cfg.Source.ServerID)) || !strings.Contains(err.Error(), "its own server_id") {
+			t.Fatalf("error = %v", err)
+		}
+		if !second.c.Status().Streaming {
+			t.Fatal("the second capture is not streaming")
+		}
+	})
 }
 
 func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testPurgedCheckpointIsAClearErrorSayingHowToRecover)
+}
+
+func testPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "")
 	store := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1)
@@ -335,7 +455,7 @@ func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 	if err := f.src.QueryRow("SELECT @@server_id").Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	gone := Checkpoint{Position: Position{File: strings.TrimRight(cur.File, "0123456789") + "000000", Pos: 4}, SourceServerID: id, Flavor: "mariadb"}
+	gone := Checkpoint{Position: Position{File: strings.TrimRight(cur.File, "0123456789") + "000000", Pos: 4}, SourceServerID: id, Flavor: string(e.SourceFlavor)}
 	if err := store.Store(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
@@ -353,30 +473,265 @@ func TestPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T) {
 
 func TestWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T) {
 	t.Parallel()
+	testenv.EachFlavor(t, testWrongBinlogSettingsAreRefusedNamingTheVariable)
+}
+
+func testWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	refused := func(t *testing.T, m testenv.Server, want string) {
+		t.Helper()
+		f := newFixtureOn(t, e, m.DSN())
+		f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+		c, err := New(f.configure([]string{"t"}, ""), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = c.Run(ctx)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), m.Addr()) {
+			t.Fatalf("Run = %v, want ErrSource naming %q and the server", err, want)
+		}
+	}
+	t.Run("no binlog", func(t *testing.T) {
+		t.Parallel()
+		refused(t, testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{DisableBinlog: true}), "log_bin is OFF")
+	})
+	t.Run("settings a running server can change", func(t *testing.T) {
+		t.Parallel()
+		// One server for the settings that are dynamic, each set wrong in turn.
+		m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+		for _, tc := range []struct {
+			name, variable, bad, good, want string
+		}{
+			{"statement format", "binlog_format", "STATEMENT", "ROW", "binlog_format is STATEMENT"},
+			{"minimal row image", "binlog_row_image", "MINIMAL", "FULL", "binlog_row_image is MINIMAL"},
+			{"minimal row metadata", "binlog_row_metadata", "MINIMAL", "FULL", "binlog_row_metadata is MINIMAL"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				m.RootExec("SET GLOBAL " + tc.variable + " = '" + tc.bad + "'")
+				defer m.RootExec("SET GLOBAL " + tc.variable + " = '" + tc.good + "'")
+				refused(t, m, tc.want)
+			})
+		}
+	})
+}
+
+// A stopped capture resumes from its checkpoint (file, offset and GTID state) and emits
+// every change made meanwhile once; a checkpoint the source's binlog no longer belongs to
+// (its binlog reset since) is refused, whether the source has fewer transactions than the
+// checkpoint has seen or, numbered from 1 again, as many and more.
+func TestResumeFromCheckpointAndRefuseAResetSource(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testResumeFromCheckpointAndRefuseAResetSource)
+}
+
+func testResumeFromCheckpointAndRefuseAResetSource(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
+	f := newFixtureOn(t, e, m.DSN())
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(200))")
+	cfg := f.configure([]string{"t"}, "")
+	topic := kafkax.TableTopic(f.prefix, f.db, "t")
+
+	r := f.start(cfg)
+	for i := 1; i <= 10; i++ {
+		f.exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 'first run')", i))
+	}
+	r.waitAcknowledged(t, f.sourcePosition())
+	if err := r.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	store := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1)
+	defer store.Close()
+	cp, err := store.Load(context.Background())
+	if err != nil || cp == nil || cp.GTID == "" {
+		t.Fatalf("checkpoint after the first run: %+v, %v", cp, err)
+	}
+
+	t.Run("a restart resumes at the checkpoint and emits every change once", func(t *testing.T) {
+		f.exec("UPDATE t SET v = 'while stopped' WHERE id <= 5", "DELETE FROM t WHERE id = 10")
+		if e.SourceFlavor == testenv.MySQLFlavor {
+			// A transaction with a tagged GTID (MySQL 8.4+), which has an event of its own.
+			f.execOneSession("SET SESSION gtid_next = 'AUTOMATIC:cleave'", "UPDATE t SET v = 'tagged' WHERE id = 6", "SET SESSION gtid_next = 'AUTOMATIC'")
+		} else {
+			f.exec("UPDATE t SET v = 'tagged' WHERE id = 6")
+		}
+		r := f.start(cfg)
+		end := f.sourcePosition()
+		r.waitAcknowledged(t, end)
+		if err := r.shutdown(); err != nil {
+			t.Fatal(err)
+		}
+		recs := rowEvents(readTopic(t, f.env.KafkaBrokers, topic))
+		if got, want := countOps(recs), map[event.Op]int{event.OpCreate: 10, event.OpUpdate: 6, event.OpDelete: 1}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("events by op %v, want %v", got, want)
+		}
+		checkOrderPerKey(t, recs)
+		f.sameSourceRows(t, "t", finalRows(recs))
+		last := recs[len(recs)-1].ev
+		for _, rec := range recs {
+			if rec.ev.After != nil && rec.ev.After["v"] == "tagged" {
+				last = rec.ev
+			}
+		}
+		if last.Source.GTID == "" || e.SourceFlavor == testenv.MySQLFlavor && !strings.Contains(last.Source.GTID, ":cleave:") {
+			t.Fatalf("the tagged transaction's events carry GTID %q", last.Source.GTID)
+		}
+		// The source is idle: the final checkpoint holds its whole GTID state.
+		cp, err := store.Load(context.Background())
+		if err != nil || cp == nil {
+			t.Fatalf("checkpoint: %+v, %v", cp, err)
+		}
+		if !sameGTIDState(t, e.SourceFlavor, cp.GTID, end.GTID) {
+			t.Fatalf("checkpoint GTID state %q, the source's %q", cp.GTID, end.GTID)
+		}
+	})
+
+	cp, err = store.Load(context.Background())
+	if err != nil || cp == nil {
+		t.Fatalf("checkpoint: %+v, %v", cp, err)
+	}
+	reset := "RESET MASTER"
+	if e.SourceFlavor == testenv.MySQLFlavor {
+		reset = "RESET BINARY LOGS AND GTIDS"
+	}
+	refused := func(t *testing.T) {
+		t.Helper()
+		c, err := New(cfg, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = c.Run(ctx)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "reset") || !strings.Contains(err.Error(), "topic_prefix") {
+			t.Fatalf("Run from the checkpoint %s after %s = %v, want ErrSource saying the binlog was reset and how to start over", cp.Position, reset, err)
+		}
+	}
+	t.Run("after a reset, a source with fewer transactions is refused", func(t *testing.T) {
+		f.exec(reset)
+		// Binlog file names restart too: reach the checkpoint's file again.
+		for f.sourcePosition().File < cp.File {
+			f.exec("FLUSH BINARY LOGS")
+		}
+		f.exec("INSERT INTO t VALUES (100, 'after the reset')")
+		refused(t)
+	})
+	t.Run("after a reset, a source with as many transactions and one starting at the checkpoint's offset is refused", func(t *testing.T) {
+		// The checkpoint's offset falls on a transaction boundary of the new history, and
+		// the new history has more transactions than the checkpoint has seen: the file and
+		// the offset exist, a transaction starts there, the GTID numbers cover the
+		// checkpoint's. (Sizes of GTID events vary, so rather than writing transactions
+		// until one ends exactly at the old offset, the old checkpoint is stored again
+		// with the offset of such a boundary.)
+		for i := 0; i < 3; i++ {
+			f.exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 'new history')", 2000+i))
+		}
+		at := f.sourcePosition()
+		for i := 3; i < 30; i++ {
+			f.exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 'new history')", 2000+i))
+		}
+		moved := *cp
+		moved.File, moved.Pos = at.File, at.Pos
+		if err := store.Store(context.Background(), moved); err != nil {
+			t.Fatal(err)
+		}
+		cp = &moved
+		refused(t)
+	})
+}
+
+// sameGTIDState compares two GTID states of flavor as sets.
+func sameGTIDState(t *testing.T, flavor testenv.Flavor, a, b string) bool {
+	t.Helper()
+	if flavor == testenv.MariaDBFlavor {
+		return sameMariaDBState(a, b)
+	}
+	sa, err1 := gomysql.ParseMysqlGTIDSet(a)
+	sb, err2 := gomysql.ParseMysqlGTIDSet(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("GTID sets %q, %q: %v %v", a, b, err1, err2)
+	}
+	return sa.Equal(sb)
+}
+
+// XA transactions reach the binlog at XA PREPARE, before they are committed or rolled
+// back: rows of a configured table in one stop capture, naming it; XA transactions on
+// other tables pass, and capture reaches the position after them.
+func TestXATransactionsOnConfiguredTablesStopCapture(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testXATransactionsOnConfiguredTablesStopCapture)
+}
+
+func testXATransactionsOnConfiguredTablesStopCapture(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)")
+	r := f.start(f.configure([]string{"t"}, ""))
+	xa := func(table, xid, end string) {
+		f.execOneSession("XA START '"+xid+"'", "INSERT INTO "+table+" VALUES (2)", "XA END '"+xid+"'", "XA PREPARE '"+xid+"'", end+" '"+xid+"'")
+	}
+	t.Run("an XA transaction on another table passes", func(t *testing.T) {
+		xa("other", fmt.Sprintf("cleave-a-%d", serverID()), "XA COMMIT")
+		f.exec("INSERT INTO t VALUES (1)")
+		r.waitAcknowledged(t, f.sourcePosition())
+	})
+	t.Run("an XA transaction on a configured table stops capture before its rows", func(t *testing.T) {
+		xa("t", fmt.Sprintf("cleave-b-%d", serverID()), "XA ROLLBACK")
+		var err error
+		select {
+		case err = <-r.done:
+			r.done <- err
+		case <-time.After(time.Minute):
+			t.Fatal("capture kept running past an XA transaction on a configured table")
+		}
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "XA transaction") || !strings.Contains(err.Error(), f.db+".t") {
+			t.Fatalf("capture stopped with %v, want ErrSource naming the XA transaction and the table", err)
+		}
+		for _, rec := range rowEvents(readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "t"))) {
+			if rec.ev.Op != event.OpCreate || rec.key != "[1]" {
+				t.Fatalf("event %s %s: the XA transaction's rows reached Kafka", rec.ev.Op, rec.key)
+			}
+		}
+	})
+}
+
+// A session may log less than capture needs, whatever the server's settings: its row
+// changes to a configured table stop capture, naming the setting, before any of its rows.
+func TestSessionsThatLogLessStopCaptureNamingTheSetting(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testSessionsThatLogLessStopCaptureNamingTheSetting)
+}
+
+func testSessionsThatLogLessStopCaptureNamingTheSetting(t *testing.T, e testenv.Env) {
+	t.Parallel()
 	for _, tc := range []struct {
-		name string
-		opts testenv.MariaDBOptions
-		want string
+		name, set, want string
 	}{
-		{"statement format", testenv.MariaDBOptions{BinlogFormat: "STATEMENT"}, "binlog_format is STATEMENT"},
-		{"minimal row image", testenv.MariaDBOptions{BinlogRowImage: "MINIMAL"}, "binlog_row_image is MINIMAL"},
-		{"minimal row metadata", testenv.MariaDBOptions{BinlogRowMetadata: "MINIMAL"}, "binlog_row_metadata is MINIMAL"},
-		{"no binlog", testenv.MariaDBOptions{DisableBinlog: true}, "log_bin is OFF"},
+		{"statement format", "SET SESSION binlog_format = 'STATEMENT'", "as a statement"},
+		{"mixed format", "SET SESSION binlog_format = 'MIXED'", "as a statement"},
+		{"minimal row image", "SET SESSION binlog_row_image = 'MINIMAL'", "binlog_row_image other than FULL"},
+		{"row image without blobs", "SET SESSION binlog_row_image = 'NOBLOB'", "binlog_row_image other than FULL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			m := testenv.StartMariaDB(t, tc.opts)
-			f := newFixtureOn(t, m.DSN())
-			f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-			c, err := New(f.configure([]string{"t"}, ""), Options{})
-			if err != nil {
-				t.Fatal(err)
+			f := newFixture(t, e)
+			f.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT, b BLOB)", "INSERT INTO t VALUES (1, 1, 'x')")
+			r := f.start(f.configure([]string{"t"}, ""))
+			f.execOneSession(tc.set, "UPDATE t SET v = 2 WHERE id = 1")
+			var err error
+			select {
+			case err = <-r.done:
+				r.done <- err
+			case <-time.After(time.Minute):
+				t.Fatalf("capture kept running past a row change logged with %q", tc.set)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			err = c.Run(ctx)
-			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), m.Addr()) {
-				t.Fatalf("Run = %v, want ErrSource naming %q and the server", err, tc.want)
+			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), f.db+".t") {
+				t.Fatalf("capture stopped with %v, want ErrSource saying %q", err, tc.want)
+			}
+			if n := len(rowEvents(readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "t")))); n != 0 {
+				t.Fatalf("%d events of the session's changes reached Kafka", n)
 			}
 		})
 	}

@@ -40,6 +40,12 @@ type ddlStatement struct {
 	refs []tableRef
 	// dropDB is the database a DROP DATABASE removes, with every table in it.
 	dropDB string
+	// end, when above 0, is where the statement ends for the shards: MySQL logs a CREATE
+	// TABLE ... SELECT (atomic since 8.0.21) as a CREATE TABLE ending in START
+	// TRANSACTION, its rows following as row events; only a replica applier may run that
+	// clause (any other session may then run nothing but its rows), so the shards get the
+	// CREATE TABLE without it.
+	end int
 }
 
 type tokKind int
@@ -262,6 +268,10 @@ func parseDDL(stmt string) (d ddlStatement, ok bool) {
 			}
 			d.changed = append(d.changed, r)
 			p.rest(refs)
+			if n := len(p.toks); n >= 2 && p.toks[n-2].kind == tWord && strings.EqualFold(p.toks[n-2].text, "START") &&
+				p.toks[n-1].kind == tWord && strings.EqualFold(p.toks[n-1].text, "TRANSACTION") {
+				d.end = p.toks[n-2].start
+			}
 			return d, true
 		}
 		for p.accept("UNIQUE") || p.accept("FULLTEXT") || p.accept("SPATIAL") || p.accept("ONLINE") || p.accept("OFFLINE") {
@@ -363,6 +373,9 @@ func (d *ddlStatement) resolve(defaultDB string) {
 // qualify returns stmt with defaultDB inserted before every unqualified table name of d,
 // so that it means the same on a connection without a default database.
 func qualify(stmt string, d ddlStatement, defaultDB string) string {
+	if d.end > 0 {
+		stmt = strings.TrimRight(stmt[:d.end], " \t\r\n")
+	}
 	var at []int
 	for _, list := range [][]tableRef{d.changed, d.refs} {
 		for _, r := range list {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
 )
 
@@ -39,6 +40,8 @@ func TestParseDDLFindsTheTablesAStatementChanges(t *testing.T) {
 		{"truncate", "truncate t", []string{"d.t"}, "", "truncate `d`.t"},
 		{"truncate table", "TRUNCATE TABLE `t`", []string{"d.t"}, "", "TRUNCATE TABLE `d`.`t`"},
 		{"drop database", "DROP DATABASE IF EXISTS shop", nil, "shop", "DROP DATABASE IF EXISTS shop"},
+		{"MySQL's atomic CREATE TABLE ... SELECT loses its START TRANSACTION", "CREATE TABLE `c` (\n  `id` int NOT NULL,\n  PRIMARY KEY (`id`)\n) START TRANSACTION", []string{"d.c"}, "", "CREATE TABLE `d`.`c` (\n  `id` int NOT NULL,\n  PRIMARY KEY (`id`)\n)"},
+		{"a column named start stays", "CREATE TABLE t (start INT, transaction INT)", []string{"d.t"}, "", "CREATE TABLE `d`.t (start INT, transaction INT)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,7 +76,12 @@ func TestParseDDLFindsTheTablesAStatementChanges(t *testing.T) {
 
 func TestSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns)
+}
+
+func testSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10), b INT)", "CREATE TABLE other (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "ddl:\n  policy: propagate\n")
 	r := f.start(cfg)
@@ -185,7 +193,12 @@ func TestSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T) {
 
 func TestSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt)
+}
+
+func testSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := f.configure([]string{"t"}, "ddl:\n  policy: stop\n")
 	r := f.start(cfg)
@@ -243,4 +256,50 @@ func TestSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *t
 	if err := c2.Run(ctx); !errors.Is(err, ErrDDL) {
 		t.Fatalf("restart: %v, want ErrDDL again", err)
 	}
+}
+
+// A configured table dropped and created again with CREATE TABLE ... SELECT, under
+// ddl.policy propagate: the shards get the drop, a CREATE TABLE they can run (MySQL logs
+// this one with a START TRANSACTION clause that only a replica applier may follow), then
+// the copied rows.
+func TestCreateTableSelectPropagatesTheTableThenItsRows(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testCreateTableSelectPropagatesTheTableThenItsRows)
+}
+
+func testCreateTableSelectPropagatesTheTableThenItsRows(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
+	f.exec("CREATE TABLE src (id INT PRIMARY KEY, v INT)", "INSERT INTO src VALUES (1, 10), (2, 20), (3, 30)",
+		"CREATE TABLE copy (id INT PRIMARY KEY, v INT)")
+	cfg := f.configure([]string{"copy"}, "ddl:\n  policy: propagate\n")
+	r := f.start(cfg)
+	f.exec("DROP TABLE copy", "CREATE TABLE copy (PRIMARY KEY (id)) SELECT id, v FROM src")
+	r.waitAcknowledged(t, f.sourcePosition())
+	recs := readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "copy"))
+	var ddls []string
+	var create event.Version
+	rows := 0
+	for _, rec := range recs {
+		if rec.partition != 0 && rec.ev.Op == event.OpDDL {
+			continue
+		}
+		switch rec.ev.Op {
+		case event.OpDDL:
+			ddls = append(ddls, rec.ev.DDL)
+			create = rec.ev.Version
+		case event.OpCreate:
+			rows++
+			if rec.ev.Version <= create {
+				t.Fatalf("row %s at version %v, not after the CREATE TABLE at %v", rec.key, rec.ev.Version, create)
+			}
+		}
+	}
+	if len(ddls) != 2 || !strings.HasPrefix(ddls[0], "DROP TABLE") || !strings.HasPrefix(ddls[1], "CREATE TABLE") || rows != 3 {
+		t.Fatalf("schema changes %q and %d rows, want the drop, the create and 3 rows", ddls, rows)
+	}
+	if strings.Contains(strings.ToUpper(ddls[1]), "START TRANSACTION") {
+		t.Fatalf("the CREATE TABLE for the shards is %q: a shard cannot run it as a statement", ddls[1])
+	}
+	f.sameSourceRows(t, "copy", finalRows(recs))
 }

@@ -23,11 +23,12 @@ import (
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
-// fixture is one test's isolated world: a database on the shared source, a topic prefix
-// on the shared Kafka, and a replica server_id of its own.
+// fixture is one test's isolated world: a database on the source of one flavor, a topic
+// prefix on the shared Kafka, and a replica server_id of its own.
 type fixture struct {
 	t       testing.TB
 	env     testenv.Env
+	fl      mysqlx.Flavor // the source's
 	db      string
 	prefix  string
 	src     *sql.DB // a session on the test's database (UTC, utf8mb4)
@@ -35,18 +36,17 @@ type fixture struct {
 	cfg     *config.Config
 }
 
-// newFixture creates the database and prefix; tables are the configured tables of the
-// test's database, created by the caller with src.
-func newFixture(t testing.TB) *fixture {
+// newFixture creates the database and prefix on env's source; tables are the configured
+// tables of the test's database, created by the caller with src.
+func newFixture(t testing.TB, env testenv.Env) *fixture {
 	t.Helper()
-	return newFixtureOn(t, "")
+	return newFixtureOn(t, env, "")
 }
 
-// newFixtureOn is newFixture with the source at sourceDSN (a private server) instead of
-// the shared one.
-func newFixtureOn(t testing.TB, sourceDSN string) *fixture {
+// newFixtureOn is newFixture with the source at sourceDSN (a private server of env's
+// flavor) instead of the shared one.
+func newFixtureOn(t testing.TB, env testenv.Env, sourceDSN string) *fixture {
 	t.Helper()
-	env := testenv.Services(t)
 	if sourceDSN != "" {
 		env.SourceDSN = sourceDSN
 	}
@@ -57,7 +57,31 @@ func newFixtureOn(t testing.TB, sourceDSN string) *fixture {
 	}
 	t.Cleanup(func() { src.Close() })
 	f.src = src
+	if f.fl, err = mysqlx.DetectFlavor(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if f.fl.Name() != string(env.SourceFlavor) {
+		t.Fatalf("the source at %s is %s, the test expects %s", mysqlx.Addr(env.SourceDSN), f.fl.Product(), env.SourceFlavor.Product())
+	}
 	return f
+}
+
+// seq is a table expression of one column, seq, with the numbers 1 to n, for writing many
+// rows in one statement on either flavor (MariaDB's seq_1_to_n tables do not exist on
+// MySQL, whose recursive CTEs stop at 1000 rows unless a session variable says otherwise).
+func seq(n int) string {
+	digits := "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
+	var from, sum []string
+	scale := 1
+	for k := 0; scale < n; k++ {
+		from = append(from, digits+" d"+itoa(k))
+		sum = append(sum, itoa(scale)+"*d"+itoa(k)+".d")
+		scale *= 10
+	}
+	if len(from) == 0 {
+		return "(SELECT 1 seq)"
+	}
+	return "(SELECT " + strings.Join(sum, "+") + " + 1 seq FROM " + strings.Join(from, ", ") + " HAVING seq <= " + itoa(n) + ")"
 }
 
 // serverID returns a replica server_id no other test (of any package) uses.
@@ -67,9 +91,18 @@ func serverID() uint32 { return 1<<24 + rand.Uint32N(1<<30) }
 // within the test's database) and extra YAML.
 func (f *fixture) configure(tables []string, extra string) *config.Config {
 	f.t.Helper()
+	cfg := f.configureWith(f.prefix, tables, extra)
+	f.cfg = cfg
+	return cfg
+}
+
+// configureWith is configure for another topic prefix (one that begins with the
+// fixture's, so that the test's cleanup removes its topics); it leaves f.cfg as it was.
+func (f *fixture) configureWith(prefix string, tables []string, extra string) *config.Config {
+	f.t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", f.env.SourceDSN, serverID())
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", f.env.KafkaBrokers[0], f.prefix)
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", f.env.SourceDSN, f.env.SourceFlavor, serverID())
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", f.env.KafkaBrokers[0], prefix)
 	fmt.Fprintf(&b, "shards:\n  - name: s0\n    dsn: %q\n", f.env.Shard0DSN)
 	b.WriteString("tables:\n")
 	for _, tb := range tables {
@@ -80,15 +113,17 @@ func (f *fixture) configure(tables []string, extra string) *config.Config {
 		b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
 	}
 	b.WriteString(extra)
-	f.cfgPath = filepath.Join(f.t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(f.cfgPath, []byte(b.String()), 0o644); err != nil {
+	path := filepath.Join(f.t.TempDir(), "cleave.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
-	cfg, err := config.Load(f.cfgPath)
+	cfg, err := config.Load(path)
 	if err != nil {
 		f.t.Fatalf("config: %v\n%s", err, b.String())
 	}
-	f.cfg = cfg
+	if prefix == f.prefix {
+		f.cfgPath = path
+	}
 	return cfg
 }
 
@@ -164,16 +199,14 @@ func (r *running) shutdown() error {
 	return r.err
 }
 
-// sourcePosition is the source's current position.
+// sourcePosition is the source's current position, with its GTID state.
 func (f *fixture) sourcePosition() Position {
 	f.t.Helper()
-	var file string
-	var pos uint64
-	var a, b sql.NullString
-	if err := f.src.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
+	file, pos, gtid, err := f.fl.BinlogPosition(context.Background(), f.src)
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	return Position{File: file, Pos: pos}
+	return Position{File: file, Pos: pos, GTID: gtid}
 }
 
 // waitAcknowledged waits until Kafka has acknowledged everything up to the source's
@@ -296,3 +329,23 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// onMySQL runs fn as the subtest "mysql" against the MySQL services, for what only MySQL
+// has; a run narrowed to other flavors (CLEAVE_TEST_FLAVORS) leaves it out.
+func onMySQL(t *testing.T, fn func(t *testing.T, e testenv.Env)) {
+	t.Helper()
+	for _, f := range testenv.MatrixFlavors() {
+		if f == testenv.MySQLFlavor {
+			t.Run(string(f), func(t *testing.T) { fn(t, testenv.ServicesFor(t, f, f)) })
+		}
+	}
+}
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

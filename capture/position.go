@@ -132,6 +132,7 @@ type mysqlState struct {
 type mysqlGTID struct {
 	sid []byte
 	gno int64
+	tag mysql.Tag // empty for an untagged GTID
 }
 
 func (s *mysqlState) begin(ev any) string {
@@ -144,7 +145,10 @@ func (s *mysqlState) begin(ev any) string {
 		// An anonymous transaction (gtid_mode=OFF) has no GTID.
 		return ""
 	}
-	s.set.AddGTID(u, g.gno)
+	s.set.AddGTIDWithTag(u, g.tag, g.gno)
+	if tag := g.tag.String(); tag != "" {
+		return u.String() + ":" + tag + ":" + strconv.FormatInt(g.gno, 10)
+	}
 	return u.String() + ":" + strconv.FormatInt(g.gno, 10)
 }
 

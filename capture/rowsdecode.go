@@ -51,8 +51,12 @@ func (d rowsDecoder) decode(e *replication.RowsEvent, data []byte) (err error) {
 	if d.wanted != nil && !d.wanted(e.Table.Schema, e.Table.Table) {
 		return nil
 	}
-	if !fastDecodable(e.Table) || e.Type() == replication.EnumRowsEventTypeUnknown || !uncompressed(e) {
-		// Partial JSON updates and MariaDB's compressed rows events are go-mysql's.
+	if e.Type() == replication.EnumRowsEventTypeUnknown {
+		// go-mysql names every rows event type but MySQL's PARTIAL_UPDATE_ROWS_EVENT.
+		return decodePartialUpdate(e, data, pos)
+	}
+	if !fastDecodable(e.Table) || !uncompressed(e) {
+		// MariaDB's compressed rows events are go-mysql's.
 		return e.DecodeData(pos, data)
 	}
 	rd := rowReader{table: e.Table, unsigned: unsignedColumns(e.Table)}

@@ -14,11 +14,13 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
+
+	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
 // decodedRows reads the binlog from from to to and returns the rows of every rows event,
 // decoded by go-mysql's decoder or, with fast, by rowsDecoder.
-func decodedRows(t *testing.T, dsn string, from, to Position, fast bool) [][][]any {
+func decodedRows(t *testing.T, flavor testenv.Flavor, dsn string, from, to Position, fast bool) [][][]any {
 	t.Helper()
 	dc, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -27,7 +29,7 @@ func decodedRows(t *testing.T, dsn string, from, to Position, fast bool) [][][]a
 	host, portText, _ := strings.Cut(dc.Addr, ":")
 	port, _ := strconv.Atoi(portText)
 	cfg := replication.BinlogSyncerConfig{
-		ServerID: serverID(), Flavor: "mariadb", Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
+		ServerID: serverID(), Flavor: string(flavor), Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
 		TimestampStringLocation: time.UTC, Logger: newSlogger(zap.NewNop()),
 	}
 	if fast {
@@ -63,7 +65,12 @@ func decodedRows(t *testing.T, dsn string, from, to Position, fast bool) [][][]a
 
 func TestRowsDecoderReturnsWhatGoMySQLReturns(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testRowsDecoderReturnsWhatGoMySQLReturns)
+}
+
+func testRowsDecoderReturnsWhatGoMySQLReturns(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	labels := make([]string, 300)
 	for i := range labels {
 		labels[i] = fmt.Sprintf("'l%d'", i)
@@ -190,8 +197,8 @@ func TestRowsDecoderReturnsWhatGoMySQLReturns(t *testing.T) {
 	)
 	end := f.sourcePosition()
 
-	slow := decodedRows(t, f.env.SourceDSN, start, end, false)
-	fast := decodedRows(t, f.env.SourceDSN, start, end, true)
+	slow := decodedRows(t, e.SourceFlavor, f.env.SourceDSN, start, end, false)
+	fast := decodedRows(t, e.SourceFlavor, f.env.SourceDSN, start, end, true)
 	if len(slow) != len(fast) || len(slow) == 0 {
 		t.Fatalf("%d rows events from go-mysql's decoder, %d from rowsDecoder", len(slow), len(fast))
 	}

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -18,8 +19,12 @@ import (
 
 // source is what capture knows about the server it reads, learnt at start.
 type source struct {
-	db       *sql.DB
-	flavor   string // gomysql.MariaDBFlavor or gomysql.MySQLFlavor
+	db *sql.DB
+	// fl is the server's product, for the SQL that differs between them; flavor is its
+	// name, which is also go-mysql's replication dialect (gomysql.MariaDBFlavor or
+	// gomysql.MySQLFlavor).
+	fl       mysqlx.Flavor
+	flavor   string
 	version  string
 	serverID uint32
 	// gtids is whether the source has GTIDs capture can follow (MariaDB always; MySQL with
@@ -27,7 +32,14 @@ type source struct {
 	gtids bool
 	// fillZeroLogPos: MariaDB 11.4+ may send events with a zero log position.
 	fillZeroLogPos bool
-	coll           collations
+	// compressed: every session compresses its transactions (MySQL's
+	// binlog_transaction_compression is ON globally).
+	compressed bool
+	coll       collations
+
+	// tls is the replica connection's TLS configuration, nil for none: the SQL
+	// connection's (source.dsn's tls parameter).
+	tls *tls.Config
 
 	host     string
 	port     uint16
@@ -76,6 +88,10 @@ func openSource(ctx context.Context, cfg *config.Config) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.tls, err = replicaTLS(ctx, dc, s.db); err != nil {
+		s.db.Close()
+		return nil, err
+	}
 	if err := s.check(ctx, cfg); err != nil {
 		s.db.Close()
 		return nil, err
@@ -87,9 +103,29 @@ func openSource(ctx context.Context, cfg *config.Config) (*source, error) {
 	return s, nil
 }
 
+// replicaTLS is the TLS configuration of the replica connection: the one go-sql-driver
+// made of source.dsn's tls parameter, so that both connections to the source encrypt and
+// verify alike (tls=true: the system's CAs and the DSN's host; skip-verify; a registered
+// configuration). With tls=preferred, TLS is used where the SQL connection got it.
+func replicaTLS(ctx context.Context, dc *mysql.Config, db *sql.DB) (*tls.Config, error) {
+	if dc.TLS == nil {
+		return nil, nil
+	}
+	if dc.AllowFallbackToPlaintext {
+		var name, cipher string
+		if err := db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("ask the source whether the connection uses TLS: %w", err)
+		}
+		if cipher == "" {
+			return nil, nil
+		}
+	}
+	return dc.TLS.Clone(), nil
+}
+
 func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	vars := map[string]string{}
-	rows, err := s.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version','server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode','binlog_transaction_compression','binlog_row_value_options')")
+	rows, err := s.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version','server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode','binlog_transaction_compression')")
 	if err != nil {
 		return fmt.Errorf("read source variables: %w", err)
 	}
@@ -105,15 +141,12 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("read source variables: %w", err)
 	}
 	s.version = vars["version"]
-	mariadb := strings.Contains(strings.ToLower(s.version), "mariadb")
+	s.fl = mysqlx.FlavorOf(s.version)
 	const cnf = " (SET GLOBAL and in the server's config file), then restart capture"
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	switch {
-	case mariadb && s.flavor != gomysql.MariaDBFlavor:
-		bad("the source is MariaDB %s but source.flavor is %q: set source.flavor: mariadb", s.version, s.flavor)
-	case !mariadb && s.flavor != gomysql.MySQLFlavor:
-		bad("the source is MySQL %s but source.flavor is %q: set source.flavor: mysql", s.version, s.flavor)
+	if s.fl.Name() != s.flavor {
+		bad("the source is %s but source.flavor is %q: set source.flavor: %s", s.fl.Product(), s.flavor, s.fl.Name())
 	}
 	if !strings.EqualFold(vars["log_bin"], "ON") && vars["log_bin"] != "1" {
 		bad("log_bin is %s: the source writes no binary log; enable it in the server's config file and restart the server", orUnset(vars["log_bin"]))
@@ -129,12 +162,9 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	} else if !strings.EqualFold(meta, "FULL") {
 		bad("binlog_row_metadata is %s: capture decodes each row by the column names, signedness and labels of its table map; set binlog_row_metadata=FULL%s", meta, cnf)
 	}
-	if strings.EqualFold(vars["binlog_transaction_compression"], "ON") {
-		bad("binlog_transaction_compression is ON: a compressed transaction has no per-row binlog positions to derive versions from; set it OFF%s", cnf)
-	}
-	if strings.Contains(strings.ToUpper(vars["binlog_row_value_options"]), "PARTIAL_JSON") {
-		bad("binlog_row_value_options is %s: JSON updates would arrive as partial diffs; set it to ''%s", vars["binlog_row_value_options"], cnf)
-	}
+	// Compressed transactions are read like any other (compressed.go), but each is one
+	// event that go-mysql decodes whole before capture reads it.
+	s.compressed = strings.EqualFold(vars["binlog_transaction_compression"], "ON")
 	id, err := strconv.ParseUint(vars["server_id"], 10, 32)
 	if err != nil {
 		bad("server_id is %q, not a number", vars["server_id"])
@@ -146,10 +176,9 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%w at %s: %s", ErrSource, mysqlx.Addr(cfg.Source.DSN), strings.Join(problems, "; "))
 	}
-	s.gtids = mariadb || strings.EqualFold(vars["gtid_mode"], "ON")
-	if mariadb {
-		s.fillZeroLogPos = mysqlx.VersionAtLeast(s.version, 11, 4)
-	}
+	s.gtids = s.fl.BinlogHasGTIDs(vars)
+	// A property of MariaDB's replication protocol from 11.4 (go-mysql's FillZeroLogPos).
+	s.fillZeroLogPos = s.fl.Name() == mysqlx.MariaDB && s.fl.AtLeast(11, 4)
 	return nil
 }
 
@@ -198,7 +227,7 @@ func (s *source) loadCollations(ctx context.Context) error {
 // with its GTID state.
 func (s *source) currentPosition(ctx context.Context) (Position, error) {
 	var p Position
-	file, pos, row, err := mysqlx.BinlogStatus(ctx, s.db, mysqlx.BinlogStatusStatement(s.flavor == gomysql.MySQLFlavor, s.version))
+	file, pos, gtid, err := s.fl.BinlogPosition(ctx, s.db)
 	if errors.Is(err, mysqlx.ErrNoBinlog) {
 		return p, fmt.Errorf("%w: %v", ErrSource, err)
 	}
@@ -206,23 +235,10 @@ func (s *source) currentPosition(ctx context.Context) (Position, error) {
 		return p, err
 	}
 	p.File, p.Pos = file, pos
-	if s.flavor == gomysql.MySQLFlavor {
-		if s.gtids && len(row) >= 5 {
-			p.GTID = strings.ReplaceAll(row[4].String, "\n", "")
-		}
-		return p, nil
+	if s.gtids {
+		p.GTID = gtid
 	}
-	p.GTID, err = s.gtidAt(ctx, p)
-	return p, err
-}
-
-// gtidAt returns MariaDB's GTID position at a binlog position.
-func (s *source) gtidAt(ctx context.Context, p Position) (string, error) {
-	var g sql.NullString
-	if err := s.db.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&g); err != nil {
-		return "", fmt.Errorf("read the GTID position at %s: %w", p, err)
-	}
-	return g.String, nil
+	return p, nil
 }
 
 // binlogFiles lists the binlog files the source still has, oldest first.
@@ -260,6 +276,19 @@ func (s *source) checkResume(ctx context.Context, cp *Checkpoint, prefix string)
 		return fmt.Errorf("%w: the checkpoint %s was taken on the source with server_id %d, but source.dsn now reaches server_id %d. Versions order the changes of one server's binlog only; after a failover or with another source, start over: a new kafka.topic_prefix (or delete %s), then backfill",
 			ErrSource, cp.Position, cp.SourceServerID, s.serverID, CheckpointTopic(prefix))
 	}
+	// File names restart after RESET MASTER (RESET BINARY LOGS AND GTIDS) or on a server
+	// restored from a backup: the same file and offset would then hold other transactions.
+	// The GTID state tells them apart: first the source's whole history, which a reset
+	// empties, then the state at the position itself.
+	reset := func(detail string) error {
+		return fmt.Errorf("%w: the checkpoint %s does not belong to the source's binlog history: %s. The binlog was reset (RESET MASTER, RESET BINARY LOGS AND GTIDS) or the server replaced since. Start over: a new kafka.topic_prefix (or delete %s), then backfill",
+			ErrSource, cp.Position, detail, CheckpointTopic(prefix))
+	}
+	if cp.GTID != "" {
+		if err := s.checkHistory(ctx, cp, reset); err != nil {
+			return err
+		}
+	}
 	files, err := s.binlogFiles(ctx)
 	if err != nil {
 		return err
@@ -277,21 +306,108 @@ func (s *source) checkResume(ctx context.Context, cp *Checkpoint, prefix string)
 		}
 		return purgedError(cp.Position, prefix, fmt.Sprintf("the source no longer has binlog file %s (oldest kept: %s)", cp.File, oldest))
 	}
-	// File names restart after RESET MASTER or on a server restored from a backup: the same
-	// file and offset would then hold other transactions. The GTID state at the position
-	// tells them apart.
-	if s.flavor == gomysql.MariaDBFlavor && cp.GTID != "" {
-		g, err := s.gtidAt(ctx, cp.Position)
-		if err != nil {
-			return err
-		}
+	if cp.GTID == "" {
+		return nil
+	}
+	g, ok, err := s.fl.GTIDStateAt(ctx, s.db, cp.File, cp.Pos)
+	if err != nil {
+		return err
+	}
+	if ok {
 		if !sameMariaDBState(g, cp.GTID) {
-			return fmt.Errorf("%w: at %s:%d the source's binlog has GTID position %q, but the checkpoint recorded %q: the binlog was reset or the server replaced since. Start over: a new kafka.topic_prefix (or delete %s), then backfill",
-				ErrSource, cp.File, cp.Pos, g, cp.GTID, CheckpointTopic(prefix))
+			return reset(fmt.Sprintf("at %s:%d the source's binlog has GTID position %q, the checkpoint recorded %q", cp.File, cp.Pos, g, cp.GTID))
 		}
+		return nil
+	}
+	return s.checkNextTransaction(ctx, cp, reset)
+}
+
+// checkHistory checks that the source has executed every transaction the checkpoint has
+// seen: a reset source numbers its transactions from 1 again.
+func (s *source) checkHistory(ctx context.Context, cp *Checkpoint, reset func(string) error) error {
+	executed, err := s.fl.ExecutedGTIDs(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("read the source's executed GTIDs: %w", err)
+	}
+	if s.flavor == gomysql.MariaDBFlavor {
+		seen, err1 := parseMariaDBState(cp.GTID)
+		have, err2 := parseMariaDBState(executed)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("%w: compare the checkpoint's GTID position %q with the source's %q: %v", ErrSource, cp.GTID, executed, errors.Join(err1, err2))
+		}
+		for d, g := range seen.domains {
+			if h, ok := have.domains[d]; !ok || h.SequenceNumber < g.SequenceNumber {
+				return reset(fmt.Sprintf("the checkpoint has seen GTID %d-%d-%d, the source's binlog goes up to %q", g.DomainID, g.ServerID, g.SequenceNumber, executed))
+			}
+		}
+		return nil
+	}
+	seen, err := gomysql.ParseMysqlGTIDSet(cp.GTID)
+	if err != nil {
+		return fmt.Errorf("%w: the checkpoint's GTID set %q: %v", ErrSource, cp.GTID, err)
+	}
+	have, err := gomysql.ParseMysqlGTIDSet(executed)
+	if err != nil {
+		return fmt.Errorf("read the source's executed GTIDs %q: %w", executed, err)
+	}
+	if !have.Contain(seen) {
+		return reset(fmt.Sprintf("the checkpoint has seen GTIDs %s, the source has executed only %s", cp.GTID, orUnset(executed)))
 	}
 	return nil
 }
+
+// checkNextTransaction is the check at the position itself where the server cannot tell
+// the GTID state there (MySQL): the checkpoint's offset must begin an event (a stored
+// boundary always does; another history's file rarely has one there), and the
+// transaction that begins there must not be one the checkpoint has already seen.
+func (s *source) checkNextTransaction(ctx context.Context, cp *Checkpoint, reset func(string) error) error {
+	seen, err := gomysql.ParseMysqlGTIDSet(cp.GTID)
+	if err != nil {
+		return fmt.Errorf("%w: the checkpoint's GTID set %q: %v", ErrSource, cp.GTID, err)
+	}
+	stmt := fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d LIMIT 1", strings.ReplaceAll(cp.File, "'", "''"), cp.Pos)
+	failed := func(err error) error {
+		var me *mysql.MySQLError
+		if errors.As(err, &me) && me.Number == errBinlogRead {
+			return reset(fmt.Sprintf("offset %d of %s is not the start of an event (%s)", cp.Pos, cp.File, me.Message))
+		}
+		return fmt.Errorf("read the source's binlog at %s: %w", cp.Position, err)
+	}
+	// The server reports a bad offset as the query's error or, once it has sent the
+	// result's header, as the error of its rows.
+	rows, err := s.db.QueryContext(ctx, stmt)
+	if err != nil {
+		return failed(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var logName, typ, info string
+		var pos, serverID, end uint64
+		if err := rows.Scan(&logName, &pos, &typ, &serverID, &end, &info); err != nil {
+			return fmt.Errorf("read the source's binlog at %s: %w", cp.Position, err)
+		}
+		_, quoted, ok := strings.Cut(info, "GTID_NEXT= '")
+		if !ok || !strings.HasPrefix(typ, "Gtid") {
+			continue
+		}
+		gtid := strings.TrimSuffix(quoted, "'")
+		if next, err := gomysql.ParseMysqlGTIDSet(gtid); err == nil && seen.Contain(next) {
+			return reset(fmt.Sprintf("the transaction at %s:%d is %s, which the checkpoint had already seen", cp.File, cp.Pos, gtid))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return failed(err)
+	}
+	return nil
+}
+
+// errSecureTransportRequired is ER_SECURE_TRANSPORT_REQUIRED: a connection without TLS
+// to a server with require_secure_transport=ON.
+const errSecureTransportRequired = 3159
+
+// errBinlogRead is ER_ERROR_WHEN_EXECUTING_COMMAND, which SHOW BINLOG EVENTS returns for an
+// offset that is not the start of an event.
+const errBinlogRead = 1220
 
 // classifyStreamError turns an error of the replica connection into capture's error.
 func classifyStreamError(err error, serverID uint32, resume Position, prefix string) error {
@@ -300,6 +416,8 @@ func classifyStreamError(err error, serverID uint32, resume Position, prefix str
 		return err
 	}
 	switch me.Code {
+	case errSecureTransportRequired:
+		return fmt.Errorf("%w: the source refused capture's replica connection: %s. %s", ErrSource, strings.TrimSuffix(me.Message, "."), mysqlx.TLSHint)
 	case 4052, 1236:
 		msg := strings.ToLower(me.Message)
 		if me.Code == 4052 || strings.Contains(msg, "same server_uuid/server_id") || strings.Contains(msg, "same server_id") {

@@ -107,6 +107,7 @@ func (c *Capture) syncerConfig(src *source) replication.BinlogSyncerConfig {
 		User:      src.user,
 		Password:  src.password,
 		Localhost: "cleave-capture",
+		TLSConfig: src.tls,
 		// TIMESTAMP values as UTC wall time, DECIMAL as exact text, DATETIME as text.
 		ParseTime:               false,
 		TimestampStringLocation: time.UTC,
@@ -117,7 +118,7 @@ func (c *Capture) syncerConfig(src *source) replication.BinlogSyncerConfig {
 		ReadTimeout:     max(3*hb, 10*time.Second),
 		// Reconnection is capture's: it must resume at a transaction boundary it chose.
 		DisableRetrySync: true,
-		// The events go-mysql reads ahead; bounded, as every buffer in capture is.
+		// The events go-mysql reads ahead, decoded; bounded, as every buffer in capture is.
 		EventCacheCount: 1024,
 		DiscardGTIDSet:  true,
 		FillZeroLogPos:  src.fillZeroLogPos,
@@ -125,6 +126,11 @@ func (c *Capture) syncerConfig(src *source) replication.BinlogSyncerConfig {
 		// Rows of tables capture does not stream are not decoded at all; the others are
 		// decoded into go-mysql's values, faster (rowsdecode.go).
 		RowsEventDecodeFunc: rowsDecoder{wanted: c.wanted}.decode,
+	}
+	if src.compressed {
+		// Where every transaction is one compressed event, each event read ahead is a
+		// whole transaction, decoded: read fewer ahead.
+		cfg.EventCacheCount = 32
 	}
 	if src.socket != "" {
 		socket := src.socket
@@ -209,7 +215,8 @@ type group struct {
 	// and ends with its query event rather than with an XID or COMMIT.
 	endsAtQuery bool
 	gtid        string
-	// xa: a MariaDB XA PREPARE group, whose rows may still be rolled back.
+	// xa: an XA transaction's group (XA START ... XA PREPARE), whose rows may still be
+	// rolled back.
 	xa bool
 }
 
@@ -240,6 +247,16 @@ type reader struct {
 	// prevEv is the last event read other than a heartbeat (backfill.go).
 	wctx   context.Context
 	prevEv *replication.BinlogEvent
+
+	// fde is the format description of the binlog file being read; inner parses the
+	// events of compressed transactions in it (compressed.go). Inside a compressed
+	// transaction, rowBase is the payload's row index of the next rows event, and net,
+	// when not nil, collects its changes to emit them net.
+	fde      *replication.FormatDescriptionEvent
+	inner    *replication.BinlogParser
+	innerFor *replication.FormatDescriptionEvent
+	rowBase  int
+	net      *netChanges
 }
 
 // ignoredTable marks a table id of a table that is not configured.
@@ -282,6 +299,9 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		r.beginGroup(h, r.gtid.begin(&e.GTID), e.IsStandalone(), e.Flags&mariadbFlPreparedXA != 0)
 	case *replication.GTIDEvent:
 		r.beginGroup(h, r.gtid.begin(mysqlGTID{sid: e.SID, gno: e.GNO}), true, false)
+	case *replication.GtidTaggedLogEvent:
+		// A GTID with a tag (MySQL 8.4+, gtid_next='AUTOMATIC:tag'): an event type of its own.
+		r.beginGroup(h, r.gtid.begin(mysqlGTID{sid: e.SID, gno: e.GNO, tag: e.Tag}), true, false)
 	case *replication.QueryEvent:
 		return r.query(h, e)
 	case *replication.RotateEvent:
@@ -298,6 +318,9 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		}
 	case *replication.FormatDescriptionEvent, *replication.MariadbGTIDListEvent,
 		*replication.MariadbBinlogCheckPointEvent, *replication.PreviousGTIDsEvent:
+		if fde, ok := e.(*replication.FormatDescriptionEvent); ok {
+			r.fde = fde
+		}
 		// The events a file opens with, and MariaDB's binlog checkpoints: no row changes,
 		// never inside a transaction. Passing one is a boundary, so that an idle source's
 		// position (SHOW MASTER STATUS, which counts them) is reached, not left short of.
@@ -312,7 +335,12 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		r.c.lag.caughtUp(now)
 		return r.maybeHeartbeat(now)
 	case *replication.TransactionPayloadEvent:
-		return fatal(fmt.Errorf("%w: compressed transaction at %s: set binlog_transaction_compression=OFF on the source; a compressed transaction has no per-row positions to derive versions from", ErrSource, r.pos(h)))
+		return r.payload(h, e)
+	case *replication.GenericEvent:
+		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
+			// MySQL's XA PREPARE (or XA COMMIT ... ONE PHASE): the end of the group.
+			return r.endGroup(h)
+		}
 	}
 	return nil
 }
@@ -353,8 +381,12 @@ func (r *reader) query(h *replication.EventHeader, e *replication.QueryEvent) er
 	case bytes.EqualFold(q, []byte("COMMIT")), bytes.EqualFold(q, []byte("ROLLBACK")):
 		return r.endGroup(h)
 	case hasPrefixFold(q, "XA "):
-		// XA START/END belong to the group; PREPARE ends it (its rows are written),
-		// COMMIT/ROLLBACK are groups of their own.
+		// XA START/END belong to the group; PREPARE ends it (its rows are written; MySQL
+		// logs it as an event of its own, see handle), COMMIT/ROLLBACK are groups of their
+		// own. MariaDB's GTID event flags the group too; MySQL's does not.
+		if hasPrefixFold(q, "XA START") || hasPrefixFold(q, "XA BEGIN") {
+			r.grp.open, r.grp.xa = true, true
+		}
 		if hasPrefixFold(q, "XA PREPARE") || hasPrefixFold(q, "XA COMMIT") || hasPrefixFold(q, "XA ROLLBACK") {
 			return r.endGroup(h)
 		}
@@ -525,7 +557,7 @@ func (r *reader) def(h *replication.EventHeader, tm *replication.TableMapEvent) 
 }
 
 // rows turns a rows event of a configured table into change events.
-func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) error {
+func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) (err error) {
 	if e.Table == nil {
 		return fatal(fmt.Errorf("rows event at %s without its table map", r.pos(h)))
 	}
@@ -541,36 +573,44 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 			return fatal(fmt.Errorf("%w: the rows event of %s at %s lacks %d columns: it was written with binlog_row_image other than FULL (a session may set it); set binlog_row_image=FULL for every session, then copy the table again (backfill)", ErrSource, d.name, r.pos(h), len(skipped)))
 		}
 	}
+	if r.net == nil && !uncompressed(e) {
+		// A MariaDB compressed rows event (compressed.go).
+		if n := rowChanges(e, h.EventType); n >= int(h.EventSize) {
+			r.emitNet(h, n)
+			defer func() { r.net = nil }()
+			defer func() {
+				if err == nil {
+					err = r.flushNet(h)
+				}
+			}()
+		}
+	}
 	start := uint64(h.LogPos - h.EventSize)
 	now := time.Now().UnixMilli()
 	src := r.source(h, d.info, start, 0)
 	before, after := &r.before, &r.after
 	emit := func(op event.Op, row int) error {
-		version, err := event.NewVersion(r.file, start, row)
-		if err != nil {
-			return fatal(err)
-		}
 		var b, a *rowImage
-		key := after
 		switch op {
 		case event.OpCreate:
 			a = after
 		case event.OpUpdate:
 			b, a = before, after
 		case event.OpDelete:
-			b, key = before, before
+			b = before
+		}
+		if r.net != nil {
+			r.buf = d.appendKey(r.buf[:0], keyImage(op, b, a))
+			r.net.add(d, r.buf, b, a)
+			return nil
+		}
+		row += r.rowBase
+		version, err := event.NewVersion(r.file, start, row)
+		if err != nil {
+			return fatal(err)
 		}
 		src.Row = row
-		// Key and value are encoded into a scratch buffer and copied into one exact
-		// allocation per message, which Kafka holds until it is acknowledged.
-		r.buf = d.appendKey(r.buf[:0], key)
-		klen := len(r.buf)
-		r.buf = d.appendEvent(r.buf, op, b, a, now, &src, version)
-		kv := append(make([]byte, 0, len(r.buf)), r.buf...)
-		k, val := kv[:klen:klen], kv[klen:]
-		r.watchKey(d.info, k, version)
-		d.info.counters[op].Inc()
-		return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
+		return r.emitRow(d, op, b, a, now, &src, version)
 	}
 	decode := func(img *rowImage, values []any) error {
 		if err := d.image(img, values); err != nil {
@@ -578,7 +618,12 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 		}
 		return nil
 	}
-	switch e.Type() {
+	kind := e.Type()
+	if h.EventType == replication.PARTIAL_UPDATE_ROWS_EVENT {
+		// Its JSON diffs were applied to the before images while decoding (partialjson.go).
+		kind = replication.EnumRowsEventTypeUpdate
+	}
+	switch kind {
 	case replication.EnumRowsEventTypeInsert:
 		for i, vals := range e.Rows {
 			if err := decode(after, vals); err != nil {
@@ -627,6 +672,28 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) erro
 		return fatal(fmt.Errorf("rows event of unknown kind at %s", r.pos(h)))
 	}
 	return nil
+}
+
+// keyImage is the image whose primary key keys a change event.
+func keyImage(op event.Op, before, after *rowImage) *rowImage {
+	if op == event.OpDelete {
+		return before
+	}
+	return after
+}
+
+// emitRow encodes one row change event of d and hands it to the producer.
+func (r *reader) emitRow(d *tableDef, op event.Op, before, after *rowImage, now int64, src *event.Source, version event.Version) error {
+	// Key and value are encoded into a scratch buffer and copied into one exact allocation
+	// per message, which Kafka holds until it is acknowledged.
+	r.buf = d.appendKey(r.buf[:0], keyImage(op, before, after))
+	klen := len(r.buf)
+	r.buf = d.appendEvent(r.buf, op, before, after, now, src, version)
+	kv := append(make([]byte, 0, len(r.buf)), r.buf...)
+	k, val := kv[:klen:klen], kv[klen:]
+	r.watchKey(d.info, k, version)
+	d.info.counters[op].Inc()
+	return r.prod.add(r.ctx, kafka.Message{Topic: d.topic, Key: k, Value: val})
 }
 
 // maybeHeartbeat writes a heartbeat to every partition of every table topic when one is

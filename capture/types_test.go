@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -56,7 +57,12 @@ func kcatRecords(t *testing.T, brokers []string, topic string) []record {
 
 func TestEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	testenv.EachFlavor(t, testEveryColumnTypeReadBackWithKcatEqualsTheSource)
+}
+
+func testEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
 	f.exec(`CREATE TABLE types (
 		id INT PRIMARY KEY,
 		ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
@@ -71,12 +77,20 @@ func TestEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T) {
 		e ENUM('small','médium','large 🎉'), s SET('a','b','c','d'),
 		j JSON,
 		gv BIGINT AS (i * 2) VIRTUAL,
-		gs VARCHAR(60) AS (CONCAT(vc, '!')) STORED
+		gs VARCHAR(60) AS (CONCAT(vc, '!')) STORED,
+		xf FLOAT, xd DOUBLE, d650 DECIMAL(65,0), tmn TIME(6),
+		inv VARCHAR(10) INVISIBLE,
+		created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+		touched DATETIME NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+		uca VARCHAR(30) COLLATE ` + modernCollation(e.SourceFlavor) + `
 	) DEFAULT CHARSET=utf8mb4`)
-	cfg := f.configure([]string{"types"}, "")
+	// A string primary key in the collation MySQL defaults to, which ignores case and
+	// accents: a key that changes only in case is another key in the stream.
+	f.exec("CREATE TABLE skeys (k VARCHAR(40) COLLATE " + modernCollation(e.SourceFlavor) + " PRIMARY KEY, v INT)")
+	cfg := f.configure([]string{"types", "skeys"}, "")
 	r := f.start(cfg)
 
-	cols := "id, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, dec65, dec52, f, d, dt, tm, tm3, tm6, dtm, dtm6, ts, ts6, y, vc, ch, tx, lt, bin, vb, bl, lb, b1, b64, e, s, j"
+	cols := "id, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, dec65, dec52, f, d, dt, tm, tm3, tm6, dtm, dtm6, ts, ts6, y, vc, ch, tx, lt, bin, vb, bl, lb, b1, b64, e, s, j, xf, xd, d650, tmn, inv, uca"
 	f.execOneSession(
 		// TIMESTAMPs are written in a session zone far from UTC; events carry UTC.
 		"SET SESSION time_zone = '+05:00'",
@@ -87,21 +101,28 @@ func TestEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T) {
 			" '1970-01-01 05:00:01', '2038-01-19 08:14:07.999999', 2155,"+
 			" 'héllo 🎉 wörld', 'ab', '', 'Ünïcödé €',"+
 			" 0x0001, 0x00FF00, 0x00, 0xDEADBEEF000000, b'1', 0xFFFFFFFFFFFFFFFF,"+
-			" 'large 🎉', 'a,d', '{\"k\": [1, 2.5, \"x\", null, {\"n\": \"ü\"}]}')",
+			" 'large 🎉', 'a,d', '{\"k\": [1, 2.5, \"x\", null, {\"n\": \"ü\"}]}',"+
+			" -1.17549e-38, 2.2250738585072014e-308, "+strings.Repeat("9", 65)+", '-838:59:59.000000', 'hidden', 'Ärger ß 🎉')",
 		"INSERT INTO types ("+cols+") VALUES (2, 127, 0, 32767, 0, 8388607, 0, 2147483647, 0,"+
 			" 9223372036854775807, 0, 0, -0.01, -1.5, 0.1,"+
 			" '1000-01-01', '00:00:00', '12:34:56.000', '-12:00:00.000001', '2024-02-29 12:00:00', '2024-02-29 12:00:00.000000',"+
 			" '2024-06-01 12:00:00', '2024-06-01 12:00:00.123456', 1901,"+
 			" '', '', NULL, '',"+
 			" NULL, '', '', NULL, b'0', 0,"+
-			" 'small', '', 'null')",
+			" 'small', '', 'null',"+
+			" -0.0, -1.7976931348623157e308, -"+strings.Repeat("9", 65)+", '-00:00:00.000001', '', '')",
 		"INSERT INTO types (id) VALUES (3)",
 		"SET SESSION time_zone = '+00:00'",
 	)
 	before := f.sourceRows("types")
 	f.exec(
-		"UPDATE types SET vc = 'ça change 👋', bi = bi + 1, dec65 = dec65 / 3, j = JSON_SET(j, '$.k[0]', 'changed'), bin = 0x00000000000000FF, e = 'médium', s = 'b,c' WHERE id = 1",
+		"UPDATE types SET vc = 'ça change 👋', bi = bi + 1, dec65 = dec65 / 3, j = JSON_SET(j, '$.k[0]', 'changed'), bin = 0x00000000000000FF, e = 'médium', s = 'b,c', inv = 'seen', touched = '2001-02-03 04:05:06' WHERE id = 1",
+		"UPDATE types SET uca = 'Ärger', xf = 1, y = 0, s = 'a,b,c,d', b64 = b'1' WHERE id = 2", // touched follows ON UPDATE
 		"DELETE FROM types WHERE id = 3",
+		"INSERT INTO skeys VALUES ('straße', 1), ('a', 2), ('Ünïcödé', 3), ('🎉 party', 4), ('x', 5)",
+		"UPDATE skeys SET k = 'A' WHERE k = 'a'",
+		"UPDATE skeys SET v = v + 10 WHERE k = 'STRASSE' OR k = 'unicode'",
+		"DELETE FROM skeys WHERE k = 'X'",
 	)
 	after := f.sourceRows("types")
 	r.waitAcknowledged(t, f.sourcePosition())
@@ -121,6 +142,7 @@ func TestEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T) {
 		{"inserted NULLs", byKeyOp["[3]c"].After, before["[3]"]},
 		{"update before image", byKeyOp["[1]u"].Before, before["[1]"]},
 		{"update after image", byKeyOp["[1]u"].After, after["[1]"]},
+		{"update after image with ON UPDATE CURRENT_TIMESTAMP", byKeyOp["[2]u"].After, after["[2]"]},
 		{"delete before image", byKeyOp["[3]d"].Before, before["[3]"]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,7 +151,7 @@ func TestEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T) {
 			}
 			for col, w := range tc.want {
 				g, ok := tc.got[col]
-				if !ok || !sameValue(g, w) {
+				if !ok || !sameValue(g, w) && !(col == "j" && sameJSON(t, g, w)) {
 					t.Errorf("column %s: from Kafka %#v, in source %#v", col, g, w)
 				}
 			}
@@ -144,11 +166,48 @@ func TestEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T) {
 			t.Fatalf("tx %#v vc %#v bin %#v vb %#v j %#v", row["tx"], row["vc"], row["bin"], row["vb"], row["j"])
 		}
 	})
+	t.Run("a string key in a case- and accent-insensitive collation", func(t *testing.T) {
+		recs := kcatRecords(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "skeys"))
+		checkOrderPerKey(t, recs)
+		f.sameSourceRows(t, "skeys", finalRows(recs))
+	})
 	t.Run("TIMESTAMP is UTC", func(t *testing.T) {
 		if got := byKeyOp["[2]c"].After["ts6"]; got != "2024-06-01 07:00:00.123456" {
 			t.Fatalf("ts6 = %v, want the UTC wall time 2024-06-01 07:00:00.123456", got)
 		}
 	})
+}
+
+// modernCollation is the flavor's current default-style utf8mb4 collation: MySQL's
+// utf8mb4_0900_ai_ci (its default, which MariaDB 10.11 does not know) or MariaDB's UCA 14.
+func modernCollation(f testenv.Flavor) string {
+	if f == testenv.MySQLFlavor {
+		return "utf8mb4_0900_ai_ci"
+	}
+	return "utf8mb4_uca1400_ai_ci"
+}
+
+// sameJSON compares two JSON documents as values. A JSON column's text is the source's
+// own rendering on SELECT ({"k": [1, 2]} on MySQL) and go-mysql's in the binlog
+// ({"k":[1,2]}); rendering it as MySQL does is the business of the JSON decoder, not of
+// this test.
+func sameJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	as, aok := a.(string)
+	bs, bok := b.(string)
+	if !aok || !bok {
+		return false
+	}
+	parse := func(s string) any {
+		d := json.NewDecoder(strings.NewReader(s))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("JSON %q: %v", s, err)
+		}
+		return v
+	}
+	return reflect.DeepEqual(parse(as), parse(bs))
 }
 
 // sameValue compares values decoded from JSON (json.Number, string, nil).

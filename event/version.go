@@ -15,7 +15,8 @@ import (
 // is the offset of the rows event in that file and row_index the row's index inside the
 // event. Every row of a rows event occupies at least one byte of it, so event_start_pos +
 // row_index stays below the start of the next event: versions strictly increase in binlog
-// order. 36 bits of offset allow binlog files of 64 GiB, 28 bits of index 268 million files.
+// order. (Compressed events, where rows may take less than a byte each, follow a rule of
+// their own in capture: see capture/compressed.go.) 36 bits of offset allow binlog files of 64 GiB, 28 bits of index 268 million files.
 //
 // Versions compare only within one source server's binlog history; after a failover to
 // another server the positions, and so the versions, start anew (see README, limits).

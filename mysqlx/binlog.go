@@ -75,3 +75,66 @@ func BinlogStatus(ctx context.Context, q Querier, stmt string) (file string, pos
 	}
 	return row[0].String, pos, row, rows.Err()
 }
+
+// mySQLBinlogPosition reads MySQL's binlog end with its executed GTID set, which the
+// status row's fifth column (Executed_Gtid_Set) gives as of that very position; MySQL
+// breaks the set across lines when it is long.
+func mySQLBinlogPosition(ctx context.Context, q Querier, stmt string) (string, uint64, string, error) {
+	file, pos, row, err := BinlogStatus(ctx, q, stmt)
+	if err != nil {
+		return "", 0, "", err
+	}
+	gtid := ""
+	if len(row) >= 5 {
+		gtid = strings.ReplaceAll(row[4].String, "\n", "")
+	}
+	return file, pos, gtid, nil
+}
+
+// mariaDBBinlogPosition reads MariaDB's binlog end and the GTID state at it.
+func mariaDBBinlogPosition(ctx context.Context, q Querier, stmt string) (string, uint64, string, error) {
+	file, pos, _, err := BinlogStatus(ctx, q, stmt)
+	if err != nil {
+		return "", 0, "", err
+	}
+	gtid, err := mariaDBGTIDAt(ctx, q, file, pos)
+	return file, pos, gtid, err
+}
+
+// mariaDBGTIDAt is MariaDB's GTID position at a binlog file and offset.
+func mariaDBGTIDAt(ctx context.Context, q Querier, file string, pos uint64) (string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", file, pos)
+	if err != nil {
+		return "", fmt.Errorf("read the GTID position at %s:%d: %w", file, pos, err)
+	}
+	defer rows.Close()
+	var g sql.NullString
+	if rows.Next() {
+		if err := rows.Scan(&g); err != nil {
+			return "", fmt.Errorf("read the GTID position at %s:%d: %w", file, pos, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("read the GTID position at %s:%d: %w", file, pos, err)
+	}
+	return g.String, nil
+}
+
+// queryString runs a query that returns one text value (NULL reads as "").
+func queryString(ctx context.Context, q Querier, query string) (string, error) {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", query, err)
+	}
+	defer rows.Close()
+	var v sql.NullString
+	if rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return "", fmt.Errorf("%s: %w", query, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("%s: %w", query, err)
+	}
+	return v.String, nil
+}

@@ -22,6 +22,24 @@ type Flavor interface {
 	// BinlogStatusStatement reports the binlog's end: SHOW BINARY LOG STATUS on MySQL from
 	// 8.2 (8.4 removed the old name), SHOW MASTER STATUS elsewhere.
 	BinlogStatusStatement() string
+
+	// The binlog as a reader of it (capture) sees it: its end and its GTID state.
+
+	// BinlogPosition returns the binlog's end (file and offset, a transaction boundary)
+	// and the GTID state there. MySQL's binlog status row carries its executed GTID set;
+	// MariaDB's carries none, so there it is BINLOG_GTID_POS of that file and offset.
+	BinlogPosition(ctx context.Context, q Querier) (file string, pos uint64, gtid string, err error)
+	// GTIDStateAt returns the GTID state at a binlog position, ok false where the server
+	// cannot tell: MariaDB computes it (BINLOG_GTID_POS); MySQL has no such function.
+	GTIDStateAt(ctx context.Context, q Querier, file string, pos uint64) (gtid string, ok bool, err error)
+	// ExecutedGTIDs returns the GTID state of everything in the server's binlog history:
+	// MySQL's @@GLOBAL.gtid_executed, MariaDB's @@GLOBAL.gtid_binlog_pos (its
+	// gtid_current_pos also counts transactions a replica applied without logging them).
+	ExecutedGTIDs(ctx context.Context, q Querier) (string, error)
+	// BinlogHasGTIDs reports from the server's global variables (lower-case names, as
+	// SHOW GLOBAL VARIABLES gives them) whether every transaction in its binlog carries a
+	// GTID: MariaDB's always does, MySQL's only with gtid_mode=ON.
+	BinlogHasGTIDs(vars map[string]string) bool
 }
 
 // The values of source.flavor.
@@ -80,6 +98,19 @@ func (f mariaDB) Product() string               { return "MariaDB " + shortVersi
 func (f mariaDB) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
 func (f mariaDB) BinlogStatusStatement() string { return "SHOW MASTER STATUS" }
 
+// Binlog position and GTID state (binlog.go).
+func (f mariaDB) BinlogPosition(ctx context.Context, q Querier) (string, uint64, string, error) {
+	return mariaDBBinlogPosition(ctx, q, f.BinlogStatusStatement())
+}
+func (f mariaDB) GTIDStateAt(ctx context.Context, q Querier, file string, pos uint64) (string, bool, error) {
+	g, err := mariaDBGTIDAt(ctx, q, file, pos)
+	return g, err == nil, err
+}
+func (f mariaDB) ExecutedGTIDs(ctx context.Context, q Querier) (string, error) {
+	return queryString(ctx, q, "SELECT @@GLOBAL.gtid_binlog_pos")
+}
+func (f mariaDB) BinlogHasGTIDs(map[string]string) bool { return true }
+
 type mySQL struct{ version string }
 
 var _ Flavor = mySQL{}
@@ -93,4 +124,19 @@ func (f mySQL) BinlogStatusStatement() string {
 		return "SHOW BINARY LOG STATUS"
 	}
 	return "SHOW MASTER STATUS"
+}
+
+// Binlog position and GTID state (binlog.go).
+func (f mySQL) BinlogPosition(ctx context.Context, q Querier) (string, uint64, string, error) {
+	return mySQLBinlogPosition(ctx, q, f.BinlogStatusStatement())
+}
+func (f mySQL) GTIDStateAt(context.Context, Querier, string, uint64) (string, bool, error) {
+	return "", false, nil
+}
+func (f mySQL) ExecutedGTIDs(ctx context.Context, q Querier) (string, error) {
+	g, err := queryString(ctx, q, "SELECT @@GLOBAL.gtid_executed")
+	return strings.ReplaceAll(g, "\n", ""), err
+}
+func (f mySQL) BinlogHasGTIDs(vars map[string]string) bool {
+	return strings.EqualFold(vars["gtid_mode"], "ON")
 }

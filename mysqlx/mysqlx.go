@@ -48,10 +48,31 @@ func Open(ctx context.Context, name, dsn string) (*sql.DB, error) {
 	db.SetConnMaxIdleTime(time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		var me *mysql.MySQLError
+		if errors.As(err, &me) && cfg.TLS == nil {
+			switch me.Number {
+			case errSecureTransportRequired:
+				return nil, fmt.Errorf("%s at %s refused a connection without TLS: %w. %s", name, Addr(dsn), err, TLSHint)
+			case errAccessDenied:
+				// MariaDB refuses a connection without TLS to a server that requires it
+				// with this error too.
+				return nil, fmt.Errorf("%s at %s refused the connection: %w. Check the DSN's user and password; if the server is MariaDB with require_secure_transport=ON, it answers a connection without TLS so too: add tls=true (the server's certificate verified against the system's CAs) or tls=skip-verify to the DSN", name, Addr(dsn), err)
+			}
+		}
 		return nil, fmt.Errorf("%s at %s is not reachable: %w", name, Addr(dsn), err)
 	}
 	return db, nil
 }
+
+// errSecureTransportRequired is ER_SECURE_TRANSPORT_REQUIRED: a connection without TLS to
+// a server with require_secure_transport=ON.
+const errSecureTransportRequired = 3159
+
+// errAccessDenied is ER_ACCESS_DENIED_ERROR.
+const errAccessDenied = 1045
+
+// TLSHint says how to connect to a server that accepts only TLS connections.
+const TLSHint = "The server accepts only TLS connections (require_secure_transport=ON): add tls=true to the DSN (TLS, the server's certificate verified against the system's CAs), or tls=skip-verify (TLS without verifying the server)"
 
 // Addr returns host:port (or the socket path) of dsn, for messages.
 func Addr(dsn string) string {

@@ -60,11 +60,17 @@ func (h *History) Observe(name string, from Coord, fingerprint string, t *schema
 			return nil, false, nil
 		}
 		if last.Fingerprint == "" {
-			// A schema change was noted and this is the first definition after it.
+			// A schema change was noted and this is the first definition after it. The
+			// definition before is the newest entry that has one: several changes may
+			// come before the next row (a DROP and a CREATE, two ALTER TABLEs).
 			last.Fingerprint, last.Table = fingerprint, t
-			if n >= 2 {
-				p := entries[n-2]
-				return &p, p.Fingerprint != fingerprint, nil
+			for k := n - 2; k >= 0; k-- {
+				if p := entries[k]; p.Table != nil {
+					if p.Fingerprint == fingerprint {
+						return nil, false, nil
+					}
+					return &p, true, nil
+				}
 			}
 			return nil, false, nil
 		}

@@ -67,3 +67,27 @@ func TestOnlyTheNewestDefinitionsAreKept(t *testing.T) {
 		t.Fatalf("kept %+v", entries)
 	}
 }
+
+func TestSchemaChangesInARowReportTheLastDefinitionBeforeThem(t *testing.T) {
+	h := New(10)
+	v1, v2 := table("id", "a"), table("id", "b")
+	h.Observe("d.t", 100, "v1", v1)
+	// Two changes before any row: a drop and a create, or two ALTER TABLEs.
+	h.Change("d.t", 200, "DROP TABLE d.t")
+	h.Change("d.t", 300, "CREATE TABLE d.t (id INT PRIMARY KEY, b INT)")
+	prev, changed, err := h.Observe("d.t", 400, "v2", v2)
+	if err != nil || !changed || prev == nil || prev.Table != v1 {
+		t.Fatalf("after two changes: prev %+v changed %v err %v, want the definition before them", prev, changed, err)
+	}
+	if e, ok := h.At("d.t", 250); ok {
+		t.Fatalf("At(250), between the two changes = %+v, want none", e)
+	}
+	if e, ok := h.At("d.t", 300); !ok || e.Fingerprint != "v2" {
+		t.Fatalf("At(300) = %+v %v, want v2", e, ok)
+	}
+	h.Change("d.t", 500, "ALTER TABLE d.t ADD c INT")
+	h.Change("d.t", 600, "ALTER TABLE d.t DROP c")
+	if prev, changed, err := h.Observe("d.t", 700, "v2", v2); err != nil || changed || prev != nil {
+		t.Fatalf("two changes back to the same definition: prev %+v changed %v err %v, want no change", prev, changed, err)
+	}
+}

@@ -31,6 +31,9 @@ type MariaDBOptions struct {
 	ServerID uint32
 	// ExtraArgs are appended to the mariadbd command line, e.g. "--gtid-domain-id=7".
 	ExtraArgs []string
+	// TLS, when set, gives the server its certificate (NewServerTLS): the files are written
+	// into the server's folder before it starts.
+	TLS *ServerTLS
 }
 
 // MariaDB is a private mariadbd in the test's temporary directory, on a free loopback
@@ -81,6 +84,11 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 	if err := os.Mkdir(m.tmpDir(), 0o755); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	if opts.TLS != nil {
+		if err := opts.TLS.writeTLS(m.HostPath); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+	}
 	cmd := exec.Command(install, "--no-defaults", "--datadir="+m.dataDir(), "--tmpdir="+m.tmpDir(),
 		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -112,6 +120,9 @@ func (m *MariaDB) tmpDir() string  { return filepath.Join(m.dir, "tmp") }
 
 // ErrorLog is the path of the server's error log.
 func (m *MariaDB) ErrorLog() string { return filepath.Join(m.dir, "error.log") }
+
+// HostPath is the path of rel inside the server's own folder, as seen from here.
+func (m *MariaDB) HostPath(rel string) string { return filepath.Join(m.dir, rel) }
 
 // DataDir is the server's data directory (binlogs are in it, named mysql-bin.*).
 func (m *MariaDB) DataDir() string { return m.dataDir() }
@@ -196,6 +207,12 @@ func (m *MariaDB) args() []string {
 		"--binlog-format="+orDefault(o.BinlogFormat, "ROW"),
 		"--binlog-row-image="+orDefault(o.BinlogRowImage, "FULL"),
 		"--binlog-row-metadata="+orDefault(o.BinlogRowMetadata, "FULL"))
+	if o.TLS != nil {
+		a = append(a, "--ssl-ca="+m.HostPath(tlsCAFile), "--ssl-cert="+m.HostPath(tlsCertFile), "--ssl-key="+m.HostPath(tlsKeyFile))
+		if o.TLS.Require {
+			a = append(a, "--require-secure-transport=ON")
+		}
+	}
 	return append(a, o.ExtraArgs...)
 }
 

@@ -30,6 +30,8 @@ type Server interface {
 	Port() int
 	ServerID() uint32
 	DataDir() string
+	// HostPath is the path of rel inside the server's own folder, as seen from here.
+	HostPath(rel string) string
 	ErrorLog() string
 	Running() bool
 	Start()
@@ -64,7 +66,7 @@ func (m *MariaDB) Flavor() Flavor { return MariaDBFlavor }
 // PRIVILEGES. Its folder lives inside the root (mysqld runs chrooted there) and is removed
 // at t.Cleanup. ServerOptions map to MySQL's settings: DisableBinlog is --skip-log-bin,
 // BinlogRowMetadata NO_LOG is MINIMAL (MySQL has no NO_LOG), ExtraArgs are appended to the
-// mysqld command line.
+// mysqld command line, TLS files go into the server's folder and its config.
 type PrivateMySQL struct {
 	t     testing.TB
 	opts  ServerOptions
@@ -104,6 +106,12 @@ func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 	m := &PrivateMySQL{t: t, opts: opts, root: root, inner: "/srv/p-" + randomHex(t, 5)}
 	if err := os.MkdirAll(m.host("tmp"), 0o755); err != nil {
 		t.Fatalf("testenv: %v", err)
+	}
+	if opts.TLS != nil {
+		// mysqld runs inside the root: its files must be in the server's folder there.
+		if err := opts.TLS.writeTLS(m.HostPath); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		if m.p != nil {
@@ -182,6 +190,14 @@ func (m *PrivateMySQL) writeConfig() {
 	}
 	w("binlog_format=%s", orDefault(o.BinlogFormat, "ROW"))
 	w("binlog_row_image=%s", orDefault(o.BinlogRowImage, "FULL"))
+	if o.TLS != nil {
+		w("ssl_ca=%s/%s", m.inner, tlsCAFile)
+		w("ssl_cert=%s/%s", m.inner, tlsCertFile)
+		w("ssl_key=%s/%s", m.inner, tlsKeyFile)
+		if o.TLS.Require {
+			w("require_secure_transport=ON")
+		}
+	}
 	meta := orDefault(o.BinlogRowMetadata, "FULL")
 	if strings.EqualFold(meta, "NO_LOG") {
 		meta = "MINIMAL"
@@ -197,6 +213,10 @@ func (m *PrivateMySQL) Flavor() Flavor { return MySQLFlavor }
 
 // ErrorLog is the path of the server's error log.
 func (m *PrivateMySQL) ErrorLog() string { return m.host("error.log") }
+
+// HostPath is the path of rel inside the server's own folder (in the MySQL root), as seen
+// from here.
+func (m *PrivateMySQL) HostPath(rel string) string { return m.host(rel) }
 
 // DataDir is the server's data directory as seen from here (binlogs are in it, named
 // mysql-bin.*).
