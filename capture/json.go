@@ -618,6 +618,11 @@ func (n *jsonNode) types(t event.JSONTypes, path []byte) event.JSONTypes {
 			t = n.elems[i].types(t, event.AppendJSONPathIndex(path, i))
 		}
 		return t
+	case jsonInt:
+		if n.text[0] == '-' || len(n.text) < 10 {
+			return t // below 2^32, or negative: the parser makes an INTEGER of it too
+		}
+		natural = event.NumberType(n.text)
 	case jsonUint, jsonDouble, jsonDecimal:
 		natural = event.NumberType(n.text)
 	case jsonDate, jsonTime, jsonDateTime, jsonTimestamp:
@@ -628,7 +633,7 @@ func (n *jsonNode) types(t event.JSONTypes, path []byte) event.JSONTypes {
 		}
 		natural = event.JSONString
 	default:
-		return t // null, booleans, strings and signed integers read back as they are
+		return t // null, booleans and strings read back as they are
 	}
 	if typ := n.jsonType(); typ != natural {
 		if t == nil {

@@ -31,8 +31,10 @@ import (
 //
 // <path> is the scalar's MySQL JSON path: "$", then ."<key>" for an object member (the key
 // always quoted, as a JSON string: AppendJSONPathKey) and [<n>] for an array element.
-// <type> is the name MySQL's JSON_TYPE() gives it: DECIMAL, UNSIGNED INTEGER, DOUBLE (only
-// when the text of a double would suggest DECIMAL), DATE, TIME, DATETIME, TIMESTAMP, or
+// <type> is the name MySQL's JSON_TYPE() gives it: DECIMAL, UNSIGNED INTEGER (below 2^32,
+// where the text suggests INTEGER), INTEGER (from 2^32 up, where the text suggests
+// UNSIGNED INTEGER), DOUBLE (only when the text of a double would suggest DECIMAL), DATE,
+// TIME, DATETIME, TIMESTAMP, or
 // BLOB (a binary string, MySQL's opaque value of field type 15, whose text is
 // "base64:type15:<base64>"). A column, or the whole field, is left out when nothing needs a
 // type: the field is absent from events of MariaDB sources, from events without JSON

@@ -177,6 +177,12 @@ func jsonScalarArg(t event.JSONType, tok string) (cast string, arg any, err erro
 			return "", nil, fmt.Errorf("its text %.40s is no unsigned 64-bit integer", tok)
 		}
 		return "CAST(? AS UNSIGNED)", strconv.FormatUint(u, 10), nil
+	case event.JSONInteger:
+		i, perr := strconv.ParseInt(tok, 10, 64)
+		if perr != nil {
+			return "", nil, fmt.Errorf("its text %.40s is no signed 64-bit integer", tok)
+		}
+		return "CAST(? AS SIGNED)", strconv.FormatInt(i, 10), nil
 	case event.JSONDate, event.JSONTime, event.JSONDateTime, event.JSONTimestamp:
 		s, ok := event.UnquoteJSON(tok)
 		if !ok || s == "" || strings.Trim(s, "0123456789-:. ") != "" {
@@ -200,7 +206,7 @@ func jsonScalarArg(t event.JSONType, tok string) (cast string, arg any, err erro
 			return "", nil, fmt.Errorf("its text %.40s is no base64:type15: value", tok)
 		}
 		return "CAST(FROM_BASE64(?) AS BINARY)", data, nil
-	case event.JSONDouble, event.JSONInteger, event.JSONString:
+	case event.JSONDouble, event.JSONString:
 		return "", nil, nil // the parser's own types: nothing to rebuild
 	}
 	return "", nil, nil
