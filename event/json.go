@@ -139,6 +139,9 @@ func NumberType(tok string) JSONType {
 			return JSONInteger
 		}
 	}
+	if fewDigits(tok) {
+		return JSONDouble // a double keeps any 15 significant digits (DBL_DIG)
+	}
 	f, err := strconv.ParseFloat(tok, 64)
 	if err == nil && sameDecimal(tok, strconv.FormatFloat(f, 'e', -1, 64)) {
 		return JSONDouble
@@ -147,6 +150,22 @@ func NumberType(tok string) JSONType {
 		return JSONDecimal
 	}
 	return JSONDouble
+}
+
+// fewDigits reports whether a number without an exponent has at most 15 significant
+// digits.
+func fewDigits(tok string) bool {
+	n, leading := 0, true
+	for i := 0; i < len(tok); i++ {
+		switch c := tok[i]; {
+		case c == 'e' || c == 'E':
+			return false
+		case c >= '1' && c <= '9' || c == '0' && !leading:
+			leading = false
+			n++
+		}
+	}
+	return n <= 15
 }
 
 // sameDecimal reports whether two number texts have the same decimal value.
