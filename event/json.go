@@ -38,15 +38,17 @@ import (
 // BLOB (a binary string, MySQL's opaque value of field type 15, whose text is
 // "base64:type15:<base64>"). A column, or the whole field, is left out when nothing needs a
 // type: the field is absent from events of MariaDB sources, from events without JSON
-// columns, and from every event written before it existed, which therefore decode and
-// apply exactly as before. Readers that do not know the field skip it (encoding/json and
-// the sinks' decoder both do), and a reader meeting a type it does not know keeps the text
-// as it is.
+// columns, and from every event written before it existed, which therefore decode as
+// before and apply as before (but for the numbers of the next paragraph). Readers that do
+// not know the field skip it (encoding/json and the sinks' decoder both do), and a reader
+// meeting a type it does not know keeps the text as it is.
 //
 // What the text suggests is also a type a sink needs: a number that a double cannot hold
 // (NumberType says DECIMAL: more digits than a double keeps) loses digits when MySQL parses
 // it, wherever the text came from, so a sink writing to a MySQL JSON column keeps such a
-// number as a DECIMAL even without json_types (text from a MariaDB source).
+// number as a DECIMAL even without json_types (text from a MariaDB source). Text that a
+// double formatter wrote (MySQL's, or Go's in events of older cleave versions) never holds
+// such a number: its doubles are the shortest decimals that read back as themselves.
 
 // JSONType is the type of a JSON scalar, named as MySQL's JSON_TYPE() names it.
 type JSONType string
