@@ -46,8 +46,8 @@ import (
 // (binlog_row_value_options=PARTIAL_JSON) is a list of replace/insert/remove operations on
 // paths of the before image, whose values are binary JSON too. Decode the before image and
 // each value with parseJSONBinary, change the tree (setMember keeps MySQL's key order;
-// arrays are plain slices of elems), and render it with appendText and types, as the
-// decoder of full images does.
+// arrays are plain slices of elems), and write it with rowImage.appendJSONDoc, which
+// renders it (appendText) and records its types as the decoder of full images does.
 
 // mysqlJSON is a JSON column value as the binlog holds it, MySQL's binary form, sharing
 // the event's memory. rowReader returns it for MYSQL_TYPE_JSON columns.
@@ -651,6 +651,11 @@ func (img *rowImage) appendJSON(dst []byte, col *schema.Column, v mysqlJSON) ([]
 	if err != nil {
 		return dst, fmt.Errorf("column %s (json): %w", col.Name, err)
 	}
+	return img.appendJSONDoc(dst, col, doc), nil
+}
+
+// appendJSONDoc is appendJSON of a decoded (and perhaps changed) document.
+func (img *rowImage) appendJSONDoc(dst []byte, col *schema.Column, doc *jsonNode) []byte {
 	img.jsonText = doc.appendText(img.jsonText[:0])
 	dst = event.AppendJSONString(dst, bytesString(img.jsonText))
 	if t := doc.types(nil, append(img.jsonPath[:0], '$')); len(t) > 0 {
@@ -659,5 +664,5 @@ func (img *rowImage) appendJSON(dst []byte, col *schema.Column, v mysqlJSON) ([]
 		}
 		img.types[col.Name] = t
 	}
-	return dst, nil
+	return dst
 }
