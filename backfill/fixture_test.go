@@ -50,7 +50,12 @@ type tableSpec struct {
 
 func newWorld(t testing.TB, tables []tableSpec, extraYAML string) *world {
 	t.Helper()
-	env := testenv.Services(t)
+	return newWorldOn(t, testenv.Services(t), tables, extraYAML)
+}
+
+// newWorldOn is newWorld on the services of env (a source and shards of any flavors).
+func newWorldOn(t testing.TB, env testenv.Env, tables []tableSpec, extraYAML string) *world {
+	t.Helper()
 	w := &world{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t), extra: extraYAML}
 	ctx := context.Background()
 	var err error
@@ -100,7 +105,11 @@ func (w *world) configure(tables ...tableSpec) {
 	w.t.Helper()
 	w.tables = append(w.tables, tables...)
 	var b strings.Builder
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", w.env.SourceDSN, 1<<24+rand.Uint32N(1<<30))
+	flavor := testenv.MariaDBFlavor
+	if w.env.SourceFlavor != "" {
+		flavor = w.env.SourceFlavor
+	}
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", w.env.SourceDSN, flavor, 1<<24+rand.Uint32N(1<<30))
 	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", w.env.KafkaBrokers[0], w.prefix)
 	b.WriteString("shards:\n")
 	for i, dsn := range w.env.ShardDSNs() {

@@ -114,6 +114,7 @@ type tableReader struct {
 	selects  string   // the select list
 	enc      *encoder
 	limit    int
+	json     *jsonTyper // the types of MySQL JSON scalars (json.go); nil without JSON columns
 
 	first, next string // SQL of the first chunk, and of the chunks after a key
 }
@@ -159,6 +160,7 @@ func openTable(ctx context.Context, src *sql.DB, name string, schemaAt capture.P
 	tail := " ORDER BY " + strings.Join(order, ", ") + " LIMIT " + strconv.Itoa(limit)
 	tr.first = "SELECT " + tr.selects + " FROM " + from + tail
 	tr.next = "SELECT " + tr.selects + " FROM " + from + " WHERE " + tr.after() + tail
+	tr.json = newJSONTyper(tr)
 	return tr, nil
 }
 
@@ -449,6 +451,7 @@ func (tr *tableReader) readChunk(ctx context.Context, sc *snapshotConn, watch *c
 	buf := make([]byte, 0, 64<<10)
 	n := 0
 	cut := false
+	tr.json.start()
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, fmt.Errorf("read a chunk of %s: %w", tr.name, err)
@@ -463,6 +466,9 @@ func (tr *tableReader) readChunk(ctx context.Context, sc *snapshotConn, watch *c
 		k1 := len(buf)
 		buf = tr.enc.appendEvent(buf, vals, tsMs, v)
 		spans = append(spans, span{k0, k1, len(buf)})
+		if err := tr.json.scan(tr.def, n, vals); err != nil {
+			return nil, fmt.Errorf("copy %s: %w", tr.name, err)
+		}
 		n++
 		if int64(len(buf)) >= maxBytes {
 			cut = true
@@ -473,6 +479,10 @@ func (tr *tableReader) readChunk(ctx context.Context, sc *snapshotConn, watch *c
 		return nil, fmt.Errorf("read a chunk of %s: %w", tr.name, err)
 	}
 	rows.Close()
+	typed, err := tr.json.resolve(ctx, sc, tr, args, n)
+	if err != nil {
+		return nil, err
+	}
 	if err := sc.commit(ctx); err != nil {
 		return nil, fmt.Errorf("end the snapshot of %s: %w", tr.name, err)
 	}
@@ -484,6 +494,7 @@ func (tr *tableReader) readChunk(ctx context.Context, sc *snapshotConn, watch *c
 		ch.Keys[i] = buf[s.k0:s.k1:s.k1]
 		ch.Values[i] = buf[s.k1:s.v1:s.v1]
 	}
+	tr.json.retype(ch, tr.enc, typed, tsMs, v)
 	cr := &chunkRead{chunk: ch, rows: n, final: !cut && n < tr.limit}
 	if n > 0 {
 		cr.lastKey = ch.Keys[n-1]

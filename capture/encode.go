@@ -26,10 +26,15 @@ type rowImage struct {
 	buf  []byte
 	ends []int // value i is buf[ends[i-1]:ends[i]]
 	set  bool  // false: no image (the before of an insert, the after of a delete)
+	// types holds the JSON columns' scalars whose type their text does not tell, for the
+	// event's json_types (json.go); jsonText and jsonPath are appendJSON's scratch buffers.
+	types              map[string]event.JSONTypes
+	jsonText, jsonPath []byte
 }
 
 func (img *rowImage) reset() {
 	img.buf, img.ends, img.set = img.buf[:0], img.ends[:0], true
+	clear(img.types)
 }
 
 // value returns the JSON text of column i.
@@ -65,6 +70,9 @@ func (d *tableDef) appendEvent(dst []byte, op event.Op, before, after *rowImage,
 	dst = event.AppendSource(dst, src)
 	dst = append(dst, `,"version":`...)
 	dst = strconv.AppendUint(dst, uint64(v), 10)
+	if after != nil && after.set {
+		dst = event.AppendJSONTypes(dst, after.types) // JSON columns only: see json.go
+	}
 	return append(dst, '}')
 }
 

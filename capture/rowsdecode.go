@@ -23,12 +23,13 @@ import (
 //     the reader still sees the table), which in a monolith is most of the binlog;
 //   - decodes the rows of streamed tables into exactly the values go-mysql's decoder
 //     returns (same Go types, same text), computing per event what go-mysql computes per
-//     row and formatting times with strconv. Column types it does not handle (MySQL's
-//     binary JSON, spatial, the pre-5.6 temporal encodings, old DECIMAL) make it hand the
-//     whole event to go-mysql's decoder.
+//     row and formatting times with strconv. Column types it does not handle (spatial,
+//     the pre-5.6 temporal encodings, old DECIMAL) make it hand the whole event to
+//     go-mysql's decoder. MySQL's binary JSON values are handed on undecoded
+//     (mysqlJSON) to capture's own JSON decoder (json.go).
 //
 // rowsdecode_test.go decodes real binlog events of every column type both ways and
-// requires identical results, so the values capture encodes are go-mysql's.
+// requires identical results, so the values capture encodes are go-mysql's (but for JSON).
 
 // rowsDecoder is a replication.BinlogSyncerConfig.RowsEventDecodeFunc.
 type rowsDecoder struct {
@@ -103,7 +104,7 @@ func fastDecodable(tm *replication.TableMapEvent) bool {
 			mysql.MYSQL_TYPE_LONGLONG, mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE, mysql.MYSQL_TYPE_NEWDECIMAL,
 			mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2,
 			mysql.MYSQL_TYPE_YEAR, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VARCHAR,
-			mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING:
+			mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_JSON:
 		default:
 			return false
 		}
@@ -292,6 +293,9 @@ func (rd *rowReader) value(data []byte, i int) (any, int, error) {
 		return varString(data, int(meta))
 	case mysql.MYSQL_TYPE_STRING:
 		return varString(data, length)
+	case mysql.MYSQL_TYPE_JSON:
+		// MySQL's binary JSON, decoded by capture itself (json.go), not by go-mysql.
+		return jsonColumn(data, int(meta))
 	}
 	return nil, 0, decodeError("column type " + strconv.Itoa(int(tp)) + " not handled")
 }

@@ -307,7 +307,12 @@ func (d *tableDef) image(img *rowImage, values []any) error {
 			v = padTime(v, d.timeFSP[i])
 		}
 		var err error
-		if img.buf, err = appendColumn(img.buf, &cols[i], v); err != nil {
+		if j, ok := v.(mysqlJSON); ok {
+			img.buf, err = img.appendJSON(img.buf, &cols[i], j)
+		} else {
+			img.buf, err = appendColumn(img.buf, &cols[i], v)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
 		img.ends = append(img.ends, len(img.buf))

@@ -56,6 +56,9 @@ type Event struct {
 	Version Version `json:"version"`
 	// DDL is the statement of a schema-change event (Op == OpDDL).
 	DDL string `json:"ddl,omitempty"`
+	// JSONTypes holds, by column, the scalars of After's JSON documents whose type their
+	// text does not tell (see json.go); nil when there are none.
+	JSONTypes map[string]JSONTypes `json:"json_types,omitempty"`
 }
 
 // Marshal encodes e as the JSON value of its Kafka message.

@@ -552,7 +552,7 @@ func upsertSQL(t *table, sh *shape, sig string, n int) string {
 		b.WriteString(mysqlx.QuoteIdent(c))
 	}
 	b.WriteString(") VALUES ")
-	row := "(" + strings.Repeat("?,", len(cols)-1) + "?)"
+	row := valuesRow(sig, len(cols))
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteByte(',')

@@ -211,8 +211,10 @@ func (d *decoder) event(e *event.Event) error {
 			}
 		case "ddl":
 			e.DDL, err = d.strOrNull(e.DDL)
+		case "json_types":
+			e.JSONTypes, err = d.jsonTypes(e.JSONTypes)
 		default:
-			err = d.unknown(key, "before", "after", "op", "ts_ms", "source", "version", "ddl")
+			err = d.unknown(key, "before", "after", "op", "ts_ms", "source", "version", "ddl", "json_types")
 		}
 		return err
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/route"
+	"github.com/cleave-dev/cleave/schema"
 )
 
 // plan is what one shard transaction does: the row writes of a run of messages, collapsed
@@ -47,7 +48,7 @@ type tablePlan struct {
 // rowOp is one row write: an upsert of the after image, or a guarded delete.
 type rowOp struct {
 	del  bool
-	sig  string // upsert: which columns it writes (one byte per table column)
+	sig  string // upsert: which columns it writes (one byte per table column; see jsonSig)
 	args []any  // upsert: column values in column order, then the version; delete: key values, then the version
 	vkey versionKey
 	m    *message
@@ -332,6 +333,7 @@ func (s *Sink) upsertOp(t *table, sh *shape, m *message, ev *event.Event, row ev
 	cols := sh.def.Columns
 	sig := make([]byte, len(cols))
 	args := make([]any, 0, len(cols)+1)
+	var jsonWrites []*jsonWrite
 	known := 0
 	for i := range cols {
 		c := &cols[i]
@@ -344,6 +346,19 @@ func (s *Sink) upsertOp(t *table, sh *shape, m *message, ev *event.Event, row ev
 		if c.Generated || c == sh.versionCol {
 			sig[i] = '0'
 			continue
+		}
+		if c.Kind == schema.KindJSON {
+			// A MySQL JSON column: some documents are rebuilt with their scalars' types.
+			w, err := jsonValueWrite(c, v, ev.JSONTypes[c.Name])
+			if err != nil {
+				return nil, err
+			}
+			if w != nil {
+				sig[i] = 'j'
+				jsonWrites = append(jsonWrites, w)
+				args = append(args, w.args...)
+				continue
+			}
 		}
 		a, err := event.SQLArg(c, v)
 		if err != nil {
@@ -362,6 +377,10 @@ func (s *Sink) upsertOp(t *table, sh *shape, m *message, ev *event.Event, row ev
 		return nil, err
 	}
 	args = append(args, varg)
+	if jsonWrites != nil {
+		// Not interned: documents vary in their typed scalars, and sigs would only grow.
+		return &rowOp{sig: string(jsonSig(sig, jsonWrites)), args: args, vkey: vkey, m: m, ev: ev}, nil
+	}
 	return &rowOp{sig: sh.sigString(sig), args: args, vkey: vkey, m: m, ev: ev}, nil
 }
 
@@ -408,7 +427,7 @@ func (s *Sink) checkUnknownColumns(t *table, sh *shape, ev *event.Event, row eve
 func columnsOf(sh *shape, sig string) []string {
 	var out []string
 	for i := range sh.def.Columns {
-		if sig[i] == '1' {
+		if sig[i] == '1' || sig[i] == 'j' {
 			out = append(out, sh.def.Columns[i].Name)
 		}
 	}
