@@ -542,6 +542,10 @@ func deleteKey(t *table, sh *shape, n int) string {
 // ON DUPLICATE KEY UPDATE assigns left to right and later expressions see the new values,
 // so the version column is assigned last and every other column compares against the old
 // version. A row the guard keeps counts itself in @cleave_stale.
+//
+// A column with ON UPDATE CURRENT_TIMESTAMP that the change does not write (an event from
+// before the column was added) is assigned its own value: left out, the shard would stamp
+// it with the time of the apply whenever the row changes.
 func upsertSQL(f mysqlx.Flavor, t *table, sh *shape, sig string, n int) string {
 	cols := columnsOf(sh, sig)
 	var b strings.Builder
@@ -583,6 +587,12 @@ func upsertSQL(f mysqlx.Flavor, t *table, sh *shape, sig string, n int) string {
 		}
 		q := mysqlx.QuoteIdent(c)
 		b.WriteString(q + " = IF(" + newer + ", " + f.UpsertValue(q) + ", " + cur(q) + "), ")
+	}
+	for i := range sh.def.Columns {
+		if c := &sh.def.Columns[i]; c.AutoUpdated && sig[i] != '1' && c != sh.versionCol && !c.Generated {
+			q := mysqlx.QuoteIdent(c.Name)
+			b.WriteString(q + " = " + cur(q) + ", ")
+		}
 	}
 	sv := t.staleVar()
 	b.WriteString(vq + " = IF(" + newer + ", " + newV + ", IF((" + sv + " := " + sv + " + 1) > 0, " + v + ", " + v + "))")
