@@ -81,10 +81,12 @@ const stepTimeout = 2 * time.Minute
 // sourceTable is a configured table as read from the source, with its shard DDL for a
 // shard of the source's product (ForShard adapts it to another).
 type sourceTable struct {
-	name       string // db.table
-	db, table  string
-	def        *schema.Table
-	collation  string // the table's default collation
+	name      string // db.table
+	db, table string
+	def       *schema.Table
+	collation string // the table's default collation
+	// defaults are information_schema's COLUMN_DEFAULT by column, as the source says them.
+	defaults   map[string]string
 	ddl        string
 	fks        []string
 	addVersion bool
@@ -176,7 +178,7 @@ func openShard(ctx context.Context, sc config.Shard, src *source) (*shard, error
 	sh := &shard{cfg: sc, db: db, products: Products{Source: src.flavor, Shard: f}}
 	var refused []Refused
 	for _, t := range src.tables {
-		ddl, notes, bad := ForShard(t.ddl, t.def, t.collation, sh.products)
+		ddl, notes, bad := forShard(t, sh.products)
 		refused = append(refused, bad...)
 		sh.tables = append(sh.tables, shardTable{sourceTable: t, stmt: ddl, notes: notes})
 	}
@@ -255,6 +257,9 @@ func readSource(ctx context.Context, cfg *config.Config) (*source, error) {
 			return nil, fmt.Errorf("source: read the collation of %s: %w", t.name, err)
 		}
 		t.collation = coll.String
+		if t.defaults, err = columnDefaults(ctx, conn, t.db, t.table); err != nil {
+			return nil, fmt.Errorf("source: read the column defaults of %s: %w", t.name, err)
+		}
 		t.ddl, t.fks, err = ShardDDL(create, t.db, t.addVersion)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
@@ -363,6 +368,23 @@ func prepareTable(ctx context.Context, db *sql.DB, shard string, products Produc
 	}
 	report(step)
 	return nil
+}
+
+func columnDefaults(ctx context.Context, conn *sql.Conn, schemaName, table string) (map[string]string, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_DEFAULT IS NOT NULL", schemaName, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var n, d string
+		if err := rows.Scan(&n, &d); err != nil {
+			return nil, err
+		}
+		out[n] = d
+	}
+	return out, rows.Err()
 }
 
 func foreignKeys(ctx context.Context, db *sql.DB, schemaName, table string) ([]string, error) {

@@ -377,7 +377,8 @@ func TestPrepareRefusesASourceTableItCannotMove(t *testing.T) {
 // crossSchema is a source schema whose every column a shard of the other product can hold
 // faithfully, written in the source's own collations: a login in code point order (MySQL's
 // utf8mb4_0900_bin is MariaDB's utf8mb4_nopad_bin), collations both products share, latin1,
-// JSON, and a table whose default collation has no equal on the other product but that no
+// JSON, expression defaults and a TEXT default (which MySQL takes only in parentheses),
+// and a table whose default collation has no equal on the other product but that no
 // column uses.
 var crossSchema = map[testenv.Flavor]string{
 	testenv.MySQLFlavor: `
@@ -390,6 +391,8 @@ CREATE TABLE accounts (
   prefs JSON NULL,
   created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  token VARCHAR(36) COLLATE utf8mb4_bin NOT NULL DEFAULT (UUID()),
+  memo TEXT COLLATE utf8mb4_bin DEFAULT ('none'),
   UNIQUE KEY login (login)
 ) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci;
 CREATE TABLE tags (code VARCHAR(16) NOT NULL PRIMARY KEY, label VARCHAR(40) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -404,6 +407,8 @@ CREATE TABLE accounts (
   prefs JSON NULL,
   created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  token VARCHAR(36) COLLATE utf8mb4_bin NOT NULL DEFAULT uuid(),
+  memo TEXT COLLATE utf8mb4_bin DEFAULT 'none',
   UNIQUE KEY login (login)
 ) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 CREATE TABLE tags (code VARCHAR(16) NOT NULL PRIMARY KEY, label VARCHAR(40) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -480,7 +485,8 @@ func TestPrepareAcrossProductsMakesFaithfulTablesOnce(t *testing.T) {
 			login = "login varchar utf8mb4_0900_bin"
 		}
 		want := []string{"id bigint", login, "email varchar utf8mb4_general_ci", "name varchar utf8mb4_unicode_520_ci",
-			"legacy varchar latin1_swedish_ci", prefs, "created timestamp", "updated timestamp", "_cleave_version bigint"}
+			"legacy varchar latin1_swedish_ci", prefs, "created timestamp", "updated timestamp", "token varchar utf8mb4_bin",
+			"memo text utf8mb4_bin", "_cleave_version bigint"}
 		for i, sh := range f.shards {
 			if got := columnsOf(t, sh, f.db, "accounts"); !slices.Equal(got, want) {
 				t.Errorf("shard%d accounts columns:\n%q\nwant\n%q", i, got, want)

@@ -92,8 +92,8 @@ var (
 	collateClause  = regexp.MustCompile(`(?i)\bCOLLATE(\s*=\s*|\s+)(\w+)`)
 )
 
-// ForShard adapts a shard DDL made by ShardDDL from the source table def (whose default
-// collation is collation) to a shard of p.Shard's product:
+// forShard adapts the shard DDL of a source table (ShardDDL) to a shard of p.Shard's
+// product:
 //
 //   - the table's default collation is always stated (COLLATE=…), since a server omits
 //     it when it is its character set's default, and the shard's product or version may
@@ -101,14 +101,20 @@ var (
 //   - across products, each collation is renamed to the shard's equal of it; a column
 //     whose collation has none is refused (the error lists them all); a table default
 //     that has none and that no column uses is left to the shard's default for the
-//     character set, with a note.
+//     character set, with a note;
+//   - from MariaDB to MySQL, expression defaults (DEFAULT uuid()) and the defaults of
+//     TEXT and BLOB columns are put in parentheses, the only form MySQL takes them in.
 //
 // Types need no rewriting: MySQL's JSON is accepted by MariaDB as its LONGTEXT JSON, and
 // MariaDB's (a LONGTEXT with a json_valid CHECK) is a LONGTEXT with that CHECK on MySQL.
-func ForShard(ddl string, def *schema.Table, collation string, p Products) (string, []string, []Refused) {
+func forShard(t sourceTable, p Products) (string, []string, []Refused) {
+	ddl, def, collation := t.ddl, t.def, t.collation
 	var notes []string
 	var refused []Refused
 	renames := map[string]string{}
+	if p.cross() && p.Shard.Name() == mysqlx.MySQL {
+		ddl = parenthesizedDefaults(ddl, def, t.defaults)
+	}
 	for _, c := range def.Columns {
 		if c.Collation == "" {
 			continue
@@ -143,6 +149,37 @@ func ForShard(ddl string, def *schema.Table, collation string, p Products) (stri
 		notes = append(notes, fmt.Sprintf("its default collation %s has no equal on %s: the shard table keeps the shard's default for its character set, which a string column added later without a collation would get", collation, p.Shard.Product()))
 	}
 	return rename(head, renames) + rename(tail, renames), notes, nil
+}
+
+var (
+	literalDefault = regexp.MustCompile(`^(?:'|[bBxX]'|NULL$|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?$)`)
+	nowDefault     = regexp.MustCompile(`(?i)^(?:current_timestamp|now|localtime|localtimestamp)(?:\(\d*\))?$`)
+)
+
+// parenthesizedDefaults writes the defaults MySQL only takes in parentheses so: MariaDB
+// prints an expression default bare (DEFAULT uuid(), as information_schema's
+// COLUMN_DEFAULT in defaults holds it), and allows a literal default on a TEXT or BLOB
+// column, which MySQL takes only as an expression (8.0.13).
+func parenthesizedDefaults(ddl string, def *schema.Table, defaults map[string]string) string {
+	lines := strings.Split(ddl, "\n")
+	for _, c := range def.Columns {
+		d, ok := defaults[c.Name]
+		if !ok || d == "" || d == "NULL" || strings.HasPrefix(d, "(") || nowDefault.MatchString(d) {
+			continue
+		}
+		blob := strings.HasSuffix(c.DataType, "text") || strings.HasSuffix(c.DataType, "blob") || c.DataType == "json"
+		if literalDefault.MatchString(d) && !blob {
+			continue
+		}
+		prefix := "  " + mysqlx.QuoteIdent(c.Name) + " "
+		for i, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				lines[i] = strings.Replace(l, " DEFAULT "+d, " DEFAULT ("+d+")", 1)
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // splitOptions splits a CREATE TABLE statement before its table options (the line that

@@ -14,7 +14,7 @@ var (
 	mariadb11 = mysqlx.FlavorOf("10.11.19-MariaDB-0+deb12u1-log")
 )
 
-func TestForShard(t *testing.T) {
+func TestForShardRenamesOrRefusesCollations(t *testing.T) {
 	accounts := func(login, name string) *schema.Table {
 		return &schema.Table{DB: "shop", Name: "accounts", PK: []int{0}, Columns: []schema.Column{
 			{Name: "id", DataType: "bigint", ColumnType: "bigint unsigned"},
@@ -83,7 +83,7 @@ func TestForShard(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, notes, refused := ForShard(tt.ddl, tt.def, tt.collation, tt.products)
+			got, notes, refused := forShard(sourceTable{ddl: tt.ddl, def: tt.def, collation: tt.collation}, tt.products)
 			var names []string
 			for _, r := range refused {
 				names = append(names, r.String())
@@ -145,5 +145,43 @@ func TestDiffAcrossProducts(t *testing.T) {
 	}
 	if d := Diff(source, shard("utf8mb4_nopad_bin", "longtext", "utf8mb4_bin"), false, Products{}); len(d) != 3 {
 		t.Errorf("within one product the renamed collation, LONGTEXT and its collation are differences: %q", d)
+	}
+}
+
+func TestForShardParenthesizesMariaDBDefaultsForMySQL(t *testing.T) {
+	create := "CREATE TABLE `shop`.`d` (\n" +
+		"  `id` int(11) NOT NULL,\n" +
+		"  `a` int(11) DEFAULT (1 + 2),\n" +
+		"  `b` varchar(10) DEFAULT 'it''s',\n" +
+		"  `c` text DEFAULT 'x',\n" +
+		"  `e` date DEFAULT curdate(),\n" +
+		"  `f` varchar(36) DEFAULT uuid(),\n" +
+		"  `g` bit(3) DEFAULT b'101',\n" +
+		"  `h` decimal(5,2) DEFAULT -1.50,\n" +
+		"  `j` datetime(6) DEFAULT current_timestamp(6),\n" +
+		"  `m` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT '{}' CHECK (json_valid(`m`)),\n" +
+		"  PRIMARY KEY (`id`)\n" +
+		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
+	want := strings.NewReplacer("DEFAULT 'x'", "DEFAULT ('x')", "DEFAULT curdate()", "DEFAULT (curdate())",
+		"DEFAULT uuid()", "DEFAULT (uuid())", "DEFAULT '{}'", "DEFAULT ('{}')").Replace(create)
+	def := &schema.Table{DB: "shop", Name: "d", PK: []int{0}}
+	defaults := map[string]string{}
+	for _, c := range []struct{ name, typ, coll, dflt string }{
+		{"id", "int", "", ""}, {"a", "int", "", "(1 + 2)"}, {"b", "varchar", "utf8mb4_general_ci", "'it''s'"},
+		{"c", "text", "utf8mb4_general_ci", "'x'"}, {"e", "date", "", "curdate()"}, {"f", "varchar", "utf8mb4_general_ci", "uuid()"},
+		{"g", "bit", "", "b'101'"}, {"h", "decimal", "", "-1.50"}, {"j", "datetime", "", "current_timestamp(6)"},
+		{"m", "longtext", "utf8mb4_bin", "'{}'"},
+	} {
+		def.Columns = append(def.Columns, schema.Column{Name: c.name, DataType: c.typ, ColumnType: c.typ, Collation: c.coll})
+		if c.dflt != "" {
+			defaults[c.name] = c.dflt
+		}
+	}
+	got, _, refused := forShard(sourceTable{ddl: create, def: def, collation: "utf8mb4_general_ci", defaults: defaults}, Products{mariadb11, mysql97})
+	if refused != nil || got != want {
+		t.Errorf("refused %v; got\n%s\nwant\n%s", refused, got, want)
+	}
+	if got, _, _ := forShard(sourceTable{ddl: create, def: def, collation: "utf8mb4_general_ci", defaults: defaults}, Products{mariadb11, mariadb11}); got != create {
+		t.Errorf("a MariaDB shard got its defaults rewritten:\n%s", got)
 	}
 }
