@@ -10,17 +10,18 @@ import (
 
 // stampsColumns holds columns whose values the server makes when a statement leaves them
 // out: DEFAULT CURRENT_TIMESTAMP (which MySQL marks DEFAULT_GENERATED), ON UPDATE
-// CURRENT_TIMESTAMP, expression defaults, and truly generated columns beside them.
+// CURRENT_TIMESTAMP, expression defaults, and truly generated columns beside them. Strings
+// are in a collation both products share, so that shards of the other product take them.
 const stampsColumns = `id BIGINT NOT NULL PRIMARY KEY,
-	v VARCHAR(20) NOT NULL,
+	v VARCHAR(20) COLLATE utf8mb4_bin NOT NULL,
 	created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
 	updated TIMESTAMP(6) NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
 	seen DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
 	stamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
 	day DATE NOT NULL DEFAULT (CURRENT_DATE),
-	token VARCHAR(36) NOT NULL DEFAULT (UUID()),
+	token VARCHAR(36) COLLATE utf8mb4_bin NOT NULL DEFAULT (UUID()),
 	vlen INT AS (CHAR_LENGTH(v)) STORED,
-	vup VARCHAR(20) AS (UPPER(v)) VIRTUAL`
+	vup VARCHAR(20) COLLATE utf8mb4_bin AS (UPPER(v)) VIRTUAL`
 
 // writeStamps inserts rows lo..hi into stamps, a third with every default, a third with
 // old values written explicitly, a third with an explicit NULL, then updates some so that
@@ -51,9 +52,10 @@ func writeStamps(t *testing.T, w *world, lo, hi int, before int) {
 // source's server made for rows (defaults, ON UPDATE stamps) or that were written
 // explicitly reach the shards as the source holds them, through the backfill and through
 // the stream, and never as the shard's own clock would make them; generated columns are
-// the shard's to compute. An independent SELECT of every column compares them.
+// the shard's to compute. An independent SELECT of every column compares them. Shards of
+// the source's product and of the other product alike.
 func TestServerMadeValuesAreCopiedAsTheSourceHoldsThem(t *testing.T) {
-	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+	run := func(t *testing.T, e testenv.Env) {
 		w := newWorld(t, e, []tableSpec{{"stamps", stampsColumns, "strategy: hash, shard_key: id"}},
 			"backfill:\n  chunk_size: 100\n")
 		writeStamps(t, w, 1, 300, 0) // copied by the backfill
@@ -64,5 +66,7 @@ func TestServerMadeValuesAreCopiedAsTheSourceHoldsThem(t *testing.T) {
 		if st := p.status(w.table("stamps")); st.Rows != 300 {
 			t.Errorf("the backfill copied %d rows, want 300", st.Rows)
 		}
-	})
+	}
+	testenv.EachFlavor(t, run)
+	testenv.CrossFlavors(t, run)
 }
