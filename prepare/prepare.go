@@ -2,7 +2,8 @@
 // and Kafka ready to carry them. On each shard it creates cleave's bookkeeping database,
 // the source databases (with the source's default character set and collation) and the
 // configured tables from the source's own SHOW CREATE TABLE, adapted for a shard (see
-// ShardDDL); in Kafka it creates the table and dead-letter topics.
+// ShardDDL) and for the shard's product, which may not be the source's (see Products);
+// in Kafka it creates the table and dead-letter topics.
 //
 // It is idempotent: what exists and matches the source is left alone and reported as up
 // to date. It never alters or drops an existing shard table: one whose definition differs
@@ -79,7 +80,7 @@ func (e *DiffError) Error() string {
 const stepTimeout = 2 * time.Minute
 
 // sourceTable is a configured table as read from the source, with its shard DDL for a
-// shard of the source's product (ForShard adapts it to another).
+// shard of the source's product (forShard adapts it to the shard's).
 type sourceTable struct {
 	name      string // db.table
 	db, table string
@@ -114,7 +115,7 @@ type shard struct {
 
 type shardTable struct {
 	sourceTable
-	stmt  string // the CREATE TABLE for this shard's product (ForShard)
+	stmt  string // the CREATE TABLE for this shard's product (forShard)
 	notes []string
 }
 
