@@ -541,7 +541,10 @@ func deleteKey(t *table, sh *shape, n int) string {
 // as the shard's product f writes it.
 // ON DUPLICATE KEY UPDATE assigns left to right and later expressions see the new values,
 // so the version column is assigned last and every other column compares against the old
-// version. A row the guard keeps counts itself in @cleave_stale.
+// version. A row the guard keeps counts itself in @cleave_stale (MySQL deprecates setting
+// a user variable inside an expression since 8.0.13 with a warning, and 9.7 still takes it;
+// affected rows cannot replace it: a multi-row upsert reports inserts + 2 × updates, not
+// how many rows the guard kept).
 //
 // A column with ON UPDATE CURRENT_TIMESTAMP that the change does not write (an event from
 // before the column was added) is assigned its own value: left out, the shard would stamp
