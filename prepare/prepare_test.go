@@ -534,3 +534,19 @@ func TestPrepareAcrossProductsRefusesCollationsWithoutAnEqual(t *testing.T) {
 		}
 	})
 }
+
+// TestPrepareRefusesMariaDBOnlyTypesByName: MariaDB's INET6 and UUID have no MySQL type
+// (nor a cleave kind): the column is named, and nothing changes.
+func TestPrepareRefusesMariaDBOnlyTypesByName(t *testing.T) {
+	e := testenv.ServicesFor(t, testenv.MariaDBFlavor, testenv.MySQLFlavor)
+	f := newFixtureWith(t, e, "CREATE TABLE hosts (id INT NOT NULL PRIMARY KEY, addr INET6 NOT NULL, tag UUID NULL)",
+		"  - {name: DB.hosts, strategy: hash, shard_key: id}\n")
+	steps, err := f.run(t)
+	if err == nil || !strings.Contains(err.Error(), f.db+".hosts column addr") || !strings.Contains(err.Error(), `"inet6" is not supported`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want an error naming the column addr and its type inet6, got %v", err)
+	}
+	if len(steps) != 0 {
+		t.Errorf("nothing may change, got:\n%s", render(steps))
+	}
+}
