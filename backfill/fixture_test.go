@@ -40,6 +40,9 @@ type world struct {
 	extra   string
 	cfgPath string
 	cfg     *config.Config
+	// collate is appended to the tables' DEFAULT CHARSET (" COLLATE=..."): shards of
+	// another product need a collation both products have.
+	collate string
 }
 
 // tableSpec is a source table of a test: its name, its CREATE TABLE body and its routing
@@ -83,7 +86,7 @@ func newWorld(t testing.TB, env testenv.Env, tables []tableSpec, extraYAML strin
 func (w *world) create(tables ...tableSpec) {
 	w.t.Helper()
 	for _, tb := range tables {
-		w.exec(fmt.Sprintf("CREATE TABLE %s (%s) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", mysqlx.QuoteIdent(tb.name), tb.columns))
+		w.exec(fmt.Sprintf("CREATE TABLE %s (%s) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4%s", mysqlx.QuoteIdent(tb.name), tb.columns, w.collate))
 	}
 }
 
