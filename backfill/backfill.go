@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -256,7 +255,7 @@ type copier struct {
 	b        *Backfill
 	src      *sql.DB
 	store    *Store
-	flavor   string
+	flavor   mysqlx.Flavor // the source's product, as the server says
 	showPos  string
 	serverID uint32
 	sc       *snapshotConn
@@ -268,8 +267,8 @@ func (c *copier) init(ctx context.Context) error {
 	if err := c.src.QueryRowContext(ctx, "SELECT @@version, @@server_id").Scan(&version, &c.serverID); err != nil {
 		return fmt.Errorf("read the source's version and server_id: %w", err)
 	}
-	c.flavor = c.b.cfg.Source.Flavor
-	c.showPos = mysqlx.BinlogStatusStatement(c.flavor == gomysql.MySQLFlavor, version)
+	c.flavor = mysqlx.FlavorOf(version)
+	c.showPos = c.flavor.BinlogStatusStatement()
 	return nil
 }
 
@@ -281,7 +280,7 @@ func (c *copier) close() {
 }
 
 func (c *copier) method() string {
-	if c.b.opts.LockTables || c.flavor == gomysql.MySQLFlavor {
+	if c.b.opts.LockTables || !c.flavor.SnapshotPositionStatus() {
 		return methodLock
 	}
 	return methodStatus

@@ -43,7 +43,7 @@ func BenchmarkBackfill(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		w := newWorld(b, nil, fmt.Sprintf("backfill:\n  chunk_size: %d\n", chunk))
+		w := newWorld(b, testenv.Services(b), nil, fmt.Sprintf("backfill:\n  chunk_size: %d\n", chunk))
 		ctx := context.Background()
 		if err := loadgen.CreateSchema(ctx, w.src, w.db); err != nil {
 			b.Fatal(err)

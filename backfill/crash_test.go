@@ -152,129 +152,131 @@ func coordOf(t *testing.T, file string, pos uint64) uint64 {
 // row of a chunk whose progress was stored is copied again at a later snapshot, only the
 // chunks in flight at a kill are, and after the last run the shards equal the source.
 func TestKill9DuringTheCopy(t *testing.T) {
-	const rows, chunk, kills = 60_000, 500, 5
-	w := newWorld(t, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-		fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 5000\n", chunk))
-	seedItems(t, w, rows)
-	table := w.table("items")
-	bin := cleaveBinary(t)
-	store := NewStore(w.env.KafkaBrokers, w.prefix, 1)
-	defer store.Close()
-	ctx := context.Background()
-	progress := func() Progress {
-		if _, err := store.Poll(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if p := store.State().Current(table); p != nil {
-			return *p
-		}
-		return Progress{}
-	}
-
-	var cursor atomicKey
-	load := &cursorLoad{db: w.db, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{}, cursor: cursor.get}
-	lctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(i), 11))
-			for lctx.Err() == nil {
-				_ = load.step(lctx, w, r)
-				time.Sleep(2 * time.Millisecond) // a steady application, not a flood
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		const rows, chunk, kills = 60_000, 500, 5
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
+			fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 5000\n", chunk))
+		seedItems(t, w, rows)
+		table := w.table("items")
+		bin := cleaveBinary(t)
+		store := NewStore(w.env.KafkaBrokers, w.prefix, 1)
+		defer store.Close()
+		ctx := context.Background()
+		progress := func() Progress {
+			if _, err := store.Poll(ctx); err != nil {
+				t.Fatal(err)
 			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
+			if p := store.State().Current(table); p != nil {
+				return *p
+			}
+			return Progress{}
+		}
 
-	logPath := filepath.Join(t.TempDir(), "cleave.log")
-	for i := 0; i < kills; i++ {
+		var cursor atomicKey
+		load := &cursorLoad{db: w.db, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{}, cursor: cursor.get}
+		lctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(uint64(i), 11))
+				for lctx.Err() == nil {
+					_ = load.step(lctx, w, r)
+					time.Sleep(2 * time.Millisecond) // a steady application, not a flood
+				}
+			}()
+		}
+		defer func() { stop(); wg.Wait() }()
+
+		logPath := filepath.Join(t.TempDir(), "cleave.log")
+		for i := 0; i < kills; i++ {
+			p := startRun(t, bin, w.cfgPath, logPath)
+			before := progress().Chunks
+			testenv.Eventually(t, time.Minute, fmt.Sprintf("run %d to store 4 chunks", i+1), func() bool {
+				if p.exited() {
+					t.Fatalf("cleave run exited: %v\n%s", p.err, tail(logPath, 30))
+				}
+				pr := progress()
+				cursor.set(pr)
+				if pr.Done {
+					t.Fatalf("the copy finished before kill %d: the test meant to kill it mid-copy", i+1)
+				}
+				return pr.Chunks >= before+4
+			})
+			if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-p.done
+		}
 		p := startRun(t, bin, w.cfgPath, logPath)
-		before := progress().Chunks
-		testenv.Eventually(t, time.Minute, fmt.Sprintf("run %d to store 4 chunks", i+1), func() bool {
+		testenv.Eventually(t, 3*time.Minute, "the copy to finish", func() bool {
 			if p.exited() {
 				t.Fatalf("cleave run exited: %v\n%s", p.err, tail(logPath, 30))
 			}
 			pr := progress()
 			cursor.set(pr)
-			if pr.Done {
-				t.Fatalf("the copy finished before kill %d: the test meant to kill it mid-copy", i+1)
-			}
-			return pr.Chunks >= before+4
+			return pr.Done
 		})
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		stop()
+		wg.Wait()
+		w.waitEqual(t, nil, 3*time.Minute, "items")
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		<-p.done
-	}
-	p := startRun(t, bin, w.cfgPath, logPath)
-	testenv.Eventually(t, 3*time.Minute, "the copy to finish", func() bool {
-		if p.exited() {
-			t.Fatalf("cleave run exited: %v\n%s", p.err, tail(logPath, 30))
+		select {
+		case <-p.done:
+			if p.err != nil {
+				t.Fatalf("cleave run did not exit 0 on SIGTERM: %v\n%s", p.err, tail(logPath, 20))
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("cleave run did not stop within a minute of SIGTERM")
 		}
-		pr := progress()
-		cursor.set(pr)
-		return pr.Done
-	})
-	stop()
-	wg.Wait()
-	w.waitEqual(t, nil, 3*time.Minute, "items")
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Fatalf("cleave run did not exit 0 on SIGTERM: %v\n%s", p.err, tail(logPath, 20))
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("cleave run did not stop within a minute of SIGTERM")
-	}
 
-	// Which rows were copied at which snapshot, from the topic; what was stored when.
-	final := progress()
-	history := progressHistory(t, w.env.KafkaBrokers, w.prefix, table)
-	type stored struct {
-		at      uint64
-		lastKey int64
-	}
-	var marks []stored
-	for _, h := range history {
-		file, pos, _ := strings.Cut(h.At, ":")
-		if file == "" {
-			continue
+		// Which rows were copied at which snapshot, from the topic; what was stored when.
+		final := progress()
+		history := progressHistory(t, w.env.KafkaBrokers, w.prefix, table)
+		type stored struct {
+			at      uint64
+			lastKey int64
 		}
-		n, _ := strconv.ParseUint(pos, 10, 64)
-		var k []json.Number
-		if err := json.Unmarshal(h.LastKey, &k); err != nil || len(k) != 1 {
-			t.Fatalf("stored key %s", h.LastKey)
+		var marks []stored
+		for _, h := range history {
+			file, pos, _ := strings.Cut(h.At, ":")
+			if file == "" {
+				continue
+			}
+			n, _ := strconv.ParseUint(pos, 10, 64)
+			var k []json.Number
+			if err := json.Unmarshal(h.LastKey, &k); err != nil || len(k) != 1 {
+				t.Fatalf("stored key %s", h.LastKey)
+			}
+			id, _ := k[0].Int64()
+			marks = append(marks, stored{coordOf(t, file, n), id})
 		}
-		id, _ := k[0].Int64()
-		marks = append(marks, stored{coordOf(t, file, n), id})
-	}
-	snapshots := map[uint64]int{}
-	copies := 0
-	for _, r := range readTopic(t, w.env.KafkaBrokers, kafkax.TableTopic(w.prefix, w.db, "items")) {
-		if r.ev.Op != event.OpRead {
-			continue
-		}
-		copies++
-		at := coordOf(t, r.ev.Source.File, r.ev.Source.Pos)
-		snapshots[at]++
-		id, _ := r.ev.After["id"].(json.Number).Int64()
-		for _, m := range marks {
-			if m.at < at && id <= m.lastKey {
-				t.Fatalf("row %d copied at a snapshot (%d) after the chunk holding it was stored (up to key %d, snapshot %d)", id, at, m.lastKey, m.at)
+		snapshots := map[uint64]int{}
+		copies := 0
+		for _, r := range readTopic(t, w.env.KafkaBrokers, kafkax.TableTopic(w.prefix, w.db, "items")) {
+			if r.ev.Op != event.OpRead {
+				continue
+			}
+			copies++
+			at := coordOf(t, r.ev.Source.File, r.ev.Source.Pos)
+			snapshots[at]++
+			id, _ := r.ev.After["id"].(json.Number).Int64()
+			for _, m := range marks {
+				if m.at < at && id <= m.lastKey {
+					t.Fatalf("row %d copied at a snapshot (%d) after the chunk holding it was stored (up to key %d, snapshot %d)", id, at, m.lastKey, m.at)
+				}
 			}
 		}
-	}
-	again := len(snapshots) - int(final.Chunks)
-	t.Logf("%d kills; %d chunks stored, %d chunk copies in the topic (%d copied again, all in flight at a kill), %d rows copied in the topic for %d stored; load: %v",
-		kills, final.Chunks, len(snapshots), again, copies, final.Rows, load.counts)
-	if again < 0 || again > kills*6 {
-		t.Errorf("%d chunks copied again over %d kills: more than the chunks a kill can catch in flight", again, kills)
-	}
+		again := len(snapshots) - int(final.Chunks)
+		t.Logf("%d kills; %d chunks stored, %d chunk copies in the topic (%d copied again, all in flight at a kill), %d rows copied in the topic for %d stored; load: %v",
+			kills, final.Chunks, len(snapshots), again, copies, final.Rows, load.counts)
+		if again < 0 || again > kills*6 {
+			t.Errorf("%d chunks copied again over %d kills: more than the chunks a kill can catch in flight", again, kills)
+		}
+	})
 }
 
 // atomicKey holds the copy's cursor for the load.

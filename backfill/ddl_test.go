@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
 // TestSchemaChangeDuringTheCopy adds a column to a table while it is copied, with
@@ -11,29 +13,31 @@ import (
 // change in the stream are copied again with the new one, and once done the shards hold
 // every row with every column, the new one too.
 func TestSchemaChangeDuringTheCopy(t *testing.T) {
-	const rows, chunk = 30_000, 300
-	w := newWorld(t, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-		fmt.Sprintf("ddl:\n  policy: propagate\nbackfill:\n  chunk_size: %d\n  max_rows_per_second: 10000\n", chunk))
-	seedItems(t, w, rows)
-	table := w.table("items")
-	p := w.start(Options{PollInterval: 200 * time.Millisecond})
-	deadline := time.Now().Add(time.Minute)
-	for p.status(table).Chunks < 20 {
-		if err := p.failed(); err != nil {
-			t.Fatal(err)
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		const rows, chunk = 30_000, 300
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
+			fmt.Sprintf("ddl:\n  policy: propagate\nbackfill:\n  chunk_size: %d\n  max_rows_per_second: 10000\n", chunk))
+		seedItems(t, w, rows)
+		table := w.table("items")
+		p := w.start(Options{PollInterval: 200 * time.Millisecond})
+		deadline := time.Now().Add(time.Minute)
+		for p.status(table).Chunks < 20 {
+			if err := p.failed(); err != nil {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the copy did not get under way")
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the copy did not get under way")
+		if p.status(table).State == "done" {
+			t.Fatal("the copy finished before the schema change: the test meant to change the table mid-copy")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if p.status(table).State == "done" {
-		t.Fatal("the copy finished before the schema change: the test meant to change the table mid-copy")
-	}
-	w.exec("ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7",
-		"UPDATE items SET extra = id % 100 WHERE id % 10 = 0")
-	w.waitDone(t, p, 2*time.Minute)
-	w.waitEqual(t, p, 2*time.Minute, "items")
-	st := p.status(table)
-	t.Logf("copied %d rows in %d chunks stored, %d chunk copies in this process", st.Rows, st.Chunks, st.ChunksCopied)
+		w.exec("ALTER TABLE items ADD COLUMN extra INT NOT NULL DEFAULT 7",
+			"UPDATE items SET extra = id % 100 WHERE id % 10 = 0")
+		w.waitDone(t, p, 2*time.Minute)
+		w.waitEqual(t, p, 2*time.Minute, "items")
+		st := p.status(table)
+		t.Logf("copied %d rows in %d chunks stored, %d chunk copies in this process", st.Rows, st.Chunks, st.ChunksCopied)
+	})
 }

@@ -17,9 +17,10 @@
 //     on MariaDB, START TRANSACTION WITH CONSISTENT SNAPSHOT and then the status variables
 //     binlog_snapshot_file / binlog_snapshot_position, which MariaDB defines as the binlog
 //     position of that very snapshot (no lock at all);
-//     on MySQL, which has no such variable, the way Vitess' row streamer does it: a second
-//     connection holds LOCK TABLES T READ (lock_wait_timeout 1 s) while the position is read
-//     with SHOW MASTER STATUS and the snapshot is started, then unlocks: writes to T wait a
+//     on MySQL, which has no such variable (the source's mysqlx.Flavor tells), the way
+//     Vitess' row streamer does it: a second connection holds LOCK TABLES T READ
+//     (lock_wait_timeout 1 s) while the position is read with SHOW BINARY LOG STATUS
+//     and the snapshot is started, then unlocks: writes to T wait a
 //     few milliseconds, and since none can commit in between, T at the snapshot equals T at P.
 //     A snapshot with P below the watch's from is refused and taken again a moment later.
 //     This is not hypothetical: MariaDB and MySQL write a transaction to the binlog, and

@@ -40,6 +40,9 @@ type world struct {
 	extra   string
 	cfgPath string
 	cfg     *config.Config
+	// collate is appended to the tables' DEFAULT CHARSET (" COLLATE=..."): shards of
+	// another product need a collation both products have.
+	collate string
 }
 
 // tableSpec is a source table of a test: its name, its CREATE TABLE body and its routing
@@ -48,13 +51,8 @@ type tableSpec struct {
 	name, columns, routing string
 }
 
-func newWorld(t testing.TB, tables []tableSpec, extraYAML string) *world {
-	t.Helper()
-	return newWorldOn(t, testenv.Services(t), tables, extraYAML)
-}
-
-// newWorldOn is newWorld on the services of env (a source and shards of any flavors).
-func newWorldOn(t testing.TB, env testenv.Env, tables []tableSpec, extraYAML string) *world {
+// newWorld makes a world on env's source and shards (one flavor pair of testenv.EachFlavor).
+func newWorld(t testing.TB, env testenv.Env, tables []tableSpec, extraYAML string) *world {
 	t.Helper()
 	w := &world{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t), extra: extraYAML}
 	ctx := context.Background()
@@ -88,7 +86,7 @@ func newWorldOn(t testing.TB, env testenv.Env, tables []tableSpec, extraYAML str
 func (w *world) create(tables ...tableSpec) {
 	w.t.Helper()
 	for _, tb := range tables {
-		w.exec(fmt.Sprintf("CREATE TABLE %s (%s) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", mysqlx.QuoteIdent(tb.name), tb.columns))
+		w.exec(fmt.Sprintf("CREATE TABLE %s (%s) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4%s", mysqlx.QuoteIdent(tb.name), tb.columns, w.collate))
 	}
 }
 
@@ -105,11 +103,7 @@ func (w *world) configure(tables ...tableSpec) {
 	w.t.Helper()
 	w.tables = append(w.tables, tables...)
 	var b strings.Builder
-	flavor := testenv.MariaDBFlavor
-	if w.env.SourceFlavor != "" {
-		flavor = w.env.SourceFlavor
-	}
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", w.env.SourceDSN, flavor, 1<<24+rand.Uint32N(1<<30))
+	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", w.env.SourceDSN, w.env.SourceFlavor, 1<<24+rand.Uint32N(1<<30))
 	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", w.env.KafkaBrokers[0], w.prefix)
 	b.WriteString("shards:\n")
 	for i, dsn := range w.env.ShardDSNs() {
@@ -287,17 +281,24 @@ func (w *world) waitDone(t testing.TB, p *pipeline, timeout time.Duration) {
 // column QUOTEd (NULL stays distinct from 'NULL'), keyed by the primary key.
 func (w *world) rowsOf(db *sql.DB, table string) (map[string]string, error) {
 	var cols, pk []string
-	rows, err := w.src.Query("SELECT COLUMN_NAME, COLUMN_KEY FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", w.db, table)
+	rows, err := w.src.Query("SELECT COLUMN_NAME, COLUMN_KEY, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", w.db, table)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		var c, key string
-		if err := rows.Scan(&c, &key); err != nil {
+		var c, key, typ string
+		if err := rows.Scan(&c, &key, &typ); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		q := "QUOTE(" + mysqlx.QuoteIdent(c) + ")"
+		switch strings.ToLower(typ) {
+		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+			// As hex: MySQL refuses to join bytes that are no UTF-8 into a text.
+			q = "IFNULL(CONCAT('0x', HEX(" + mysqlx.QuoteIdent(c) + ")), 'NULL')"
+		case "bit":
+			q = "IFNULL(" + mysqlx.QuoteIdent(c) + " + 0, 'NULL')"
+		}
 		if key == "PRI" {
 			pk = append(pk, q)
 		}

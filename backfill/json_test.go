@@ -96,7 +96,7 @@ func TestReconcileFindsNoDriftInCopiedJSON(t *testing.T) {
 // until every shard holds the source's text of each.
 func copyJSONDocs(t *testing.T, env testenv.Env, routing string) *world {
 	t.Helper()
-	w := newWorldOn(t, env, nil, "")
+	w := newWorld(t, env, nil, "")
 	docs := mariadbDocs
 	if env.SourceFlavor == testenv.MySQLFlavor {
 		w.exec(

@@ -155,125 +155,127 @@ func cursorOf(s TableStatus) int64 {
 // in every partition each key's versions strictly increase: its changes up to the
 // snapshot, the copy, its changes after.
 func TestCopyUnderWritesAroundTheCursor(t *testing.T) {
-	const rows, chunk = 200_000, 1000
-	w := newWorld(t, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-		fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 40000\n", chunk))
-	seedItems(t, w, rows)
-	table := w.table("items")
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		const rows, chunk = 200_000, 1000
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
+			fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 40000\n", chunk))
+		seedItems(t, w, rows)
+		table := w.table("items")
 
-	p := w.start(Options{PollInterval: 200 * time.Millisecond})
-	load := &cursorLoad{db: w.db, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{},
-		cursor: func() int64 { return cursorOf(p.status(table)) }}
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(i), 5))
-			for ctx.Err() == nil {
-				if err := load.step(ctx, w, r); err != nil && ctx.Err() == nil && !mysqlx.Retryable(err) {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	halt := func() {
-		stop()
-		wg.Wait()
-		select {
-		case err := <-errs:
-			t.Fatalf("load: %v", err)
-		default:
-		}
-	}
-	defer halt()
-	w.waitDone(t, p, 8*time.Minute) // a deadline for a hang on a busy machine, not a measure of speed
-	halt()
-
-	st := p.status(table)
-	t.Logf("copied %d rows in %d chunks; %d rows left out for a newer change in the stream; %v snapshots taken again; load: %v",
-		st.Rows, st.Chunks, st.Superseded, p.metric("cleave_backfill_snapshot_retries_total"), load.counts)
-	for _, k := range []string{"delete in flight", "delete ahead", "update just copied", "insert at the end", "insert ahead"} {
-		if load.counts[k] < 50 {
-			t.Errorf("only %d writes of kind %q during the copy: the test meant many", load.counts[k], k)
-		}
-	}
-
-	t.Run("the shards equal the source", func(t *testing.T) {
-		w.waitEqual(t, p, 2*time.Minute, "items")
-	})
-
-	t.Run("no deleted row came back", func(t *testing.T) {
-		// A key deleted and inserted again by another writer may exist; the rows deleted
-		// for good are those deleted at some point and absent from the source now.
-		var ids []string
-		for id := range load.deleted {
-			ids = append(ids, strconv.FormatInt(id, 10))
-		}
-		present := func(db *sql.DB) map[int64]bool {
-			out := map[int64]bool{}
-			rows, err := db.Query("SELECT id FROM " + mysqlx.QuoteTable(w.db, "items") + " WHERE id IN (" + strings.Join(ids, ",") + ")")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				out[id] = true
-			}
-			return out
-		}
-		onSource := present(w.src)
-		gone := len(ids) - len(onSource)
-		if gone < 100 {
-			t.Fatalf("only %d rows deleted for good", gone)
-		}
-		for i, sh := range w.shards {
-			for id := range present(sh) {
-				if !onSource[id] {
-					t.Errorf("row %d, deleted on the source, is on shard%d", id, i)
-				}
-			}
-		}
-		t.Logf("%d rows deleted for good during the copy, none of them on a shard", gone)
-	})
-
-	t.Run("in every partition each key's versions strictly increase", func(t *testing.T) {
-		recs := readTopic(t, w.env.KafkaBrokers, kafkax.TableTopic(w.prefix, w.db, "items"))
-		last := map[string]event.Version{}
-		part := map[string]int{}
-		copies := 0
-		for _, r := range recs {
-			if r.ev.Op == event.OpHeartbeat {
-				continue
-			}
-			if r.ev.Op == event.OpRead {
-				copies++
-			}
-			if p, ok := part[r.key]; ok && p != r.partition {
-				t.Fatalf("key %s in partitions %d and %d", r.key, p, r.partition)
-			}
-			part[r.key] = r.partition
-			if v, ok := last[r.key]; ok && r.ev.Version <= v {
-				var hist []string
-				for _, x := range recs {
-					if x.key == r.key {
-						hist = append(hist, fmt.Sprintf("%s v%v @%d before=%v after=%v", x.ev.Op, x.ev.Version, x.offset, x.ev.Before, x.ev.After))
+		p := w.start(Options{PollInterval: 200 * time.Millisecond})
+		load := &cursorLoad{db: w.db, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{},
+			cursor: func() int64 { return cursorOf(p.status(table)) }}
+		ctx, stop := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(uint64(i), 5))
+				for ctx.Err() == nil {
+					if err := load.step(ctx, w, r); err != nil && ctx.Err() == nil && !mysqlx.Retryable(err) {
+						errs <- err
+						return
 					}
 				}
-				t.Fatalf("key %s: %s version %v at offset %d after version %v; its events:\n%s", r.key, r.ev.Op, r.ev.Version, r.offset, v, strings.Join(hist, "\n"))
+			}()
+		}
+		halt := func() {
+			stop()
+			wg.Wait()
+			select {
+			case err := <-errs:
+				t.Fatalf("load: %v", err)
+			default:
 			}
-			last[r.key] = r.ev.Version
 		}
-		if int64(copies) != st.Rows-int64(st.Superseded) {
-			t.Errorf("%d copied rows in the topic, status says %d copied and %d left out", copies, st.Rows, st.Superseded)
+		defer halt()
+		w.waitDone(t, p, 8*time.Minute) // a deadline for a hang on a busy machine, not a measure of speed
+		halt()
+
+		st := p.status(table)
+		t.Logf("copied %d rows in %d chunks; %d rows left out for a newer change in the stream; %v snapshots taken again; load: %v",
+			st.Rows, st.Chunks, st.Superseded, p.metric("cleave_backfill_snapshot_retries_total"), load.counts)
+		for _, k := range []string{"delete in flight", "delete ahead", "update just copied", "insert at the end", "insert ahead"} {
+			if load.counts[k] < 50 {
+				t.Errorf("only %d writes of kind %q during the copy: the test meant many", load.counts[k], k)
+			}
 		}
+
+		t.Run("the shards equal the source", func(t *testing.T) {
+			w.waitEqual(t, p, 2*time.Minute, "items")
+		})
+
+		t.Run("no deleted row came back", func(t *testing.T) {
+			// A key deleted and inserted again by another writer may exist; the rows deleted
+			// for good are those deleted at some point and absent from the source now.
+			var ids []string
+			for id := range load.deleted {
+				ids = append(ids, strconv.FormatInt(id, 10))
+			}
+			present := func(db *sql.DB) map[int64]bool {
+				out := map[int64]bool{}
+				rows, err := db.Query("SELECT id FROM " + mysqlx.QuoteTable(w.db, "items") + " WHERE id IN (" + strings.Join(ids, ",") + ")")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var id int64
+					if err := rows.Scan(&id); err != nil {
+						t.Fatal(err)
+					}
+					out[id] = true
+				}
+				return out
+			}
+			onSource := present(w.src)
+			gone := len(ids) - len(onSource)
+			if gone < 100 {
+				t.Fatalf("only %d rows deleted for good", gone)
+			}
+			for i, sh := range w.shards {
+				for id := range present(sh) {
+					if !onSource[id] {
+						t.Errorf("row %d, deleted on the source, is on shard%d", id, i)
+					}
+				}
+			}
+			t.Logf("%d rows deleted for good during the copy, none of them on a shard", gone)
+		})
+
+		t.Run("in every partition each key's versions strictly increase", func(t *testing.T) {
+			recs := readTopic(t, w.env.KafkaBrokers, kafkax.TableTopic(w.prefix, w.db, "items"))
+			last := map[string]event.Version{}
+			part := map[string]int{}
+			copies := 0
+			for _, r := range recs {
+				if r.ev.Op == event.OpHeartbeat {
+					continue
+				}
+				if r.ev.Op == event.OpRead {
+					copies++
+				}
+				if p, ok := part[r.key]; ok && p != r.partition {
+					t.Fatalf("key %s in partitions %d and %d", r.key, p, r.partition)
+				}
+				part[r.key] = r.partition
+				if v, ok := last[r.key]; ok && r.ev.Version <= v {
+					var hist []string
+					for _, x := range recs {
+						if x.key == r.key {
+							hist = append(hist, fmt.Sprintf("%s v%v @%d before=%v after=%v", x.ev.Op, x.ev.Version, x.offset, x.ev.Before, x.ev.After))
+						}
+					}
+					t.Fatalf("key %s: %s version %v at offset %d after version %v; its events:\n%s", r.key, r.ev.Op, r.ev.Version, r.offset, v, strings.Join(hist, "\n"))
+				}
+				last[r.key] = r.ev.Version
+			}
+			if int64(copies) != st.Rows-int64(st.Superseded) {
+				t.Errorf("%d copied rows in the topic, status says %d copied and %d left out", copies, st.Rows, st.Superseded)
+			}
+		})
 	})
 }
 

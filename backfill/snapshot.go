@@ -329,7 +329,7 @@ func (s *snapshotConn) begin(ctx context.Context, table string) (capture.Positio
 	}
 	if p.File == "" || posText == "" {
 		s.rollback()
-		return p, errors.New("the source shows no Binlog_snapshot_file/Binlog_snapshot_position status (a MariaDB feature) or has no binary log: for a MySQL source set source.flavor: mysql, which takes the snapshot under a brief table lock")
+		return p, errors.New("the source shows no Binlog_snapshot_file/Binlog_snapshot_position status, which MariaDB has whenever its binary log is on: turn log_bin on")
 	}
 	if p.Pos, err = strconv.ParseUint(posText, 10, 64); err != nil {
 		s.rollback()

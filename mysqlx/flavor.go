@@ -3,6 +3,7 @@ package mysqlx
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,36 @@ type Flavor interface {
 	// SHOW GLOBAL VARIABLES gives them) whether every transaction in its binlog carries a
 	// GTID: MariaDB's always does, MySQL's only with gtid_mode=ON.
 	BinlogHasGTIDs(vars map[string]string) bool
+	// The backfill's snapshots of the source.
+
+	// SnapshotPositionStatus reports whether START TRANSACTION WITH CONSISTENT SNAPSHOT
+	// records the snapshot's binlog position in the session status Binlog_snapshot_file
+	// and Binlog_snapshot_position. MariaDB does; MySQL has no such status, so there the
+	// position is read while LOCK TABLES … READ holds off every write to the table.
+	SnapshotPositionStatus() bool
+
+	// Shard tables: how a source table's definition is made on a shard of this product
+	// (cleave prepare), and how rows are written to it (the sink).
+
+	// NativeJSON reports whether JSON is a type of its own. MySQL's is (documents stored in
+	// a binary form, normalised); MariaDB's JSON is an alias for LONGTEXT COLLATE
+	// utf8mb4_bin with a CHECK (json_valid(…)), and keeps the text as written.
+	NativeJSON() bool
+	// Collation returns this product's name for a collation that compares, orders and pads
+	// every string exactly as collation coll of the product from does, and false when
+	// there is none it can vouch for. A collation decides which keys a unique index takes
+	// as equal and the order of a string primary key, by which the checker pages, so
+	// "close" is not good enough: MySQL's utf8mb4_0900_ai_ci (UCA 9.0.0) and MariaDB's
+	// utf8mb4_uca1400_nopad_ai_ci (UCA 14.0.0) disagree about Hangul, emoji and every
+	// character Unicode added after 9.0.
+	Collation(from Flavor, coll string) (string, bool)
+	// UpsertRowAlias is what an INSERT … ON DUPLICATE KEY UPDATE writes after its VALUES
+	// rows to name the row it tried to insert, and UpsertValue how the assignments refer
+	// to that row's value of a column (quoted). MySQL deprecates VALUES(col) there from
+	// 8.0.20 for a row alias (8.0.19: … VALUES (…) AS new ON DUPLICATE KEY UPDATE c =
+	// new.c); MariaDB has only VALUES(col).
+	UpsertRowAlias() string
+	UpsertValue(quotedColumn string) string
 }
 
 // The values of source.flavor.
@@ -110,6 +141,14 @@ func (f mariaDB) ExecutedGTIDs(ctx context.Context, q Querier) (string, error) {
 	return queryString(ctx, q, "SELECT @@GLOBAL.gtid_binlog_pos")
 }
 func (f mariaDB) BinlogHasGTIDs(map[string]string) bool { return true }
+func (f mariaDB) SnapshotPositionStatus() bool          { return true }
+
+func (f mariaDB) NativeJSON() bool { return false }
+func (f mariaDB) Collation(from Flavor, coll string) (string, bool) {
+	return collationOn(f, from, coll)
+}
+func (f mariaDB) UpsertRowAlias() string                 { return "" }
+func (f mariaDB) UpsertValue(quotedColumn string) string { return "VALUES(" + quotedColumn + ")" }
 
 type mySQL struct{ version string }
 
@@ -139,4 +178,96 @@ func (f mySQL) ExecutedGTIDs(ctx context.Context, q Querier) (string, error) {
 }
 func (f mySQL) BinlogHasGTIDs(vars map[string]string) bool {
 	return strings.EqualFold(vars["gtid_mode"], "ON")
+}
+
+func (f mySQL) SnapshotPositionStatus() bool { return false }
+
+func (f mySQL) NativeJSON() bool { return true }
+func (f mySQL) Collation(from Flavor, coll string) (string, bool) {
+	return collationOn(f, from, coll)
+}
+
+// upsertAlias names the inserted row in MySQL's upserts: not a word a table is likely to
+// be called, so that a column reference never becomes ambiguous.
+const upsertAlias = "`_cleave_new`"
+
+func (f mySQL) UpsertRowAlias() string {
+	if !f.before8019() {
+		return " AS " + upsertAlias
+	}
+	return ""
+}
+
+func (f mySQL) UpsertValue(quotedColumn string) string {
+	if f.UpsertRowAlias() != "" {
+		return upsertAlias + "." + quotedColumn
+	}
+	return "VALUES(" + quotedColumn + ")"
+}
+
+// before8019 reports a MySQL older than 8.0.19, which has no row alias in INSERT.
+func (f mySQL) before8019() bool {
+	if !f.AtLeast(8, 0) {
+		return true
+	}
+	if f.AtLeast(8, 1) {
+		return false
+	}
+	parts := strings.SplitN(shortVersion(f.version), ".", 3)
+	if len(parts) < 3 {
+		return true
+	}
+	patch, err := strconv.Atoi(parts[2])
+	return err != nil || patch < 19
+}
+
+// sharedCollations are the collations MySQL and MariaDB both have from their common MySQL
+// 5 past, under one name and with the same weights and pad attribute. Each was checked
+// against MySQL 9.7 and MariaDB 10.11 with strings that tell collations apart (trailing
+// spaces, NBSP, a/á/A/Ä and a combining accent, ß/ss/ẞ, æ/ae, ligatures, Hangul
+// syllables and jamo, emoji and characters of recent Unicode versions, CJK, Latin-1
+// letters): the same classes of equal strings, in the same order. Other collations that
+// both products name alike are left out on purpose: MariaDB rebuilt some language
+// collations on CLDR (utf8mb4_croatian_ci is not MySQL's), and MariaDB 11.4 accepts
+// utf8mb4_0900_ai_ci as an alias of its UCA 14.0.0 collation.
+var sharedCollations = map[string]bool{
+	"binary":                 true,
+	"utf8mb4_bin":            true,
+	"utf8mb4_general_ci":     true,
+	"utf8mb4_unicode_ci":     true,
+	"utf8mb4_unicode_520_ci": true,
+	"utf8mb3_bin":            true,
+	"utf8mb3_general_ci":     true,
+	"utf8mb3_unicode_ci":     true,
+	"utf8mb3_unicode_520_ci": true,
+	"utf8_bin":               true,
+	"utf8_general_ci":        true,
+	"utf8_unicode_ci":        true,
+	"utf8_unicode_520_ci":    true,
+	"latin1_swedish_ci":      true,
+	"latin1_bin":             true,
+	"latin1_general_ci":      true,
+	"latin1_general_cs":      true,
+	"ascii_general_ci":       true,
+	"ascii_bin":              true,
+}
+
+// renamedCollations are one collation under each product's own name, by product: the
+// name on the key's product maps to the name on the other. utf8mb4_0900_bin and
+// utf8mb4_nopad_bin both compare code points without padding.
+var renamedCollations = map[string]map[string]string{
+	MySQL:   {"utf8mb4_0900_bin": "utf8mb4_nopad_bin"},
+	MariaDB: {"utf8mb4_nopad_bin": "utf8mb4_0900_bin"},
+}
+
+// collationOn is Flavor.Collation for the product to.
+func collationOn(to, from Flavor, coll string) (string, bool) {
+	coll = strings.ToLower(coll)
+	if from == nil || from.Name() == to.Name() || sharedCollations[coll] {
+		return coll, true
+	}
+	if c, ok := renamedCollations[from.Name()][coll]; ok {
+		return c, true
+	}
+	return "", false
 }

@@ -22,3 +22,51 @@ func TestFlavorOfTellsTheProductByItsVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestUpsertNamesTheInsertedRowAsEachProductWants(t *testing.T) {
+	for _, tc := range []struct {
+		version, alias, value string
+	}{
+		{"10.11.19-MariaDB-0+deb12u1-log", "", "VALUES(`c`)"},
+		{"5.7.44-log", "", "VALUES(`c`)"},
+		{"8.0.18", "", "VALUES(`c`)"},
+		{"8.0.19", " AS `_cleave_new`", "`_cleave_new`.`c`"},
+		{"8.4.3", " AS `_cleave_new`", "`_cleave_new`.`c`"},
+		{"9.7.4-2", " AS `_cleave_new`", "`_cleave_new`.`c`"},
+	} {
+		f := FlavorOf(tc.version)
+		if a, v := f.UpsertRowAlias(), f.UpsertValue("`c`"); a != tc.alias || v != tc.value {
+			t.Errorf("%s: UpsertRowAlias() = %q, UpsertValue(`c`) = %q; want %q, %q", tc.version, a, v, tc.alias, tc.value)
+		}
+	}
+}
+
+func TestCollationIsVouchedForOnlyWhereItComparesAlike(t *testing.T) {
+	mariadb, mysql := FlavorOf("10.11.19-MariaDB"), FlavorOf("9.7.4")
+	for _, tc := range []struct {
+		name     string
+		to, from Flavor
+		coll     string
+		want     string // "" for none
+	}{
+		{"the same product keeps every collation", mysql, FlavorOf("8.0.36"), "utf8mb4_0900_ai_ci", "utf8mb4_0900_ai_ci"},
+		{"the same product keeps its own", mariadb, mariadb, "utf8mb4_uca1400_ai_ci", "utf8mb4_uca1400_ai_ci"},
+		{"a shared collation crosses", mariadb, mysql, "utf8mb4_general_ci", "utf8mb4_general_ci"},
+		{"a shared collation crosses back", mysql, mariadb, "utf8mb4_unicode_520_ci", "utf8mb4_unicode_520_ci"},
+		{"latin1 crosses", mysql, mariadb, "latin1_swedish_ci", "latin1_swedish_ci"},
+		{"MySQL's code point order is MariaDB's nopad_bin", mariadb, mysql, "utf8mb4_0900_bin", "utf8mb4_nopad_bin"},
+		{"and back", mysql, mariadb, "utf8mb4_nopad_bin", "utf8mb4_0900_bin"},
+		{"MySQL's default has no equal on MariaDB", mariadb, mysql, "utf8mb4_0900_ai_ci", ""},
+		{"nor its accent-sensitive sibling", mariadb, mysql, "utf8mb4_0900_as_cs", ""},
+		{"MariaDB's UCA 14 has no equal on MySQL", mysql, mariadb, "utf8mb4_uca1400_ai_ci", ""},
+		{"nor its nopad variants of old collations", mysql, mariadb, "utf8mb4_general_nopad_ci", ""},
+		{"a language collation rebuilt by MariaDB does not cross", mysql, mariadb, "utf8mb4_croatian_ci", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := tc.to.Collation(tc.from, tc.coll)
+			if ok != (tc.want != "") || got != tc.want {
+				t.Errorf("%s.Collation(%s, %s) = %q, %v; want %q", tc.to.Product(), tc.from.Product(), tc.coll, got, ok, tc.want)
+			}
+		})
+	}
+}

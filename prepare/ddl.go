@@ -94,9 +94,9 @@ func ShardDDL(create, db string, addVersion bool) (ddl string, droppedFKs []stri
 	return b.String(), droppedFKs, nil
 }
 
-// intWidth is the display width of integer types, which MySQL 8.0.19+ no longer prints
-// and which changes nothing about the values.
-var intWidth = regexp.MustCompile(`^(tinyint|smallint|mediumint|int|bigint)\(\d+\)`)
+// intWidth is the display width of integer types (and YEAR's 4), which MySQL 8.0.19+ no
+// longer prints and which changes nothing about the values.
+var intWidth = regexp.MustCompile(`^(tinyint|smallint|mediumint|int|bigint|year)\(\d+\)`)
 
 func normalType(columnType string) string {
 	return intWidth.ReplaceAllString(strings.ToLower(strings.TrimSpace(columnType)), "$1")
@@ -106,8 +106,10 @@ func normalType(columnType string) string {
 // the columns (name, type, nullability, character set and collation, order) and the
 // primary key. The bookkeeping column shardmeta.VersionColumn is expected on the shard
 // when withVersion is set (and ignored otherwise); it is not a difference. Each entry
-// reads "column total: source decimal(12,2), shard decimal(10,2)".
-func Diff(source, shard *schema.Table, withVersion bool) []string {
+// reads "column total: source decimal(12,2), shard decimal(10,2)". Across products (p),
+// what the shard's product spells otherwise is no difference: a collation under its name
+// there, MySQL's JSON as MariaDB's LONGTEXT COLLATE utf8mb4_bin.
+func Diff(source, shard *schema.Table, withVersion bool, p Products) []string {
 	var diffs []string
 	var shardCols []schema.Column
 	var version *schema.Column
@@ -142,15 +144,21 @@ func Diff(source, shard *schema.Table, withVersion bool) []string {
 			diffs = append(diffs, fmt.Sprintf("column %s: source %s, missing on the shard", sc.Name, sc.ColumnType))
 			continue
 		}
-		if normalType(sc.ColumnType) != normalType(dc.ColumnType) {
-			diffs = append(diffs, fmt.Sprintf("column %s: source %s, shard %s", sc.Name, sc.ColumnType, dc.ColumnType))
-		}
 		if sc.Nullable != dc.Nullable {
 			diffs = append(diffs, fmt.Sprintf("column %s: source %s, shard %s", sc.Name, nullWord(sc.Nullable, ""), nullWord(dc.Nullable, "")))
 		}
+		if sc.DataType == "json" && p.cross() && !p.Shard.NativeJSON() {
+			if dc.DataType != "longtext" || dc.Collation != "utf8mb4_bin" {
+				diffs = append(diffs, fmt.Sprintf("column %s: source json, shard %s COLLATE %s (%s keeps JSON as longtext COLLATE utf8mb4_bin)", sc.Name, dc.ColumnType, orNone(dc.Collation), p.Shard.Product()))
+			}
+			continue
+		}
+		if normalType(sc.ColumnType) != normalType(dc.ColumnType) {
+			diffs = append(diffs, fmt.Sprintf("column %s: source %s, shard %s", sc.Name, sc.ColumnType, dc.ColumnType))
+		}
 		// Collation decides which strings are equal: a primary key that is unique on the
 		// source could collide on the shard, and the checker would compare differently.
-		if sc.Collation != dc.Collation {
+		if want, ok := p.collation(sc.Collation); !ok || want != dc.Collation {
 			diffs = append(diffs, fmt.Sprintf("column %s: source collation %s, shard %s", sc.Name, orNone(sc.Collation), orNone(dc.Collation)))
 		}
 	}

@@ -193,7 +193,7 @@ func TestDiff(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Diff(source(), tt.shard(), tt.withVersion)
+			got := Diff(source(), tt.shard(), tt.withVersion, Products{})
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Diff = %q\nwant   %q", got, tt.want)
 			}

@@ -2,7 +2,8 @@
 // and Kafka ready to carry them. On each shard it creates cleave's bookkeeping database,
 // the source databases (with the source's default character set and collation) and the
 // configured tables from the source's own SHOW CREATE TABLE, adapted for a shard (see
-// ShardDDL); in Kafka it creates the table and dead-letter topics.
+// ShardDDL) and for the shard's product, which may not be the source's (see Products);
+// in Kafka it creates the table and dead-letter topics.
 //
 // It is idempotent: what exists and matches the source is left alone and reported as up
 // to date. It never alters or drops an existing shard table: one whose definition differs
@@ -58,12 +59,18 @@ type DiffError struct {
 	Shard, Table string
 	// Diffs are the differences, as Diff words them.
 	Diffs []string
+	// Created is set when prepare created the table just now from the source's
+	// definition and the shard's server made something else of it.
+	Created bool
 }
 
 func (e *DiffError) Error() string {
 	lines := make([]string, len(e.Diffs))
 	for i, d := range e.Diffs {
 		lines[i] = fmt.Sprintf("%s: %s %s", e.Shard, e.Table, d)
+	}
+	if e.Created {
+		lines = append(lines, fmt.Sprintf("%s: %s was created just now from the source's definition, and the shard's server made the above of it (a default of the server's own); drop it on the shard, state what differs in the source's definition or align the shard's server settings, and run prepare again", e.Shard, e.Table))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -72,11 +79,15 @@ func (e *DiffError) Error() string {
 // prepare.
 const stepTimeout = 2 * time.Minute
 
-// sourceTable is a configured table as read from the source, with its shard DDL.
+// sourceTable is a configured table as read from the source, with its shard DDL for a
+// shard of the source's product (forShard adapts it to the shard's).
 type sourceTable struct {
-	name       string // db.table
-	db, table  string
-	def        *schema.Table
+	name      string // db.table
+	db, table string
+	def       *schema.Table
+	collation string // the table's default collation
+	// defaults are information_schema's COLUMN_DEFAULT by column, as the source says them.
+	defaults   map[string]string
 	ddl        string
 	fks        []string
 	addVersion bool
@@ -87,17 +98,61 @@ type sourceDB struct {
 	name, charset, collation string
 }
 
+// source is what prepare read from the source.
+type source struct {
+	flavor mysqlx.Flavor
+	dbs    []sourceDB
+	tables []sourceTable
+}
+
+// shard is one shard's connection and the statements that make its tables.
+type shard struct {
+	cfg      config.Shard
+	db       *sql.DB
+	products Products
+	tables   []shardTable
+}
+
+type shardTable struct {
+	sourceTable
+	stmt  string // the CREATE TABLE for this shard's product (forShard)
+	notes []string
+}
+
 // Run prepares every shard and the Kafka topics of cfg, calling report for each step as
 // it completes. It goes on past a shard that fails, so that one run names every problem;
-// the error joins them. A source table that cannot be read stops it before any change.
+// the error joins them. A source table that cannot be read, or that a shard of another
+// product cannot hold faithfully, stops it before any change.
 func Run(ctx context.Context, cfg *config.Config, report func(Step)) error {
-	dbs, tables, err := readSource(ctx, cfg)
+	src, err := readSource(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, sh := range cfg.Shards {
-		if err := prepareShard(ctx, sh, dbs, tables, report); err != nil {
+	var errs, refused []error
+	var shards []*shard
+	defer func() {
+		for _, sh := range shards {
+			sh.db.Close()
+		}
+	}()
+	for _, sc := range cfg.Shards {
+		sh, err := openShard(ctx, sc, src)
+		var ue *UnfaithfulError
+		switch {
+		case errors.As(err, &ue):
+			refused = append(refused, err)
+		case err != nil:
+			errs = append(errs, err)
+		}
+		if sh != nil {
+			shards = append(shards, sh)
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("the source tables cannot be prepared on every shard; nothing was changed:\n%w", errors.Join(append(refused, errs...)...))
+	}
+	for _, sh := range shards {
+		if err := prepareShard(ctx, sh, src.dbs, report); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -107,23 +162,55 @@ func Run(ctx context.Context, cfg *config.Config, report func(Step)) error {
 	return errors.Join(errs...)
 }
 
-func readSource(ctx context.Context, cfg *config.Config) ([]sourceDB, []sourceTable, error) {
+// openShard connects to a shard, learns its product and makes each table's statement for
+// it. A table the shard cannot hold faithfully is an *UnfaithfulError.
+func openShard(ctx context.Context, sc config.Shard, src *source) (*shard, error) {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	db, err := mysqlx.Open(ctx, "shard "+sc.Name, sc.DSN)
+	if err != nil {
+		return nil, err
+	}
+	f, err := mysqlx.DetectFlavor(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", sc.Name, err)
+	}
+	sh := &shard{cfg: sc, db: db, products: Products{Source: src.flavor, Shard: f}}
+	var refused []Refused
+	for _, t := range src.tables {
+		ddl, notes, bad := forShard(t, sh.products)
+		refused = append(refused, bad...)
+		sh.tables = append(sh.tables, shardTable{sourceTable: t, stmt: ddl, notes: notes})
+	}
+	if len(refused) > 0 {
+		db.Close()
+		return nil, &UnfaithfulError{Shard: sc.Name, Products: sh.products, Columns: refused}
+	}
+	return sh, nil
+}
+
+func readSource(ctx context.Context, cfg *config.Config) (*source, error) {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	src, err := mysqlx.Open(ctx, "source", cfg.Source.DSN)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer src.Close()
 	// SHOW CREATE TABLE quotes identifiers only with sql_quote_show_create, which a server
 	// may have turned off: pin it on one connection.
 	conn, err := src.Conn(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("source: %w", err)
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "SET SESSION sql_quote_show_create = 1"); err != nil {
-		return nil, nil, fmt.Errorf("source: %w", err)
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	flavor, err := mysqlx.DetectFlavor(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
 	}
 
 	var dbs []sourceDB
@@ -142,7 +229,7 @@ func readSource(ctx context.Context, cfg *config.Config) ([]sourceDB, []sourceTa
 				errs = append(errs, fmt.Errorf("%s: database %s does not exist on the source", key, t.db))
 				continue
 			} else if err != nil {
-				return nil, nil, fmt.Errorf("source: read database %s: %w", t.db, err)
+				return nil, fmt.Errorf("source: read database %s: %w", t.db, err)
 			}
 			dbs = append(dbs, d)
 		}
@@ -164,7 +251,15 @@ func readSource(ctx context.Context, cfg *config.Config) ([]sourceDB, []sourceTa
 		}
 		var name, create string
 		if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+mysqlx.QuoteTable(t.db, t.table)).Scan(&name, &create); err != nil {
-			return nil, nil, fmt.Errorf("source: SHOW CREATE TABLE %s: %w", t.name, err)
+			return nil, fmt.Errorf("source: SHOW CREATE TABLE %s: %w", t.name, err)
+		}
+		var coll sql.NullString
+		if err := conn.QueryRowContext(ctx, "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t.db, t.table).Scan(&coll); err != nil {
+			return nil, fmt.Errorf("source: read the collation of %s: %w", t.name, err)
+		}
+		t.collation = coll.String
+		if t.defaults, err = columnDefaults(ctx, conn, t.db, t.table); err != nil {
+			return nil, fmt.Errorf("source: read the column defaults of %s: %w", t.name, err)
 		}
 		t.ddl, t.fks, err = ShardDDL(create, t.db, t.addVersion)
 		if err != nil {
@@ -174,19 +269,15 @@ func readSource(ctx context.Context, cfg *config.Config) ([]sourceDB, []sourceTa
 		tables = append(tables, t)
 	}
 	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("the source tables cannot be prepared; nothing was changed:\n%w", errors.Join(errs...))
+		return nil, fmt.Errorf("the source tables cannot be prepared; nothing was changed:\n%w", errors.Join(errs...))
 	}
-	return dbs, tables, nil
+	return &source{flavor: flavor, dbs: dbs, tables: tables}, nil
 }
 
-func prepareShard(ctx context.Context, sh config.Shard, dbs []sourceDB, tables []sourceTable, report func(Step)) error {
+func prepareShard(ctx context.Context, s *shard, dbs []sourceDB, report func(Step)) error {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
-	db, err := mysqlx.Open(ctx, "shard "+sh.Name, sh.DSN)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	db, sh := s.db, s.cfg
 
 	var have int
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
@@ -200,19 +291,27 @@ func prepareShard(ctx context.Context, sh config.Shard, dbs []sourceDB, tables [
 
 	for _, d := range dbs {
 		step := Step{Target: sh.Name, Object: "database " + d.name}
+		// The shard's equal of the source's default collation; a database default that
+		// has none is left to the shard (tables state their own collations).
+		want, ok := s.products.collation(d.collation)
 		var charset, collation string
 		err := db.QueryRowContext(ctx, "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", d.name).
 			Scan(&charset, &collation)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			stmt := fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s", mysqlx.QuoteIdent(d.name), d.charset, d.collation)
+			stmt := fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s", mysqlx.QuoteIdent(d.name), d.charset)
+			if ok {
+				stmt += " COLLATE " + want
+			} else {
+				step.Note = fmt.Sprintf("the source's default collation %s has no equal on %s: the database keeps the shard's default for %s (tables state their own)", d.collation, s.products.Shard.Product(), d.charset)
+			}
 			if _, err := db.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("%s: create database %s: %w", sh.Name, d.name, err)
 			}
 			step.Created = true
 		case err != nil:
 			return fmt.Errorf("%s: read database %s: %w", sh.Name, d.name, err)
-		case charset != d.charset || collation != d.collation:
+		case charset != d.charset || !ok || collation != want:
 			// Tables carry their own charset in their DDL: only tables created later
 			// without one would differ.
 			step.Note = fmt.Sprintf("its default is %s/%s, the source's %s/%s", charset, collation, d.charset, d.collation)
@@ -221,32 +320,43 @@ func prepareShard(ctx context.Context, sh config.Shard, dbs []sourceDB, tables [
 	}
 
 	var errs []error
-	for _, t := range tables {
-		if err := prepareTable(ctx, db, sh.Name, t, report); err != nil {
+	for _, t := range s.tables {
+		if err := prepareTable(ctx, db, sh.Name, s.products, t, report); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func prepareTable(ctx context.Context, db *sql.DB, shard string, t sourceTable, report func(Step)) error {
+func prepareTable(ctx context.Context, db *sql.DB, shard string, products Products, t shardTable, report func(Step)) error {
 	step := Step{Target: shard, Object: "table " + t.name}
 	existing, err := schema.Load(ctx, db, t.db, t.table)
 	if errors.Is(err, schema.ErrNoTable) {
-		if _, err := db.ExecContext(ctx, t.ddl); err != nil {
+		if _, err := db.ExecContext(ctx, t.stmt); err != nil {
 			return fmt.Errorf("%s: create table %s: %w", shard, t.name, err)
 		}
-		step.Created = true
-		if len(t.fks) > 0 {
-			step.Note = fmt.Sprintf("foreign key %s left out: a parent row may live on another shard, and sinks apply rows per partition, not in constraint order", strings.Join(t.fks, ", "))
+		// What the shard made of the statement, checked as a second prepare would: a
+		// server fills in what a definition leaves unsaid with its own defaults.
+		created, err := schema.Load(ctx, db, t.db, t.table)
+		if err != nil {
+			return fmt.Errorf("%s: read table %s after creating it: %w", shard, t.name, err)
 		}
+		if diffs := Diff(t.def, created, t.addVersion, products); len(diffs) > 0 {
+			return &DiffError{Shard: shard, Table: t.name, Diffs: diffs, Created: true}
+		}
+		step.Created = true
+		notes := t.notes
+		if len(t.fks) > 0 {
+			notes = append([]string{fmt.Sprintf("foreign key %s left out: a parent row may live on another shard, and sinks apply rows per partition, not in constraint order", strings.Join(t.fks, ", "))}, notes...)
+		}
+		step.Note = strings.Join(notes, "; ")
 		report(step)
 		return nil
 	}
 	if existing == nil {
 		return fmt.Errorf("%s: read table %s: %w", shard, t.name, err)
 	}
-	diffs := Diff(t.def, existing, t.addVersion)
+	diffs := Diff(t.def, existing, t.addVersion, products)
 	fks, err := foreignKeys(ctx, db, t.db, t.table)
 	if err != nil {
 		return fmt.Errorf("%s: read foreign keys of %s: %w", shard, t.name, err)
@@ -259,6 +369,23 @@ func prepareTable(ctx context.Context, db *sql.DB, shard string, t sourceTable, 
 	}
 	report(step)
 	return nil
+}
+
+func columnDefaults(ctx context.Context, conn *sql.Conn, schemaName, table string) (map[string]string, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_DEFAULT IS NOT NULL", schemaName, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var n, d string
+		if err := rows.Scan(&n, &d); err != nil {
+			return nil, err
+		}
+		out[n] = d
+	}
+	return out, rows.Err()
 }
 
 func foreignKeys(ctx context.Context, db *sql.DB, schemaName, table string) ([]string, error) {

@@ -61,12 +61,35 @@ type fixture struct {
 	shards []*sql.DB
 }
 
-func newFixture(t *testing.T, extraTables string) *fixture {
+// shopTables configures the tables of shopSchema (DB stands for the database).
+const shopTables = `  - name: DB.users
+    strategy: hash
+    shard_key: id
+  - name: DB.orders
+    strategy: hash
+    shard_key: user_id
+  - name: DB.order_items
+    strategy: hash
+    shard_key: user_id
+    version_column: version
+  - name: DB.countries
+    strategy: broadcast
+`
+
+// newFixture is the shop schema on env's source, with extraTables configured after its
+// four tables.
+func newFixture(t *testing.T, env testenv.Env, extraTables string) *fixture {
 	t.Helper()
-	env := testenv.Services(t)
+	return newFixtureWith(t, env, shopSchema, shopTables+extraTables)
+}
+
+// newFixtureWith runs the statements of schemaSQL (separated by ";") in a database of its
+// own on env's source and configures tables (YAML list entries, DB for the database).
+func newFixtureWith(t *testing.T, env testenv.Env, schemaSQL, tables string) *fixture {
+	t.Helper()
 	db := testenv.NewDatabase(t, env.SourceDSN)
 	src := testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, db))
-	for _, stmt := range strings.Split(shopSchema, ";") {
+	for _, stmt := range strings.Split(schemaSQL, ";") {
 		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
@@ -88,7 +111,7 @@ func newFixture(t *testing.T, extraTables string) *fixture {
 
 	yaml := fmt.Sprintf(`source:
   dsn: %q
-  flavor: mariadb
+  flavor: %s
   server_id: 4343
 kafka:
   brokers: [%q]
@@ -100,19 +123,7 @@ shards:
   - name: shard1
     dsn: %q
 tables:
-  - name: %[6]s.users
-    strategy: hash
-    shard_key: id
-  - name: %[6]s.orders
-    strategy: hash
-    shard_key: user_id
-  - name: %[6]s.order_items
-    strategy: hash
-    shard_key: user_id
-    version_column: version
-  - name: %[6]s.countries
-    strategy: broadcast
-%[7]s`, env.SourceDSN, env.KafkaBrokers[0], testenv.TopicPrefix(t), env.Shard0DSN, env.Shard1DSN, db, strings.ReplaceAll(extraTables, "DB", db))
+%s`, env.SourceDSN, env.SourceFlavor, env.KafkaBrokers[0], testenv.TopicPrefix(t), env.Shard0DSN, env.Shard1DSN, strings.ReplaceAll(tables, "DB", db))
 	path := filepath.Join(t.TempDir(), "cleave.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -154,59 +165,61 @@ func (f *fixture) snapshot(t *testing.T) map[string]string {
 }
 
 func TestPrepareTwiceGivesTheSameShards(t *testing.T) {
-	f := newFixture(t, "")
-	first, err := f.run(t)
-	if err != nil {
-		t.Fatalf("first prepare: %v", err)
-	}
-	before := f.snapshot(t)
-	second, err := f.run(t)
-	if err != nil {
-		t.Fatalf("second prepare: %v", err)
-	}
-	if after := f.snapshot(t); !maps(before, after) {
-		t.Errorf("the second prepare changed the shards:\nbefore %v\nafter  %v", before, after)
-	}
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newFixture(t, e, "")
+		first, err := f.run(t)
+		if err != nil {
+			t.Fatalf("first prepare: %v", err)
+		}
+		before := f.snapshot(t)
+		second, err := f.run(t)
+		if err != nil {
+			t.Fatalf("second prepare: %v", err)
+		}
+		if after := f.snapshot(t); !maps(before, after) {
+			t.Errorf("the second prepare changed the shards:\nbefore %v\nafter  %v", before, after)
+		}
 
-	// 2 shards x (bookkeeping, database, 4 tables) + 4 table topics + 2 dead-letter topics.
-	if len(first) != 18 || len(second) != 18 {
-		t.Fatalf("want 18 steps per run, got %d and %d:\n%s\n%s", len(first), len(second), render(first), render(second))
-	}
-	for _, s := range first {
-		// _cleave may exist from other tests on the shared shards; everything else is new.
-		if !s.Created && !strings.HasPrefix(s.Object, "bookkeeping") {
-			t.Errorf("first run: want created, got %s", s)
+		// 2 shards x (bookkeeping, database, 4 tables) + 4 table topics + 2 dead-letter topics.
+		if len(first) != 18 || len(second) != 18 {
+			t.Fatalf("want 18 steps per run, got %d and %d:\n%s\n%s", len(first), len(second), render(first), render(second))
 		}
-	}
-	for _, s := range second {
-		if s.Created {
-			t.Errorf("second run: want already up to date, got %s", s)
+		for _, s := range first {
+			// _cleave may exist from other tests on the shared shards; everything else is new.
+			if !s.Created && !strings.HasPrefix(s.Object, "bookkeeping") {
+				t.Errorf("first run: want created, got %s", s)
+			}
 		}
-	}
-	wantNote := fmt.Sprintf("shard1 table %s.orders: created; foreign key fk_orders_user left out", f.db)
-	if !slices.ContainsFunc(first, func(s prepare.Step) bool { return strings.HasPrefix(s.String(), wantNote) }) {
-		t.Errorf("no step says %q:\n%s", wantNote, render(first))
-	}
+		for _, s := range second {
+			if s.Created {
+				t.Errorf("second run: want already up to date, got %s", s)
+			}
+		}
+		wantNote := fmt.Sprintf("shard1 table %s.orders: created; foreign key fk_orders_user left out", f.db)
+		if !slices.ContainsFunc(first, func(s prepare.Step) bool { return strings.HasPrefix(s.String(), wantNote) }) {
+			t.Errorf("no step says %q:\n%s", wantNote, render(first))
+		}
 
-	// Topics: one per table with kafka.partitions, one dead-letter topic of one partition per shard.
-	names := make([]string, 0, 6)
-	for _, tp := range prepare.Topics(f.cfg) {
-		names = append(names, tp.Name)
-	}
-	parts, err := kafkax.Partitions(context.Background(), f.env.KafkaBrokers, names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range f.cfg.Tables {
-		if n := parts[kafkax.TableTopic(f.cfg.Kafka.TopicPrefix, tc.DB(), tc.TableName())]; n != 3 {
-			t.Errorf("topic of %s has %d partitions, want 3", tc.Name, n)
+		// Topics: one per table with kafka.partitions, one dead-letter topic of one partition per shard.
+		names := make([]string, 0, 6)
+		for _, tp := range prepare.Topics(f.cfg) {
+			names = append(names, tp.Name)
 		}
-	}
-	for _, sh := range f.cfg.Shards {
-		if n := parts[kafkax.DLQTopic(f.cfg.Kafka.TopicPrefix, sh.Name)]; n != 1 {
-			t.Errorf("dead-letter topic of %s has %d partitions, want 1", sh.Name, n)
+		parts, err := kafkax.Partitions(context.Background(), f.env.KafkaBrokers, names)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, tc := range f.cfg.Tables {
+			if n := parts[kafkax.TableTopic(f.cfg.Kafka.TopicPrefix, tc.DB(), tc.TableName())]; n != 3 {
+				t.Errorf("topic of %s has %d partitions, want 3", tc.Name, n)
+			}
+		}
+		for _, sh := range f.cfg.Shards {
+			if n := parts[kafkax.DLQTopic(f.cfg.Kafka.TopicPrefix, sh.Name)]; n != 1 {
+				t.Errorf("dead-letter topic of %s has %d partitions, want 1", sh.Name, n)
+			}
+		}
+	})
 }
 
 func maps(a, b map[string]string) bool {
@@ -229,6 +242,12 @@ func render(steps []prepare.Step) string {
 	return b.String()
 }
 
+// versionColumnShown is how SHOW CREATE TABLE prints shardmeta.VersionColumnDDL.
+var versionColumnShown = map[testenv.Flavor]string{
+	testenv.MariaDBFlavor: "bigint(20) unsigned NOT NULL DEFAULT 0",
+	testenv.MySQLFlavor:   "bigint unsigned NOT NULL DEFAULT '0'",
+}
+
 var (
 	autoIncrement = regexp.MustCompile(` AUTO_INCREMENT=\d+`)
 	foreignKey    = regexp.MustCompile("(?m)^  CONSTRAINT `[^`]+` FOREIGN KEY .*\n")
@@ -239,112 +258,295 @@ var (
 // SHOW CREATE TABLE: equal but for AUTO_INCREMENT=N, the foreign keys, and the version
 // column after the last column of tables without a version_column.
 func TestPrepareCopiesTheSourceDefinitions(t *testing.T) {
-	f := newFixture(t, "")
-	if _, err := f.run(t); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range f.cfg.Tables {
-		src := showCreate(t, f.src, tc.DB(), tc.TableName())
-		want := autoIncrement.ReplaceAllString(src, "")
-		want = foreignKey.ReplaceAllString(want, "")
-		want = trailingComma.ReplaceAllString(want, "\n)")
-		if tc.VersionColumn == "" {
-			lines := strings.Split(want, "\n")
-			last := 0
-			for i, l := range lines {
-				if strings.HasPrefix(l, "  `") {
-					last = i
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newFixture(t, e, "")
+		if _, err := f.run(t); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range f.cfg.Tables {
+			src := showCreate(t, f.src, tc.DB(), tc.TableName())
+			want := autoIncrement.ReplaceAllString(src, "")
+			want = foreignKey.ReplaceAllString(want, "")
+			want = trailingComma.ReplaceAllString(want, "\n)")
+			if tc.VersionColumn == "" {
+				lines := strings.Split(want, "\n")
+				last := 0
+				for i, l := range lines {
+					if strings.HasPrefix(l, "  `") {
+						last = i
+					}
+				}
+				lines = slices.Insert(lines, last+1, "  `"+shardmeta.VersionColumn+"` "+versionColumnShown[e.ShardFlavor]+",")
+				want = strings.Join(lines, "\n")
+			}
+			for i, sh := range f.shards {
+				if got := showCreate(t, sh, tc.DB(), tc.TableName()); got != want {
+					t.Errorf("shard%d %s:\n%s\nwant (from the source):\n%s", i, tc.Name, got, want)
 				}
 			}
-			lines = slices.Insert(lines, last+1, "  `"+shardmeta.VersionColumn+"` bigint(20) unsigned NOT NULL DEFAULT 0,")
-			want = strings.Join(lines, "\n")
 		}
+		// The database keeps the source's defaults.
 		for i, sh := range f.shards {
-			if got := showCreate(t, sh, tc.DB(), tc.TableName()); got != want {
-				t.Errorf("shard%d %s:\n%s\nwant (from the source):\n%s", i, tc.Name, got, want)
+			var srcCS, shardCS string
+			q := "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, '/', DEFAULT_COLLATION_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?"
+			if err := f.src.QueryRow(q, f.db).Scan(&srcCS); err != nil {
+				t.Fatal(err)
+			}
+			if err := sh.QueryRow(q, f.db).Scan(&shardCS); err != nil {
+				t.Fatal(err)
+			}
+			if srcCS != shardCS {
+				t.Errorf("shard%d database %s defaults %s, source %s", i, f.db, shardCS, srcCS)
 			}
 		}
-	}
-	// The database keeps the source's defaults.
-	for i, sh := range f.shards {
-		var srcCS, shardCS string
-		q := "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, '/', DEFAULT_COLLATION_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?"
-		if err := f.src.QueryRow(q, f.db).Scan(&srcCS); err != nil {
-			t.Fatal(err)
-		}
-		if err := sh.QueryRow(q, f.db).Scan(&shardCS); err != nil {
-			t.Fatal(err)
-		}
-		if srcCS != shardCS {
-			t.Errorf("shard%d database %s defaults %s, source %s", i, f.db, shardCS, srcCS)
-		}
-	}
+	})
 }
 
 func TestPrepareNamesAShardTableThatDiffers(t *testing.T) {
-	tests := []struct {
-		name  string
-		alter string
-		want  string
-	}{
-		{"a narrower DECIMAL", "ALTER TABLE `DB`.orders MODIFY total DECIMAL(10,2) NOT NULL",
-			"shard1: DB.orders column total: source decimal(12,2), shard decimal(10,2)"},
-		{"a column that allows NULL", "ALTER TABLE `DB`.orders MODIFY placed_at DATETIME(6) NULL",
-			"shard1: DB.orders column placed_at: source NOT NULL, shard NULL"},
-		{"a column moved", "ALTER TABLE `DB`.orders MODIFY total DECIMAL(12,2) NOT NULL AFTER id",
-			"shard1: DB.orders column order: source (id, user_id, total, placed_at), shard (id, total, user_id, placed_at)"},
-		{"an extra column", "ALTER TABLE `DB`.countries ADD COLUMN region VARCHAR(10)",
-			"shard1: DB.countries column region: shard varchar(10), not in the source"},
-		{"the bookkeeping column gone", "ALTER TABLE `DB`.users DROP COLUMN _cleave_version",
-			"shard1: DB.users column _cleave_version: missing on the shard"},
-		{"another primary key", "ALTER TABLE `DB`.order_items DROP PRIMARY KEY, ADD PRIMARY KEY (order_id, line, user_id)",
-			"shard1: DB.order_items primary key: source (order_id, line), shard (order_id, line, user_id)"},
-		{"a foreign key added on the shard", "ALTER TABLE `DB`.orders ADD CONSTRAINT fk_shard FOREIGN KEY (user_id) REFERENCES `DB`.users (id)",
-			"shard1: DB.orders foreign key fk_shard: on the shard"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, "")
-			if _, err := f.run(t); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.shards[1].Exec(strings.ReplaceAll(tt.alter, "DB", f.db)); err != nil {
-				t.Fatal(err)
-			}
-			steps, err := f.run(t)
-			want := strings.ReplaceAll(tt.want, "DB", f.db)
-			var diff *prepare.DiffError
-			if !errors.As(err, &diff) {
-				t.Fatalf("want a DiffError, got %v", err)
-			}
-			if diff.Shard != "shard1" || !strings.Contains(err.Error(), want) {
-				t.Errorf("error does not name %q:\n%v", want, err)
-			}
-			// The other shard and the other tables are still reported up to date, and
-			// nothing on the differing shard was changed.
-			if n := strings.Count(render(steps), "already up to date"); n != 17 {
-				t.Errorf("want 17 steps up to date besides the differing table, got %d:\n%s", n, render(steps))
-			}
-		})
-	}
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		tests := []struct {
+			name  string
+			alter string
+			want  string
+		}{
+			{"a narrower DECIMAL", "ALTER TABLE `DB`.orders MODIFY total DECIMAL(10,2) NOT NULL",
+				"shard1: DB.orders column total: source decimal(12,2), shard decimal(10,2)"},
+			{"a column that allows NULL", "ALTER TABLE `DB`.orders MODIFY placed_at DATETIME(6) NULL",
+				"shard1: DB.orders column placed_at: source NOT NULL, shard NULL"},
+			{"a column moved", "ALTER TABLE `DB`.orders MODIFY total DECIMAL(12,2) NOT NULL AFTER id",
+				"shard1: DB.orders column order: source (id, user_id, total, placed_at), shard (id, total, user_id, placed_at)"},
+			{"an extra column", "ALTER TABLE `DB`.countries ADD COLUMN region VARCHAR(10)",
+				"shard1: DB.countries column region: shard varchar(10), not in the source"},
+			{"the bookkeeping column gone", "ALTER TABLE `DB`.users DROP COLUMN _cleave_version",
+				"shard1: DB.users column _cleave_version: missing on the shard"},
+			{"another primary key", "ALTER TABLE `DB`.order_items DROP PRIMARY KEY, ADD PRIMARY KEY (order_id, line, user_id)",
+				"shard1: DB.order_items primary key: source (order_id, line), shard (order_id, line, user_id)"},
+			{"a foreign key added on the shard", "ALTER TABLE `DB`.orders ADD CONSTRAINT fk_shard FOREIGN KEY (user_id) REFERENCES `DB`.users (id)",
+				"shard1: DB.orders foreign key fk_shard: on the shard"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFixture(t, e, "")
+				if _, err := f.run(t); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.shards[1].Exec(strings.ReplaceAll(tt.alter, "DB", f.db)); err != nil {
+					t.Fatal(err)
+				}
+				steps, err := f.run(t)
+				want := strings.ReplaceAll(tt.want, "DB", f.db)
+				var diff *prepare.DiffError
+				if !errors.As(err, &diff) {
+					t.Fatalf("want a DiffError, got %v", err)
+				}
+				if diff.Shard != "shard1" || !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not name %q:\n%v", want, err)
+				}
+				// The other shard and the other tables are still reported up to date, and
+				// nothing on the differing shard was changed.
+				if n := strings.Count(render(steps), "already up to date"); n != 17 {
+					t.Errorf("want 17 steps up to date besides the differing table, got %d:\n%s", n, render(steps))
+				}
+			})
+		}
+	})
 }
 
 func TestPrepareRefusesASourceTableItCannotMove(t *testing.T) {
-	f := newFixture(t, "  - name: DB.audit\n    strategy: broadcast\n")
-	steps, err := f.run(t)
-	if err == nil || !strings.Contains(err.Error(), "tables[4] "+f.db+".audit") || !strings.Contains(err.Error(), "no primary key") {
-		t.Fatalf("want an error naming tables[4] and its missing primary key, got %v", err)
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newFixture(t, e, "  - name: DB.audit\n    strategy: broadcast\n")
+		steps, err := f.run(t)
+		if err == nil || !strings.Contains(err.Error(), "tables[4] "+f.db+".audit") || !strings.Contains(err.Error(), "no primary key") {
+			t.Fatalf("want an error naming tables[4] and its missing primary key, got %v", err)
+		}
+		if len(steps) != 0 {
+			t.Errorf("nothing may change when a source table cannot be moved, got:\n%s", render(steps))
+		}
+		for i, sh := range f.shards {
+			var n int
+			if err := sh.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", f.db).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("shard%d has database %s", i, f.db)
+			}
+		}
+	})
+}
+
+// crossSchema is a source schema whose every column a shard of the other product can hold
+// faithfully, written in the source's own collations: a login in code point order (MySQL's
+// utf8mb4_0900_bin is MariaDB's utf8mb4_nopad_bin), collations both products share, latin1,
+// JSON, expression defaults and a TEXT default (which MySQL takes only in parentheses),
+// and a table whose default collation has no equal on the other product but that no
+// column uses.
+var crossSchema = map[testenv.Flavor]string{
+	testenv.MySQLFlavor: `
+CREATE TABLE accounts (
+  id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+  login VARCHAR(64) COLLATE utf8mb4_0900_bin NOT NULL,
+  email VARCHAR(190) COLLATE utf8mb4_general_ci NOT NULL,
+  name VARCHAR(100) COLLATE utf8mb4_unicode_520_ci NULL,
+  legacy VARCHAR(20) CHARACTER SET latin1 NULL,
+  prefs JSON NULL,
+  created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  token VARCHAR(36) COLLATE utf8mb4_bin NOT NULL DEFAULT (UUID()),
+  memo TEXT COLLATE utf8mb4_bin DEFAULT ('none'),
+  UNIQUE KEY login (login)
+) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci;
+CREATE TABLE tags (code VARCHAR(16) NOT NULL PRIMARY KEY, label VARCHAR(40) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE counters (id INT NOT NULL PRIMARY KEY, n BIGINT NOT NULL, y YEAR NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci`,
+	testenv.MariaDBFlavor: `
+CREATE TABLE accounts (
+  id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+  login VARCHAR(64) COLLATE utf8mb4_nopad_bin NOT NULL,
+  email VARCHAR(190) COLLATE utf8mb4_general_ci NOT NULL,
+  name VARCHAR(100) COLLATE utf8mb4_unicode_520_ci NULL,
+  legacy VARCHAR(20) CHARACTER SET latin1 NULL,
+  prefs JSON NULL,
+  created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  token VARCHAR(36) COLLATE utf8mb4_bin NOT NULL DEFAULT uuid(),
+  memo TEXT COLLATE utf8mb4_bin DEFAULT 'none',
+  UNIQUE KEY login (login)
+) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+CREATE TABLE tags (code VARCHAR(16) NOT NULL PRIMARY KEY, label VARCHAR(40) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE counters (id INT NOT NULL PRIMARY KEY, n BIGINT NOT NULL, y YEAR NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_uca1400_ai_ci`,
+}
+
+const crossTables = `  - name: DB.accounts
+    strategy: hash
+    shard_key: id
+  - name: DB.tags
+    strategy: broadcast
+  - name: DB.counters
+    strategy: hash
+    shard_key: id
+`
+
+// columnsOf reads db.table's columns as "name type collation" lines.
+func columnsOf(t *testing.T, db *sql.DB, schemaName, table string) []string {
+	t.Helper()
+	rows, err := db.Query("SELECT COLUMN_NAME, DATA_TYPE, COALESCE(COLLATION_NAME, '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", schemaName, table)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(steps) != 0 {
-		t.Errorf("nothing may change when a source table cannot be moved, got:\n%s", render(steps))
-	}
-	for i, sh := range f.shards {
-		var n int
-		if err := sh.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", f.db).Scan(&n); err != nil {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n, typ, coll string
+		if err := rows.Scan(&n, &typ, &coll); err != nil {
 			t.Fatal(err)
 		}
-		if n != 0 {
-			t.Errorf("shard%d has database %s", i, f.db)
+		out = append(out, strings.TrimSpace(n+" "+typ+" "+coll))
+	}
+	return out
+}
+
+// TestPrepareAcrossProductsMakesFaithfulTablesOnce prepares shards of the other product:
+// each column keeps how it compares (under the shard product's name for its collation),
+// JSON becomes what the shard's product makes of it, a table default without an equal
+// that no column uses is noted; a second prepare finds everything up to date and changes
+// nothing.
+func TestPrepareAcrossProductsMakesFaithfulTablesOnce(t *testing.T) {
+	testenv.CrossFlavors(t, func(t *testing.T, e testenv.Env) {
+		f := newFixtureWith(t, e, crossSchema[e.SourceFlavor], crossTables)
+		first, err := f.run(t)
+		if err != nil {
+			t.Fatalf("first prepare: %v", err)
 		}
+		t.Logf("first prepare:\n%s", render(first))
+		before := f.snapshot(t)
+		second, err := f.run(t)
+		if err != nil {
+			t.Fatalf("second prepare: %v", err)
+		}
+		for _, s := range second {
+			if s.Created {
+				t.Errorf("second run: want already up to date, got %s", s)
+			}
+		}
+		if after := f.snapshot(t); !maps(before, after) {
+			t.Errorf("the second prepare changed the shards:\nbefore %v\nafter  %v", before, after)
+		}
+		noted := func(object string) bool {
+			return slices.ContainsFunc(first, func(s prepare.Step) bool {
+				return s.Object == object && strings.Contains(s.Note, "has no equal on")
+			})
+		}
+		// utf8mb4_0900_ai_ci and utf8mb4_uca1400_ai_ci have no equal on the other product.
+		if !noted("table " + f.db + ".counters") {
+			t.Errorf("no step notes the default collation of counters:\n%s", render(first))
+		}
+
+		login, prefs := "login varchar utf8mb4_nopad_bin", "prefs longtext utf8mb4_bin"
+		if e.ShardFlavor == testenv.MySQLFlavor {
+			login = "login varchar utf8mb4_0900_bin"
+		}
+		want := []string{"id bigint", login, "email varchar utf8mb4_general_ci", "name varchar utf8mb4_unicode_520_ci",
+			"legacy varchar latin1_swedish_ci", prefs, "created timestamp", "updated timestamp", "token varchar utf8mb4_bin",
+			"memo text utf8mb4_bin", "_cleave_version bigint"}
+		for i, sh := range f.shards {
+			if got := columnsOf(t, sh, f.db, "accounts"); !slices.Equal(got, want) {
+				t.Errorf("shard%d accounts columns:\n%q\nwant\n%q", i, got, want)
+			}
+		}
+	})
+}
+
+// TestPrepareAcrossProductsRefusesCollationsWithoutAnEqual: a column whose collation the
+// shards' product has no equal of is refused by name, with the way out, before anything
+// is created on any shard.
+func TestPrepareAcrossProductsRefusesCollationsWithoutAnEqual(t *testing.T) {
+	schemas := map[testenv.Flavor]string{
+		testenv.MySQLFlavor:   `CREATE TABLE people (id INT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, code VARCHAR(8) COLLATE utf8mb4_0900_as_cs NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci`,
+		testenv.MariaDBFlavor: `CREATE TABLE people (id INT NOT NULL PRIMARY KEY, name VARCHAR(64) COLLATE utf8mb4_uca1400_ai_ci NOT NULL, code VARCHAR(8) COLLATE utf8mb4_general_nopad_ci NULL) DEFAULT CHARSET=utf8mb4`,
+	}
+	refused := map[testenv.Flavor][]string{
+		testenv.MySQLFlavor:   {"DB.people.name varchar(64) COLLATE utf8mb4_0900_ai_ci", "DB.people.code varchar(8) COLLATE utf8mb4_0900_as_cs", "or use MySQL shards"},
+		testenv.MariaDBFlavor: {"DB.people.name varchar(64) COLLATE utf8mb4_uca1400_ai_ci", "DB.people.code varchar(8) COLLATE utf8mb4_general_nopad_ci", "or use MariaDB shards"},
+	}
+	testenv.CrossFlavors(t, func(t *testing.T, e testenv.Env) {
+		f := newFixtureWith(t, e, schemas[e.SourceFlavor], "  - {name: DB.people, strategy: hash, shard_key: id}\n")
+		steps, err := f.run(t)
+		var ue *prepare.UnfaithfulError
+		if !errors.As(err, &ue) {
+			t.Fatalf("want an UnfaithfulError, got %v", err)
+		}
+		t.Logf("error: %v", err)
+		for _, want := range append(refused[e.SourceFlavor], "shard0 (", "shard1 (", "nothing was changed") {
+			if want = strings.ReplaceAll(want, "DB.", f.db+"."); !strings.Contains(err.Error(), want) {
+				t.Errorf("error does not say %q", want)
+			}
+		}
+		if len(steps) != 0 {
+			t.Errorf("nothing may change, got:\n%s", render(steps))
+		}
+		for i, sh := range f.shards {
+			var n int
+			if err := sh.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", f.db).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("shard%d has database %s", i, f.db)
+			}
+		}
+	})
+}
+
+// TestPrepareRefusesMariaDBOnlyTypesByName: MariaDB's INET6 and UUID have no MySQL type
+// (nor a cleave kind): the column is named, and nothing changes.
+func TestPrepareRefusesMariaDBOnlyTypesByName(t *testing.T) {
+	e := testenv.ServicesFor(t, testenv.MariaDBFlavor, testenv.MySQLFlavor)
+	f := newFixtureWith(t, e, "CREATE TABLE hosts (id INT NOT NULL PRIMARY KEY, addr INET6 NOT NULL, tag UUID NULL)",
+		"  - {name: DB.hosts, strategy: hash, shard_key: id}\n")
+	steps, err := f.run(t)
+	if err == nil || !strings.Contains(err.Error(), f.db+".hosts column addr") || !strings.Contains(err.Error(), `"inet6" is not supported`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want an error naming the column addr and its type inet6, got %v", err)
+	}
+	if len(steps) != 0 {
+		t.Errorf("nothing may change, got:\n%s", render(steps))
 	}
 }

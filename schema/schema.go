@@ -63,6 +63,10 @@ type Column struct {
 	Elements   []string // labels of ENUM and SET, in definition order
 	Charset    string   // character set of string columns
 	Collation  string
+	// AutoUpdated: ON UPDATE CURRENT_TIMESTAMP. The server stamps the column with its own
+	// clock on every UPDATE (ON DUPLICATE KEY UPDATE too) that changes the row without
+	// assigning the column, so a writer that copies rows must always assign it.
+	AutoUpdated bool
 }
 
 // Table is a table definition.
@@ -103,6 +107,8 @@ func Load(ctx context.Context, conn *sql.DB, db, table string) (*Table, error) {
 		c.DataType = strings.ToLower(c.DataType)
 		c.Nullable = nullable == "YES"
 		c.Generated = generatedExtra(extra)
+		// MySQL says "on update CURRENT_TIMESTAMP(6)", MariaDB "on update current_timestamp(6)".
+		c.AutoUpdated = strings.Contains(strings.ToLower(extra), "on update")
 		k, err := KindOf(c.DataType, c.ColumnType)
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s column %s: %w", db, table, c.Name, err)

@@ -460,7 +460,7 @@ func (a *applier) applyFast(ctx context.Context, c *applierConn, tpl *tablePlan)
 			for _, op := range ops[:n] {
 				args = append(args, op.args...)
 			}
-			if _, err := c.stmts.exec(ctx, upsertKey(t, sh, sig, n), n == per, func() string { return upsertSQL(t, sh, sig, n) }, args); err != nil {
+			if _, err := c.stmts.exec(ctx, upsertKey(t, sh, sig, n), n == per, func() string { return upsertSQL(s.flavor, t, sh, sig, n) }, args); err != nil {
 				return 0, false, fmt.Errorf("upsert into %s: %w", t.name, err)
 			}
 			ops = ops[n:]
@@ -503,7 +503,7 @@ func (a *applier) applyCareful(ctx context.Context, c sqlConn, tpl *tablePlan, r
 			if op.del {
 				q = deleteSQL(t, sh, 1)
 			} else {
-				q = upsertSQL(t, sh, op.sig, 1)
+				q = upsertSQL(a.s.flavor, t, sh, op.sig, 1)
 			}
 			r, err := c.ExecContext(ctx, q, op.args...)
 			if err != nil {
@@ -537,11 +537,19 @@ func deleteKey(t *table, sh *shape, n int) string {
 	return "d\x00" + t.name + "\x00" + strconv.FormatInt(sh.gen, 10) + "\x00" + strconv.Itoa(n)
 }
 
-// upsertSQL is the version-guarded multi-row upsert of n rows writing the columns of sig.
+// upsertSQL is the version-guarded multi-row upsert of n rows writing the columns of sig,
+// as the shard's product f writes it.
 // ON DUPLICATE KEY UPDATE assigns left to right and later expressions see the new values,
 // so the version column is assigned last and every other column compares against the old
-// version. A row the guard keeps counts itself in @cleave_stale.
-func upsertSQL(t *table, sh *shape, sig string, n int) string {
+// version. A row the guard keeps counts itself in @cleave_stale (MySQL deprecates setting
+// a user variable inside an expression since 8.0.13 with a warning, and 9.7 still takes it;
+// affected rows cannot replace it: a multi-row upsert reports inserts + 2 × updates, not
+// how many rows the guard kept).
+//
+// A column with ON UPDATE CURRENT_TIMESTAMP that the change does not write (an event from
+// before the column was added) is assigned its own value: left out, the shard would stamp
+// it with the time of the apply whenever the row changes.
+func upsertSQL(f mysqlx.Flavor, t *table, sh *shape, sig string, n int) string {
 	cols := columnsOf(sh, sig)
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + t.quote + " (")
@@ -559,12 +567,17 @@ func upsertSQL(t *table, sh *shape, sig string, n int) string {
 		}
 		b.WriteString(row)
 	}
-	v := mysqlx.QuoteIdent(sh.versionCol.Name)
-	newer := "(" + v + " IS NULL OR VALUES(" + v + ") > " + v + ")"
+	b.WriteString(f.UpsertRowAlias())
+	// The row's values on the shard are named with the table: beside MySQL's row alias a
+	// bare column name is ambiguous.
+	cur := func(quotedColumn string) string { return t.quote + "." + quotedColumn }
+	vq := mysqlx.QuoteIdent(sh.versionCol.Name)
+	v, newV := cur(vq), f.UpsertValue(vq)
+	newer := "(" + v + " IS NULL OR " + newV + " > " + v + ")"
 	if !sh.bookkeeping {
 		// An operator's version column may repeat a value (an update that did not bump it):
 		// the later change in stream order wins.
-		newer = "(" + v + " IS NULL OR VALUES(" + v + ") >= " + v + ")"
+		newer = "(" + v + " IS NULL OR " + newV + " >= " + v + ")"
 	}
 	b.WriteString(" ON DUPLICATE KEY UPDATE ")
 	pk := map[string]bool{}
@@ -576,10 +589,16 @@ func upsertSQL(t *table, sh *shape, sig string, n int) string {
 			continue
 		}
 		q := mysqlx.QuoteIdent(c)
-		b.WriteString(q + " = IF(" + newer + ", VALUES(" + q + "), " + q + "), ")
+		b.WriteString(q + " = IF(" + newer + ", " + f.UpsertValue(q) + ", " + cur(q) + "), ")
+	}
+	for i := range sh.def.Columns {
+		if c := &sh.def.Columns[i]; c.AutoUpdated && sig[i] != '1' && c != sh.versionCol && !c.Generated {
+			q := mysqlx.QuoteIdent(c.Name)
+			b.WriteString(q + " = " + cur(q) + ", ")
+		}
 	}
 	sv := t.staleVar()
-	b.WriteString(v + " = IF(" + newer + ", VALUES(" + v + "), IF((" + sv + " := " + sv + " + 1) > 0, " + v + ", " + v + "))")
+	b.WriteString(vq + " = IF(" + newer + ", " + newV + ", IF((" + sv + " := " + sv + " + 1) > 0, " + v + ", " + v + "))")
 	return b.String()
 }
 

@@ -162,93 +162,97 @@ func (p *sinkProc) tail() string {
 
 func TestSinkSurvivesKill9AtRandomMoments(t *testing.T) {
 	t.Parallel() // bound by waits on servers and the group protocol, not by CPU
-	f := newFixture(t, fixtureOpts{batchSize: 100})
-	g := newGen(f, 6)
-	f.startCapture(t)
-	stopLoad := g.sqlLoad(1000)
-	stop1, _ := f.runSink("s1", Options{})
-	rng := rand.New(rand.NewPCG(17, 19))
-	for i := 0; i < 10; i++ {
-		if i%2 == 0 {
-			// Killed by its own hook inside a batch: rows and offsets written, not committed.
-			n := 1 + rng.IntN(20)
-			p := f.startSinkProc(t, "s0", "CLEAVE_TEST_CRASH_BEFORE_COMMIT="+strconv.Itoa(n))
-			if code := p.wait(t, 2*time.Minute); code != 128+int(syscall.SIGKILL) {
-				t.Fatalf("kill %d: the sink exited with %d, not killed by its hook in batch %d; log:\n%s", i, code, n, p.tail())
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newFixture(t, fixtureOpts{env: e, batchSize: 100})
+		g := newGen(f, 6)
+		f.startCapture(t)
+		stopLoad := g.sqlLoad(1000)
+		stop1, _ := f.runSink("s1", Options{})
+		rng := rand.New(rand.NewPCG(17, 19))
+		for i := 0; i < 10; i++ {
+			if i%2 == 0 {
+				// Killed by its own hook inside a batch: rows and offsets written, not committed.
+				n := 1 + rng.IntN(20)
+				p := f.startSinkProc(t, "s0", "CLEAVE_TEST_CRASH_BEFORE_COMMIT="+strconv.Itoa(n))
+				if code := p.wait(t, 2*time.Minute); code != 128+int(syscall.SIGKILL) {
+					t.Fatalf("kill %d: the sink exited with %d, not killed by its hook in batch %d; log:\n%s", i, code, n, p.tail())
+				}
+				t.Logf("kill %d: killed itself between apply and commit of batch %d", i, n)
+				continue
 			}
-			t.Logf("kill %d: killed itself between apply and commit of batch %d", i, n)
-			continue
+			p := f.startSinkProc(t, "s0")
+			d := time.Duration(500+rng.IntN(6000)) * time.Millisecond
+			select {
+			case <-p.done:
+				t.Fatalf("kill %d: the sink exited by itself: %v; log:\n%s", i, p.err, p.tail())
+			case <-time.After(d):
+			}
+			p.kill()
+			t.Logf("kill %d: SIGKILL after %s", i, d)
 		}
-		p := f.startSinkProc(t, "s0")
-		d := time.Duration(500+rng.IntN(6000)) * time.Millisecond
-		select {
-		case <-p.done:
-			t.Fatalf("kill %d: the sink exited by itself: %v; log:\n%s", i, p.err, p.tail())
-		case <-time.After(d):
-		}
-		p.kill()
-		t.Logf("kill %d: SIGKILL after %s", i, d)
-	}
-	made := stopLoad()
-	t.Logf("the writer made %d changes on the source during the kills", made)
+		made := stopLoad()
+		t.Logf("the writer made %d changes on the source during the kills", made)
 
-	p := f.startSinkProc(t, "s0")
-	f.waitShardsMatchSource(3 * time.Minute)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := p.wait(t, time.Minute); code != 0 {
-		t.Fatalf("cleave sink exited %d on SIGTERM, want 0; log:\n%s", code, p.tail())
-	}
-	stopAll(t, stop1)
+		p := f.startSinkProc(t, "s0")
+		f.waitShardsMatchSource(3 * time.Minute)
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code := p.wait(t, time.Minute); code != 0 {
+			t.Fatalf("cleave sink exited %d on SIGTERM, want 0; log:\n%s", code, p.tail())
+		}
+		stopAll(t, stop1)
+	})
 }
 
 func TestShardOutageStallsOnlyThatShard(t *testing.T) {
 	t.Parallel() // bound by waits on servers and the group protocol, not by CPU
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{DisableBinlog: true})
-	env := testenv.Services(t)
-	f := newFixture(t, fixtureOpts{shardDSNs: []string{m.DSN(), env.Shard1DSN}})
-	g := newGen(f, 8)
-	f.startCapture(t)
-	metrics, _ := NewMetrics(nil)
-	opts := Options{Metrics: metrics, RetryBackoffMax: time.Second, BreakerTimeout: time.Second}
-	stop0, done0 := f.runSink("s0", opts)
-	stop1, _ := f.runSink("s1", opts)
-	stopLoad := g.sqlLoad(1000)
-	f.waitCaughtUpOrMore(0, 1000)
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		// A private shard of the flavor, which the test kills and starts again.
+		m := testenv.StartServer(t, e.ShardFlavor, testenv.ServerOptions{DisableBinlog: true})
+		f := newFixture(t, fixtureOpts{env: e, shardDSNs: []string{m.DSN(), e.Shard1DSN}})
+		g := newGen(f, 8)
+		f.startCapture(t)
+		metrics, _ := NewMetrics(nil)
+		opts := Options{Metrics: metrics, RetryBackoffMax: time.Second, BreakerTimeout: time.Second}
+		stop0, done0 := f.runSink("s0", opts)
+		stop1, _ := f.runSink("s1", opts)
+		stopLoad := g.sqlLoad(1000)
+		f.waitCaughtUpOrMore(0, 1000)
 
-	m.Kill()
-	outage := time.Now()
-	before := sumOffsets(f.storedOffsets(1))
-	testenv.Eventually(t, time.Minute, "s1 to keep applying while s0 is down", func() bool {
-		return sumOffsets(f.storedOffsets(1)) > before+500
-	})
-	testenv.Eventually(t, time.Minute, "s0's circuit breaker to open", func() bool {
-		select {
-		case err := <-done0:
-			t.Fatalf("s0's sink ended when its shard went down: %v", err)
-		default:
+		m.Kill()
+		outage := time.Now()
+		before := sumOffsets(f.storedOffsets(1))
+		testenv.Eventually(t, time.Minute, "s1 to keep applying while s0 is down", func() bool {
+			return sumOffsets(f.storedOffsets(1)) > before+500
+		})
+		testenv.Eventually(t, time.Minute, "s0's circuit breaker to open", func() bool {
+			select {
+			case err := <-done0:
+				t.Fatalf("s0's sink ended when its shard went down: %v", err)
+			default:
+			}
+			return gaugeValue(metrics.breaker.WithLabelValues("s0")) == 2
+		})
+		// Keep it down a while: the sink must wait, not give up or spin.
+		for time.Since(outage) < 20*time.Second {
+			select {
+			case err := <-done0:
+				t.Fatalf("s0's sink ended during the outage: %v", err)
+			case <-time.After(time.Second):
+			}
 		}
-		return gaugeValue(metrics.breaker.WithLabelValues("s0")) == 2
-	})
-	// Keep it down a while: the sink must wait, not give up or spin.
-	for time.Since(outage) < 20*time.Second {
-		select {
-		case err := <-done0:
-			t.Fatalf("s0's sink ended during the outage: %v", err)
-		case <-time.After(time.Second):
-		}
-	}
-	m.Start()
-	t.Logf("s0 was down %s; s1 applied meanwhile", time.Since(outage).Round(time.Second))
+		m.Start()
+		t.Logf("s0 was down %s; s1 applied meanwhile", time.Since(outage).Round(time.Second))
 
-	made := stopLoad()
-	t.Logf("the writer made %d changes on the source", made)
-	f.waitShardsMatchSource(3 * time.Minute)
-	if r := counterValue(metrics.retries.WithLabelValues("s0")); r == 0 {
-		t.Error("no retries counted for s0")
-	}
-	stopAll(t, stop0, stop1)
+		made := stopLoad()
+		t.Logf("the writer made %d changes on the source", made)
+		f.waitShardsMatchSource(3 * time.Minute)
+		if r := counterValue(metrics.retries.WithLabelValues("s0")); r == 0 {
+			t.Error("no retries counted for s0")
+		}
+		stopAll(t, stop0, stop1)
+	})
 }
 
 func TestKafkaRestartLosesNothing(t *testing.T) {

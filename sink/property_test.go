@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
@@ -53,109 +54,111 @@ func (m guardState) applyBatch(batch []change) {
 // stays, and at the end that a row whose newest change is an upsert holds it whatever the
 // order. Delivered in order per row, the shard ends as the last change of each row left it.
 func TestVersionGuardProperty(t *testing.T) {
-	f := newFixture(t, fixtureOpts{})
-	ctx := context.Background()
-	s, err := New(f.cfg, "s0", Options{Log: f.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	tbl := s.tables[kafkax.TableTopic(f.prefix, f.db, "countries")] // broadcast: every row is s0's
-	key := tp{tbl.topic, 0}
-	mustExec(t, f.shards[0], "INSERT INTO `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` (consumer_group, topic, kafka_partition, next_offset) VALUES (?, ?, 0, 0)", s.group, tbl.topic)
-	state := &partState{tp: key}
-	a := &applier{s: s, states: map[tp]*partState{key: state}, kc: &kafkaCommitter{}, budget: semaphore.NewWeighted(1)}
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newFixture(t, fixtureOpts{env: e})
+		ctx := context.Background()
+		s, err := New(f.cfg, "s0", Options{Log: f.logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer s.close()
+		tbl := s.tables[kafkax.TableTopic(f.prefix, f.db, "countries")] // broadcast: every row is s0's
+		key := tp{tbl.topic, 0}
+		mustExec(t, f.shards[0], "INSERT INTO `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` (consumer_group, topic, kafka_partition, next_offset) VALUES (?, ?, 0, 0)", s.group, tbl.topic)
+		state := &partState{tp: key}
+		a := &applier{s: s, states: map[tp]*partState{key: state}, kc: &kafkaCommitter{}, budget: semaphore.NewWeighted(1)}
 
-	rng := rand.New(rand.NewPCG(11, 13))
-	for trial := 0; trial < 24; trial++ {
-		inOrder := trial%3 == 2
-		t.Run(fmt.Sprintf("trial %d in order %v", trial, inOrder), func(t *testing.T) {
-			mustExec(t, f.shards[0], "DELETE FROM "+tbl.quote)
-			var changes []change
-			used := map[event.Version]bool{}
-			for r := 0; r < 12; r++ {
-				code := fmt.Sprintf("%c%c", 'A'+r, 'A'+trial%26)
-				for n := 1 + rng.IntN(6); n > 0; n-- {
-					v := event.Version(1 + rng.Uint64N(1<<40))
-					if used[v] {
-						continue
+		rng := rand.New(rand.NewPCG(11, 13))
+		for trial := 0; trial < 24; trial++ {
+			inOrder := trial%3 == 2
+			t.Run(fmt.Sprintf("trial %d in order %v", trial, inOrder), func(t *testing.T) {
+				mustExec(t, f.shards[0], "DELETE FROM "+tbl.quote)
+				var changes []change
+				used := map[event.Version]bool{}
+				for r := 0; r < 12; r++ {
+					code := fmt.Sprintf("%c%c", 'A'+r, 'A'+trial%26)
+					for n := 1 + rng.IntN(6); n > 0; n-- {
+						v := event.Version(1 + rng.Uint64N(1<<40))
+						if used[v] {
+							continue
+						}
+						used[v] = true
+						changes = append(changes, change{code: code, del: rng.IntN(3) == 0, name: fmt.Sprintf("n%d", v), version: v})
 					}
-					used[v] = true
-					changes = append(changes, change{code: code, del: rng.IntN(3) == 0, name: fmt.Sprintf("n%d", v), version: v})
 				}
-			}
-			rng.Shuffle(len(changes), func(i, j int) { changes[i], changes[j] = changes[j], changes[i] })
-			if inOrder {
-				// Versions increase per row in delivery order (rows still interleave).
-				byCode := map[string][]event.Version{}
+				rng.Shuffle(len(changes), func(i, j int) { changes[i], changes[j] = changes[j], changes[i] })
+				if inOrder {
+					// Versions increase per row in delivery order (rows still interleave).
+					byCode := map[string][]event.Version{}
+					for _, c := range changes {
+						byCode[c.code] = append(byCode[c.code], c.version)
+					}
+					for _, vs := range byCode {
+						sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
+					}
+					for i := range changes {
+						c := &changes[i]
+						c.version, byCode[c.code] = byCode[c.code][0], byCode[c.code][1:]
+						c.name = fmt.Sprintf("n%d", c.version)
+					}
+				}
+
+				want := guardState{}
+				seen := map[string]event.Version{} // last observed version of a present row
+				for rest := changes; len(rest) > 0; {
+					n := min(len(rest), 1+rng.IntN(8))
+					batch := rest[:n]
+					rest = rest[n:]
+					a.applyChanges(t, ctx, tbl, batch)
+					want.applyBatch(batch)
+
+					got := readCountries(t, f, tbl)
+					for code, g := range got {
+						if g.name != fmt.Sprintf("n%d", g.version) {
+							t.Fatalf("row %s holds %q with version %d: content and version of different changes", code, g.name, g.version)
+						}
+						if prev, ok := seen[code]; ok && g.version < prev {
+							t.Fatalf("row %s went back from version %d to %d", code, prev, g.version)
+						}
+					}
+					seen = map[string]event.Version{}
+					for code, g := range got {
+						seen[code] = g.version
+					}
+					if fmt.Sprint(sortedState(got)) != fmt.Sprint(sortedState(want)) {
+						t.Fatalf("after a batch of %v:\nshard %v\nwant  %v", batch, sortedState(got), sortedState(want))
+					}
+				}
+
+				final := readCountries(t, f, tbl)
+				newest := map[string]change{}
+				last := map[string]change{}
 				for _, c := range changes {
-					byCode[c.code] = append(byCode[c.code], c.version)
-				}
-				for _, vs := range byCode {
-					sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
-				}
-				for i := range changes {
-					c := &changes[i]
-					c.version, byCode[c.code] = byCode[c.code][0], byCode[c.code][1:]
-					c.name = fmt.Sprintf("n%d", c.version)
-				}
-			}
-
-			want := guardState{}
-			seen := map[string]event.Version{} // last observed version of a present row
-			for rest := changes; len(rest) > 0; {
-				n := min(len(rest), 1+rng.IntN(8))
-				batch := rest[:n]
-				rest = rest[n:]
-				a.applyChanges(t, ctx, tbl, batch)
-				want.applyBatch(batch)
-
-				got := readCountries(t, f, tbl)
-				for code, g := range got {
-					if g.name != fmt.Sprintf("n%d", g.version) {
-						t.Fatalf("row %s holds %q with version %d: content and version of different changes", code, g.name, g.version)
+					if c.version > newest[c.code].version {
+						newest[c.code] = c
 					}
-					if prev, ok := seen[code]; ok && g.version < prev {
-						t.Fatalf("row %s went back from version %d to %d", code, prev, g.version)
-					}
+					last[c.code] = c
 				}
-				seen = map[string]event.Version{}
-				for code, g := range got {
-					seen[code] = g.version
-				}
-				if fmt.Sprint(sortedState(got)) != fmt.Sprint(sortedState(want)) {
-					t.Fatalf("after a batch of %v:\nshard %v\nwant  %v", batch, sortedState(got), sortedState(want))
-				}
-			}
-
-			final := readCountries(t, f, tbl)
-			newest := map[string]change{}
-			last := map[string]change{}
-			for _, c := range changes {
-				if c.version > newest[c.code].version {
-					newest[c.code] = c
-				}
-				last[c.code] = c
-			}
-			for code, c := range newest {
-				g, present := final[code]
-				if !c.del && (!present || g.version != c.version) {
-					t.Errorf("row %s: newest change is an upsert at version %d, shard holds %v (present %v)", code, c.version, g, present)
-				}
-			}
-			if inOrder {
-				for code, c := range last {
+				for code, c := range newest {
 					g, present := final[code]
-					if c.del == present || (present && g.version != c.version) {
-						t.Errorf("row %s delivered in order: last change %+v, shard holds %+v (present %v)", code, c, g, present)
+					if !c.del && (!present || g.version != c.version) {
+						t.Errorf("row %s: newest change is an upsert at version %d, shard holds %v (present %v)", code, c.version, g, present)
 					}
 				}
-			}
-		})
-	}
+				if inOrder {
+					for code, c := range last {
+						g, present := final[code]
+						if c.del == present || (present && g.version != c.version) {
+							t.Errorf("row %s delivered in order: last change %+v, shard holds %+v (present %v)", code, c, g, present)
+						}
+					}
+				}
+			})
+		}
+	})
 }
 
 // applyChanges applies changes as one batch of messages of partition 0, through the same
@@ -215,45 +218,47 @@ func sortedState(m guardState) []string {
 // key against routing by the row image, for a single-column integer key (users) and a
 // composite key whose first column is the shard key (items).
 func TestRoutingByKeyAgreesWithTheRow(t *testing.T) {
-	f := newFixture(t, fixtureOpts{})
-	g := newGen(f, 21)
-	for shard := range f.cfg.Shards {
-		s, err := New(f.cfg, f.cfg.Shards[shard].Name, Options{Log: f.logger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.open(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer s.close()
-		for _, table := range []string{"users", "items"} {
-			tbl := s.tables[kafkax.TableTopic(f.prefix, f.db, table)]
-			sh := tbl.shape()
-			if sh.keyIdx < 0 {
-				t.Fatalf("%s: shard key not found in the primary key", table)
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newFixture(t, fixtureOpts{env: e})
+		g := newGen(f, 21)
+		for shard := range f.cfg.Shards {
+			s, err := New(f.cfg, f.cfg.Shards[shard].Name, Options{Log: f.logger()})
+			if err != nil {
+				t.Fatal(err)
 			}
-			for i := 0; i < 2000; i++ {
-				row := g.newRow(table)
-				key, err := event.Key(f.defs[f.table(table)], row)
-				if err != nil {
-					t.Fatal(err)
+			if err := s.open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer s.close()
+			for _, table := range []string{"users", "items"} {
+				tbl := s.tables[kafkax.TableTopic(f.prefix, f.db, table)]
+				sh := tbl.shape()
+				if sh.keyIdx < 0 {
+					t.Fatalf("%s: shard key not found in the primary key", table)
 				}
-				here, ok := s.routeByKey(tbl, key)
-				if !ok {
-					t.Fatalf("%s: key %s not routable", table, key)
-				}
-				v, err := sh.shardValue(row)
-				if err != nil {
-					t.Fatal(err)
-				}
-				shards, err := s.router.Route(tbl.name, v)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if want := shards[0] == s.shardNo; here != want {
-					t.Fatalf("%s on %s: key %s routes here=%v, the row here=%v", table, s.shard, key, here, want)
+				for i := 0; i < 2000; i++ {
+					row := g.newRow(table)
+					key, err := event.Key(f.defs[f.table(table)], row)
+					if err != nil {
+						t.Fatal(err)
+					}
+					here, ok := s.routeByKey(tbl, key)
+					if !ok {
+						t.Fatalf("%s: key %s not routable", table, key)
+					}
+					v, err := sh.shardValue(row)
+					if err != nil {
+						t.Fatal(err)
+					}
+					shards, err := s.router.Route(tbl.name, v)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := shards[0] == s.shardNo; here != want {
+						t.Fatalf("%s on %s: key %s routes here=%v, the row here=%v", table, s.shard, key, here, want)
+					}
 				}
 			}
 		}
-	}
+	})
 }

@@ -119,6 +119,7 @@ type Sink struct {
 	breaker *gobreaker.CircuitBreaker[struct{}]
 
 	db      *sql.DB
+	flavor  mysqlx.Flavor // the shard's product, which may not be the source's
 	router  *route.Router
 	tables  map[string]*table // by topic
 	dlq     *kafka.Writer
@@ -252,6 +253,9 @@ func (s *Sink) open(ctx context.Context) error {
 		return fmt.Errorf("sink %s: %w", s.shard, err)
 	}
 	s.db = db
+	if s.flavor, err = mysqlx.DetectFlavor(ctx, db); err != nil {
+		return fmt.Errorf("sink %s: %w", s.shard, err)
+	}
 	if err := shardmeta.Ensure(ctx, db); err != nil {
 		return fmt.Errorf("sink %s: %w", s.shard, err)
 	}

@@ -24,6 +24,12 @@ Running it again changes nothing. A shard table that exists with another definit
 the source's is an error naming the shard, the table and each difference; prepare never
 alters or drops it.
 
+A shard may run the other product than the source (MySQL, MariaDB). Each table is made as
+that product spells it (a collation under its name there, JSON as it stores JSON), and a
+column whose collation has no exact equal there (MySQL's default utf8mb4_0900_ai_ci on
+MariaDB, MariaDB's uca1400 collations on MySQL) is refused by name before anything is
+created: such a shard would compare and order strings otherwise than the source.
+
 Exit status: 0 when everything is ready, 2 on any error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
