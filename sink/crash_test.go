@@ -33,22 +33,36 @@ func (f *fixture) startCapture(t *testing.T) (stop func()) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
+	// done is closed once Run has returned runErr: stop and the wait below both read it,
+	// so neither can wait for a result the other took.
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		runErr = c.Run(ctx)
+		if runErr != nil && ctx.Err() == nil {
+			// Capture stopping by itself fails the waits on the shards at once.
+			select {
+			case f.failed <- fmt.Errorf("capture: %w", runErr):
+			default:
+			}
+		}
+		close(done)
+	}()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-errc; err != nil {
-				t.Errorf("capture: %v", err)
+			<-done
+			if runErr != nil {
+				t.Errorf("capture: %v", runErr)
 			}
 		})
 	}
 	t.Cleanup(stop)
 	testenv.Eventually(t, time.Minute, "capture to stream the binlog", func() bool {
 		select {
-		case err := <-errc:
-			t.Fatalf("capture stopped: %v", err)
+		case <-done:
+			t.Fatalf("capture stopped: %v", runErr)
 		default:
 		}
 		return c.Status().Streaming

@@ -113,7 +113,7 @@ type fixture struct {
 	shards  []*sql.DB
 	defs    map[string]*schema.Table // source definitions by db.table
 	w       *kafka.Writer
-	// failed reports a sink of this fixture that ended with an error by itself.
+	// failed reports a sink (or capture) of this fixture that ended with an error by itself.
 	failed chan error
 }
 
@@ -773,13 +773,13 @@ func (f *fixture) waitCaughtUp(timeout time.Duration) {
 	})
 }
 
-// checkSinks fails the test when a sink of the fixture ended by itself with an error
-// (tests that expect one read the sink's own done channel instead).
+// checkSinks fails the test when a sink (or capture) of the fixture ended by itself with
+// an error (tests that expect one read the sink's own done channel instead).
 func (f *fixture) checkSinks() {
 	f.t.Helper()
 	select {
 	case err := <-f.failed:
-		f.t.Fatalf("a sink stopped: %v", err)
+		f.t.Fatalf("a part of the pipeline stopped: %v", err)
 	default:
 	}
 }
