@@ -89,7 +89,7 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 		})
 	}
 	t.Run("partial updates give the events of full-image updates, byte for byte", func(t *testing.T) {
-		fullChanges, partChanges := changesPerKey(rowEvents(recs["full_j"])), changesPerKey(rowEvents(recs["part_j"]))
+		fullChanges, partChanges := changesPerKey(t, rowEvents(recs["full_j"])), changesPerKey(t, rowEvents(recs["part_j"]))
 		for k, want := range fullChanges {
 			got := partChanges[k]
 			if len(got) != len(want) {
