@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -54,7 +55,7 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 		f = newFixtureOn(t, e, m.DSN())
 		on, off = "SET GLOBAL log_bin_compress = ON", "SET GLOBAL log_bin_compress = OFF"
 	}
-	f.exec("CREATE TABLE plain "+compressedTable, "CREATE TABLE packed "+compressedTable, "CREATE TABLE counters (id INT PRIMARY KEY, v INT)")
+	f.exec("CREATE TABLE plain "+compressedTable, "CREATE TABLE packed "+compressedTable, "CREATE TABLE counters (id INT PRIMARY KEY, v INT, j JSON)")
 	tables := []string{"plain", "packed", "counters"}
 	cfg := f.configure(tables, "")
 	r := f.start(cfg)
@@ -75,14 +76,20 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	}
 	// The same changes for either table: a large transaction, a transaction of several
 	// statements (updates, deletes, primary key changes, an insert of NULLs) and an
-	// autocommit update; TIMESTAMPs written from a session far from UTC.
+	// autocommit update; TIMESTAMPs written from a session far from UTC; JSON documents
+	// whose scalars' types the text does not tell (MySQL: DECIMALs, integers of 64 bits,
+	// UNSIGNED ones, dates and times), so json_types are compared too.
 	bulk := func(table string) string {
-		return "INSERT INTO " + table + " SELECT seq, seq % 7, CONCAT('row ', seq), '2024-06-01 12:00:00.123456', '2024-06-01 12:00:00.5', seq / 3, JSON_OBJECT('n', seq, 'f', 2.5e0, 's', CONCAT('<', seq, '>')), REPEAT('b', seq % 50) FROM " + seq(3000) + " s"
+		return "INSERT INTO " + table + " SELECT seq, seq % 7, CONCAT('row ', seq), '2024-06-01 12:00:00.123456', '2024-06-01 12:00:00.5', seq / 3, " +
+			"JSON_OBJECT('n', seq, 'f', 2.5e0, 's', CONCAT('<', seq, '>'), 'd', seq / 3, 'p', CAST(seq AS DECIMAL(10,2)) + 0.5, 'u', CAST(seq AS UNSIGNED), " +
+			"'big', seq * 4294967296, 'ubig', CAST(18446744073709551615 - seq AS UNSIGNED), 'day', DATE'2024-06-01' + INTERVAL seq DAY, " +
+			"'at', CAST('2024-06-01 12:00:00.5' AS DATETIME(1)), 't', SEC_TO_TIME(seq), 'a', JSON_ARRAY(seq / 7, -seq * 4294967296)), " +
+			"REPEAT('b', seq % 50) FROM " + seq(3000) + " s"
 	}
 	mixed := func(table string) []string {
 		return []string{
 			"BEGIN",
-			"UPDATE " + table + " SET v = v + 1, j = JSON_SET(j, '$.n', 'x'), ts = '2030-01-01 00:00:00' WHERE id % 10 = 0",
+			"UPDATE " + table + " SET v = v + 1, j = JSON_SET(j, '$.n', 'x', '$.d', 12.50, '$.day', DATE'2030-01-01', '$.a[5]', CAST(7 AS UNSIGNED)), ts = '2030-01-01 00:00:00' WHERE id % 10 = 0",
 			"DELETE FROM " + table + " WHERE id % 10 = 5",
 			"UPDATE " + table + " SET id = id + 10000 WHERE id % 100 = 1",
 			"INSERT INTO " + table + " VALUES (20000, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
@@ -99,11 +106,12 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	afterBulk := f.sourcePosition()
 	run(mixed("packed")...)
 	// A transaction of more row changes than compressed bytes: two rows toggled back and
-	// forth 100,000 times in all (MySQL then emits them net), beside a plain insert.
-	run("INSERT INTO counters VALUES (2, 0)",
+	// forth 100,000 times in all (MySQL then emits them net), beside a plain insert of a
+	// JSON document with typed scalars.
+	run("INSERT INTO counters (id, v) VALUES (2, 0)",
 		"BEGIN",
-		"INSERT INTO counters SELECT 1 + seq % 2, 0 FROM "+seq(100000)+" s ON DUPLICATE KEY UPDATE v = 1 - v",
-		"INSERT INTO counters VALUES (3, 7)",
+		"INSERT INTO counters (id, v) SELECT 1 + seq % 2, 0 FROM "+seq(100000)+" s ON DUPLICATE KEY UPDATE v = 1 - v",
+		"INSERT INTO counters VALUES (3, 7, JSON_OBJECT('d', 1.50, 'i', 4294967296, 'day', DATE'2024-06-01'))",
 		"COMMIT")
 	run(off, "UPDATE counters SET v = v + 10 WHERE id = 2", "SET SESSION time_zone = '+00:00'")
 	end := f.sourcePosition()
@@ -180,6 +188,16 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 			// [1] is created and toggled, [2] (inserted before) toggled, [3] created.
 			if want := map[string]bool{"[1]c": true, "[2]u": true, "[3]c": true}; fmt.Sprint(got) != fmt.Sprint(want) || len(evs) != 5 {
 				t.Fatalf("the toggling transaction gave %v (%d events for counters in all); want one event per row %v (5 in all)", got, len(evs), want)
+			}
+			// A row emitted net is written as any other: MySQL's text, and json_types.
+			for _, rec := range evs {
+				if rec.key != "[3]" {
+					continue
+				}
+				wantTypes := map[string]event.JSONTypes{"j": {`$."d"`: event.JSONDecimal, `$."i"`: event.JSONInteger, `$."day"`: event.JSONDate}}
+				if j := rec.ev.After["j"]; j != `{"d": 1.50, "i": 4294967296, "day": "2024-06-01"}` || !reflect.DeepEqual(rec.ev.JSONTypes, wantTypes) {
+					t.Fatalf("net event of [3]: j %v with json_types %v, want MySQL's text with %v: %s", j, rec.ev.JSONTypes, wantTypes, rec.value)
+				}
 			}
 		})
 	}
