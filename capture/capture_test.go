@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strconv"
 	"strings"
@@ -84,6 +85,12 @@ func (f *fixture) sameSourceRows(t *testing.T, table string, got map[string]even
 	tbl, err := schema.Load(context.Background(), f.src, f.db, table)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The rows are the events' images, which later checks read as captured: canonical
+	// JSON goes into copies.
+	got = maps.Clone(got)
+	for k, row := range got {
+		got[k] = maps.Clone(row)
 	}
 	for _, c := range tbl.Columns {
 		if c.Kind != schema.KindJSON {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -188,12 +189,14 @@ func (n *netChanges) add(d *tableDef, key []byte, before, after *rowImage) {
 	c.after = after.clone()
 }
 
-// clone copies an image that the reader will overwrite; nil stays nil.
+// clone copies an image that the reader will overwrite; nil stays nil. The types of its
+// JSON columns are copied too: reset empties the map but leaves the JSONTypes in it alone,
+// since each document's types are a map of their own.
 func (img *rowImage) clone() *rowImage {
 	if img == nil {
 		return nil
 	}
-	return &rowImage{buf: append([]byte(nil), img.buf...), ends: append([]int(nil), img.ends...), set: true}
+	return &rowImage{buf: append([]byte(nil), img.buf...), ends: append([]int(nil), img.ends...), set: true, types: maps.Clone(img.types)}
 }
 
 // flushNet emits the net changes of the compressed transaction being read, if it is

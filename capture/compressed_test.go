@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +55,7 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 		f = newFixtureOn(t, e, m.DSN())
 		on, off = "SET GLOBAL log_bin_compress = ON", "SET GLOBAL log_bin_compress = OFF"
 	}
-	f.exec("CREATE TABLE plain "+compressedTable, "CREATE TABLE packed "+compressedTable, "CREATE TABLE counters (id INT PRIMARY KEY, v INT)")
+	f.exec("CREATE TABLE plain "+compressedTable, "CREATE TABLE packed "+compressedTable, "CREATE TABLE counters (id INT PRIMARY KEY, v INT, j JSON)")
 	tables := []string{"plain", "packed", "counters"}
 	cfg := f.configure(tables, "")
 	r := f.start(cfg)
@@ -72,14 +76,20 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	}
 	// The same changes for either table: a large transaction, a transaction of several
 	// statements (updates, deletes, primary key changes, an insert of NULLs) and an
-	// autocommit update; TIMESTAMPs written from a session far from UTC.
+	// autocommit update; TIMESTAMPs written from a session far from UTC; JSON documents
+	// whose scalars' types the text does not tell (MySQL: DECIMALs, integers of 64 bits,
+	// UNSIGNED ones, dates and times), so json_types are compared too.
 	bulk := func(table string) string {
-		return "INSERT INTO " + table + " SELECT seq, seq % 7, CONCAT('row ', seq), '2024-06-01 12:00:00.123456', '2024-06-01 12:00:00.5', seq / 3, JSON_OBJECT('n', seq, 'f', 2.5e0, 's', CONCAT('<', seq, '>')), REPEAT('b', seq % 50) FROM " + seq(3000) + " s"
+		return "INSERT INTO " + table + " SELECT seq, seq % 7, CONCAT('row ', seq), '2024-06-01 12:00:00.123456', '2024-06-01 12:00:00.5', seq / 3, " +
+			"JSON_OBJECT('n', seq, 'f', 2.5e0, 's', CONCAT('<', seq, '>'), 'd', seq / 3, 'p', CAST(seq AS DECIMAL(10,2)) + 0.5, 'u', CAST(seq AS UNSIGNED), " +
+			"'big', seq * 4294967296, 'ubig', CAST(18446744073709551615 - seq AS UNSIGNED), 'day', DATE'2024-06-01' + INTERVAL seq DAY, " +
+			"'at', CAST('2024-06-01 12:00:00.5' AS DATETIME(1)), 't', SEC_TO_TIME(seq), 'a', JSON_ARRAY(seq / 7, -seq * 4294967296)), " +
+			"REPEAT('b', seq % 50) FROM " + seq(3000) + " s"
 	}
 	mixed := func(table string) []string {
 		return []string{
 			"BEGIN",
-			"UPDATE " + table + " SET v = v + 1, j = JSON_SET(j, '$.n', 'x'), ts = '2030-01-01 00:00:00' WHERE id % 10 = 0",
+			"UPDATE " + table + " SET v = v + 1, j = JSON_SET(j, '$.n', 'x', '$.d', 12.50, '$.day', DATE'2030-01-01', '$.a[5]', CAST(7 AS UNSIGNED)), ts = '2030-01-01 00:00:00' WHERE id % 10 = 0",
 			"DELETE FROM " + table + " WHERE id % 10 = 5",
 			"UPDATE " + table + " SET id = id + 10000 WHERE id % 100 = 1",
 			"INSERT INTO " + table + " VALUES (20000, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
@@ -96,11 +106,12 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	afterBulk := f.sourcePosition()
 	run(mixed("packed")...)
 	// A transaction of more row changes than compressed bytes: two rows toggled back and
-	// forth 100,000 times in all (MySQL then emits them net), beside a plain insert.
-	run("INSERT INTO counters VALUES (2, 0)",
+	// forth 100,000 times in all (MySQL then emits them net), beside a plain insert of a
+	// JSON document with typed scalars.
+	run("INSERT INTO counters (id, v) VALUES (2, 0)",
 		"BEGIN",
-		"INSERT INTO counters SELECT 1 + seq % 2, 0 FROM "+seq(100000)+" s ON DUPLICATE KEY UPDATE v = 1 - v",
-		"INSERT INTO counters VALUES (3, 7)",
+		"INSERT INTO counters (id, v) SELECT 1 + seq % 2, 0 FROM "+seq(100000)+" s ON DUPLICATE KEY UPDATE v = 1 - v",
+		"INSERT INTO counters VALUES (3, 7, JSON_OBJECT('d', 1.50, 'i', 4294967296, 'day', DATE'2024-06-01'))",
 		"COMMIT")
 	run(off, "UPDATE counters SET v = v + 10 WHERE id = 2", "SET SESSION time_zone = '+00:00'")
 	end := f.sourcePosition()
@@ -120,7 +131,7 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	}
 
 	t.Run("compressed changes are the plain ones, in the same order per key", func(t *testing.T) {
-		plain, packed := changesPerKey(rowEvents(recs["plain"])), changesPerKey(rowEvents(recs["packed"]))
+		plain, packed := changesPerKey(t, rowEvents(recs["plain"])), changesPerKey(t, rowEvents(recs["packed"]))
 		if len(plain) != len(packed) || len(plain) < 3000 {
 			t.Fatalf("%d keys changed plainly, %d compressed", len(plain), len(packed))
 		}
@@ -178,6 +189,16 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 			if want := map[string]bool{"[1]c": true, "[2]u": true, "[3]c": true}; fmt.Sprint(got) != fmt.Sprint(want) || len(evs) != 5 {
 				t.Fatalf("the toggling transaction gave %v (%d events for counters in all); want one event per row %v (5 in all)", got, len(evs), want)
 			}
+			// A row emitted net is written as any other: MySQL's text, and json_types.
+			for _, rec := range evs {
+				if rec.key != "[3]" {
+					continue
+				}
+				wantTypes := map[string]event.JSONTypes{"j": {`$."d"`: event.JSONDecimal, `$."i"`: event.JSONInteger, `$."day"`: event.JSONDate}}
+				if j := rec.ev.After["j"]; j != `{"d": 1.50, "i": 4294967296, "day": "2024-06-01"}` || !reflect.DeepEqual(rec.ev.JSONTypes, wantTypes) {
+					t.Fatalf("net event of [3]: j %v with json_types %v, want MySQL's text with %v: %s", j, rec.ev.JSONTypes, wantTypes, rec.value)
+				}
+			}
 		})
 	}
 
@@ -223,13 +244,30 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	}
 }
 
-// changesPerKey is each key's changes (op, before, after) in stream order, as text.
-func changesPerKey(recs []record) map[string][]string {
+// changesPerKey is each key's changes in stream order: the bytes capture wrote for each
+// event but those of its place in the stream (source, version, ts_ms), field by field.
+func changesPerKey(t *testing.T, recs []record) map[string][]string {
+	t.Helper()
 	out := map[string][]string{}
 	for _, r := range recs {
-		b, _ := json.Marshal(r.ev.Before)
-		a, _ := json.Marshal(r.ev.After)
-		out[r.key] = append(out[r.key], string(r.ev.Op)+" "+string(b)+" "+string(a))
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(r.value, &fields); err != nil {
+			t.Fatalf("%s@%d: %v", r.key, r.offset, err)
+		}
+		var b strings.Builder
+		for _, name := range []string{"op", "before", "after", "json_types", "ddl"} {
+			if v, ok := fields[name]; ok {
+				fmt.Fprintf(&b, "%s=%s ", name, v)
+			}
+			delete(fields, name)
+		}
+		for _, name := range []string{"source", "version", "ts_ms"} {
+			delete(fields, name)
+		}
+		if len(fields) > 0 {
+			t.Fatalf("%s@%d: fields %v the comparison does not know: %s", r.key, r.offset, slices.Collect(maps.Keys(fields)), r.value)
+		}
+		out[r.key] = append(out[r.key], strings.TrimSuffix(b.String(), " "))
 	}
 	return out
 }

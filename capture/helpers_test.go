@@ -230,6 +230,7 @@ type record struct {
 	offset    int64
 	key       string
 	ev        *event.Event
+	value     []byte // the message value as capture wrote it
 }
 
 // readTopic reads every event of topic, partition by partition in offset order.
@@ -241,7 +242,7 @@ func readTopic(t *testing.T, brokers []string, topic string) []record {
 		if err != nil {
 			t.Fatalf("%s/%d@%d: %v: %s", topic, m.Partition, m.Offset, err, m.Value)
 		}
-		out = append(out, record{partition: m.Partition, offset: m.Offset, key: string(m.Key), ev: ev})
+		out = append(out, record{partition: m.Partition, offset: m.Offset, key: string(m.Key), ev: ev, value: m.Value})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,9 +45,10 @@ import (
 //
 // The tree is also what a change to a document applies to: a partial JSON update
 // (binlog_row_value_options=PARTIAL_JSON) is a list of replace/insert/remove operations on
-// paths of the before image, whose values are binary JSON too. Decode the before image and
-// each value with parseJSONBinary, change the tree (setMember keeps MySQL's key order;
-// arrays are plain slices of elems), and write it with rowImage.appendJSONDoc, which
+// paths of the before image, whose values are binary JSON too. partialjson.go decodes the
+// before image and each value with parseJSONBinary, changes the tree (setMember keeps
+// MySQL's key order; arrays are plain slices of elems) and hands the tree on in the row in
+// place of the column's value; tableDef.image writes it with rowImage.appendJSONDoc, which
 // renders it (appendText) and records its types as the decoder of full images does.
 
 // mysqlJSON is a JSON column value as the binlog holds it, MySQL's binary form, sharing
@@ -424,8 +426,9 @@ func jsonKeyLess(a, b string) bool {
 	return a < b
 }
 
-// setMember sets member key of object n to v, keeping MySQL's key order.
-func (n *jsonNode) setMember(key string, v jsonNode) {
+// member returns the index of member key of object n, or where it would go in MySQL's
+// key order and false.
+func (n *jsonNode) member(key string) (int, bool) {
 	lo, hi := 0, len(n.keys)
 	for lo < hi {
 		m := (lo + hi) / 2
@@ -435,12 +438,18 @@ func (n *jsonNode) setMember(key string, v jsonNode) {
 			hi = m
 		}
 	}
-	if lo < len(n.keys) && n.keys[lo] == key {
-		n.elems[lo] = v
+	return lo, lo < len(n.keys) && n.keys[lo] == key
+}
+
+// setMember sets member key of object n to v, keeping MySQL's key order.
+func (n *jsonNode) setMember(key string, v jsonNode) {
+	i, ok := n.member(key)
+	if ok {
+		n.elems[i] = v
 		return
 	}
-	n.keys = append(n.keys[:lo], append([]string{key}, n.keys[lo:]...)...)
-	n.elems = append(n.elems[:lo], append([]jsonNode{v}, n.elems[lo:]...)...)
+	n.keys = slices.Insert(n.keys, i, key)
+	n.elems = slices.Insert(n.elems, i, v)
 }
 
 // appendText appends the document's JSON text exactly as MySQL renders it.

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	gojson "github.com/goccy/go-json"
 )
 
 // Design note: partial JSON updates.
@@ -21,14 +21,14 @@ import (
 // names no such event type and keeps the first diff of a vector only; a column the
 // statement left alone is an empty vector, which it decodes as an empty document.
 //
-// Capture applies the whole vector to the column's value in the before image (the source
-// logs full before images, binlog_row_image=FULL) and sends the full after image, as a
-// full-image update would have: the same event, byte for byte. The diffs are applied as
-// MySQL's apply_json_diffs does, on a document parsed from the before image's JSON text
-// with every number kept as its text, and the result is written in the text form the
-// rows decoder gives JSON columns. Two functions join this to the JSON decoder:
-// jsonText (a diff's binary value as text) and applyJSONDiffs (the document's parse and
-// rendering).
+// Capture decodes these events with its own row reader (rowsdecode.go), so that every
+// value reads as in a plain update, and gives each JSON column logged as diffs its value
+// in the before image (the source logs full before images, binlog_row_image=FULL) with the
+// whole vector applied: the before image's binary document and each diff's binary value
+// are decoded into trees (json.go), the diffs change the tree as MySQL's apply_json_diffs
+// changes its DOM, and the result is written by rowImage.appendJSONDoc, the writer of full
+// images. A partial update thus gives the event a full-image update gives, byte for byte,
+// json_types included.
 
 // Operations of a JSON diff (MySQL's enum_json_diff_operation).
 const (
@@ -38,11 +38,11 @@ const (
 )
 
 // jsonDiff is one change of a partial JSON update: at path, replace the value with value,
-// insert value, or remove the value. value is JSON text.
+// insert value, or remove the value (value nil).
 type jsonDiff struct {
 	op    byte
 	path  string
-	value string
+	value *jsonNode
 }
 
 func (d jsonDiff) String() string {
@@ -58,133 +58,112 @@ func (d jsonDiff) String() string {
 // binlogRowValueOptions' bit for partial JSON updates (MySQL's PARTIAL_JSON_UPDATES).
 const partialJSONUpdates = 1
 
-// decodePartialUpdate decodes a PARTIAL_UPDATE_ROWS_EVENT from its rows at data[pos:]:
-// go-mysql decodes every value, then each JSON column logged as diffs gets, in its after
-// image, its before value with the diffs applied.
+// decodePartialUpdate decodes the rows of a PARTIAL_UPDATE_ROWS_EVENT at data[pos:]: pairs
+// of a before image and an after image, the latter preceded by its value options and, with
+// partial JSON updates, a bitmap of the JSON columns logged as diffs. Each such column's
+// after value becomes its before value with the diffs applied, a *jsonNode.
 func decodePartialUpdate(e *replication.RowsEvent, data []byte, pos int) error {
-	if err := e.DecodeData(pos, data); err != nil {
-		return err
+	for i, t := range e.Table.ColumnType {
+		if !fastDecodableType(t) {
+			return fmt.Errorf("partial JSON update of %s.%s, whose column %d has binlog type %d, which capture cannot decode in such an event; log full JSON documents (binlog_row_value_options='')",
+				e.Table.Schema, e.Table.Table, i+1, t)
+		}
 	}
 	rd := rowReader{table: e.Table, unsigned: unsignedColumns(e.Table)}
-	for row := 0; pos < len(data); row += 2 {
-		n, err := rd.walkImage(data[pos:], e.ColumnBitmap1, false, nil)
+	e.Rows = e.Rows[:0]
+	e.SkippedColumns = e.SkippedColumns[:0]
+	for pos < len(data) {
+		n, err := rd.image(e, data[pos:], e.ColumnBitmap1)
 		if err != nil {
 			return err
 		}
 		pos += n
-		if row+1 >= len(e.Rows) {
-			return errShortRow
-		}
-		n, err = rd.walkImage(data[pos:], e.ColumnBitmap2, true, func(col int, vector []byte) error {
-			diffs, err := readJSONDiffs(vector, func(bin []byte) (string, error) { return jsonText(e, col, bin) })
-			if err != nil {
-				return fmt.Errorf("column %d: %w", col+1, err)
-			}
-			if len(diffs) == 0 {
-				e.Rows[row+1][col] = e.Rows[row][col] // a JSON column the statement left alone
-				return nil
-			}
-			before, ok := e.Rows[row][col].(string)
-			if !ok {
-				return fmt.Errorf("column %d: %d JSON diffs for a value that is not a document (%T) in the before image", col+1, len(diffs), e.Rows[row][col])
-			}
-			after, err := applyJSONDiffs(before, diffs)
-			if err != nil {
-				return fmt.Errorf("column %d: %w", col+1, err)
-			}
-			e.Rows[row+1][col] = after
-			return nil
-		})
+		partial, n, err := rd.valueOptions(data[pos:])
 		if err != nil {
 			return err
 		}
 		pos += n
+		// The row reader reads a diff vector as a JSON value: both are a length of the
+		// column's length size, then the bytes.
+		if n, err = rd.image(e, data[pos:], e.ColumnBitmap2); err != nil {
+			return err
+		}
+		pos += n
+		if partial != nil {
+			before, after := e.Rows[len(e.Rows)-2], e.Rows[len(e.Rows)-1]
+			if err := rd.applyDiffs(before, after, partial); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// walkImage steps over one row image of a partial update event at the start of data and
-// returns the bytes it takes; for the after image, it calls partial with the diff vector
-// of every JSON column logged as diffs.
-func (rd *rowReader) walkImage(data []byte, bitmap []byte, after bool, partial func(col int, vector []byte) error) (int, error) {
-	pos := 0
-	var partialBits []byte
-	if after {
-		opts, _, n := mysql.LengthEncodedInt(data)
-		pos += n
-		if opts&partialJSONUpdates != 0 {
-			size := (int(rd.table.JsonColumnCount()) + 7) / 8
-			if pos+size > len(data) {
-				return 0, errShortRow
-			}
-			partialBits = data[pos : pos+size]
-			pos += size
-		}
+// valueOptions reads the value options that precede an after image and returns the
+// partial JSON bitmap (one bit per JSON column of the table, in column order), nil when
+// the image holds whole values only.
+func (rd *rowReader) valueOptions(data []byte) ([]byte, int, error) {
+	opts, n, ok := lengthEncodedInt(data)
+	if !ok {
+		return nil, 0, errShortRow
 	}
-	n := int(rd.table.ColumnCount)
-	present := 0
-	for i := 0; i < n; i++ {
-		if bitSet(bitmap, i) {
-			present++
-		}
+	if opts&partialJSONUpdates == 0 {
+		return nil, n, nil
 	}
-	size := (present + 7) / 8
-	if pos+size > len(data) {
-		return 0, errShortRow
+	size := (int(rd.table.JsonColumnCount()) + 7) / 8
+	if n+size > len(data) {
+		return nil, 0, errShortRow
 	}
-	nulls := data[pos : pos+size]
-	pos += size
-	ni, ji := 0, 0
-	for i := 0; i < n; i++ {
-		isJSON := rd.table.ColumnType[i] == mysql.MYSQL_TYPE_JSON
-		// Every JSON column has a bit in the partial bitmap, logged or not.
-		isPartial := false
-		if isJSON && partialBits != nil {
-			isPartial = bitSet(partialBits, ji)
-			ji++
-		}
-		if !bitSet(bitmap, i) {
+	return data[n : n+size], n + size, nil
+}
+
+// applyDiffs replaces, in after, the diff vector of every JSON column whose bit is set in
+// partial by the column's value in before with the diffs applied.
+func (rd *rowReader) applyDiffs(before, after []any, partial []byte) error {
+	ji := 0
+	for col, t := range rd.table.ColumnType {
+		if t != mysql.MYSQL_TYPE_JSON {
 			continue
 		}
-		isNull := nulls[ni>>3]&(1<<(uint(ni)&7)) != 0
-		ni++
-		if isNull {
-			continue
+		// Every JSON column has a bit, whether the image holds it or not.
+		isPartial := bitSet(partial, ji)
+		ji++
+		vector, ok := after[col].(mysqlJSON)
+		if !isPartial || !ok {
+			continue // a whole document, or NULL
 		}
-		if isJSON {
-			meta := int(rd.table.ColumnMeta[i])
-			if pos+meta > len(data) {
-				return 0, errShortRow
-			}
-			l := int(mysql.FixedLengthInt(data[pos : pos+meta]))
-			if pos+meta+l > len(data) {
-				return 0, errShortRow
-			}
-			if isPartial && partial != nil {
-				if err := partial(i, data[pos+meta:pos+meta+l]); err != nil {
-					return 0, err
-				}
-			}
-			pos += meta + l
-			continue
-		}
-		_, size, err := rd.value(data[pos:], i)
+		diffs, err := readJSONDiffs(vector)
 		if err != nil {
-			return 0, err
+			return fmt.Errorf("column %d: %w", col+1, err)
 		}
-		pos += size
+		if len(diffs) == 0 {
+			after[col] = before[col] // a JSON column the statement left alone
+			continue
+		}
+		bin, ok := before[col].(mysqlJSON)
+		if !ok {
+			return fmt.Errorf("column %d: %d JSON diffs for a value that is not a document (%T) in the before image", col+1, len(diffs), before[col])
+		}
+		doc, err := parseJSONBinary(bin)
+		if err != nil {
+			return fmt.Errorf("column %d: the before image's document: %w", col+1, err)
+		}
+		if err := doc.applyDiffs(diffs); err != nil {
+			return fmt.Errorf("column %d: %w", col+1, err)
+		}
+		after[col] = doc
 	}
-	return pos, nil
+	return nil
 }
 
 // readJSONDiffs splits a binary diff vector (MySQL's Json_diff::write_binary, one after
-// the other: the operation, the path and, but for a removal, the value, each length-encoded)
-// into its diffs, their values turned into text by text.
-func readJSONDiffs(b []byte, text func([]byte) (string, error)) ([]jsonDiff, error) {
+// the other: the operation, the path and, but for a removal, the binary JSON value, each
+// length-encoded) into its diffs.
+func readJSONDiffs(b []byte) ([]jsonDiff, error) {
 	var out []jsonDiff
 	lenenc := func() ([]byte, error) {
-		l, isNull, n := mysql.LengthEncodedInt(b)
-		if isNull || n == 0 || uint64(len(b)-n) < l {
+		l, n, ok := lengthEncodedInt(b)
+		if !ok || uint64(len(b)-n) < l {
 			return nil, errors.New("JSON diff vector ends inside a diff")
 		}
 		v := b[n : n+int(l)]
@@ -201,13 +180,13 @@ func readJSONDiffs(b []byte, text func([]byte) (string, error)) ([]jsonDiff, err
 		if err != nil {
 			return nil, err
 		}
-		d.path = string(path)
+		d.path = bytesString(path)
 		if d.op != jsonDiffRemove {
 			bin, err := lenenc()
 			if err != nil {
 				return nil, err
 			}
-			if d.value, err = text(bin); err != nil {
+			if d.value, err = parseJSONBinary(bin); err != nil {
 				return nil, fmt.Errorf("value of the JSON diff at %s: %w", d.path, err)
 			}
 		}
@@ -216,83 +195,126 @@ func readJSONDiffs(b []byte, text func([]byte) (string, error)) ([]jsonDiff, err
 	return out, nil
 }
 
-// jsonText is the text of binary JSON value bin of column col of e, exactly as the rows
-// decoder gives a JSON column: go-mysql decodes it as the only column of a before image,
-// through a copy of e, which carries the decoder's settings.
-func jsonText(e *replication.RowsEvent, col int, bin []byte) (string, error) {
-	c := *e
-	width := (int(e.ColumnCount) + 7) / 8
-	c.ColumnBitmap1 = make([]byte, width)
-	c.ColumnBitmap1[col>>3] = 1 << (uint(col) & 7)
-	c.ColumnBitmap2 = make([]byte, width)
-	meta := int(e.Table.ColumnMeta[col])
-	img := make([]byte, 0, 1+meta+len(bin)+1)
-	img = append(img, 0) // the null bitmap of one column: not NULL
-	for i, l := 0, len(bin); i < meta; i, l = i+1, l>>8 {
-		img = append(img, byte(l))
+// lengthEncodedInt reads a length-encoded integer (the client protocol's) at the start of
+// b: its value and size, ok false when b ends inside it or it is the NULL marker.
+// go-mysql's LengthEncodedInt indexes past a short b.
+func lengthEncodedInt(b []byte) (v uint64, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
 	}
-	img = append(img, bin...)
-	img = append(img, 0) // an after image without options or columns
-	if err := c.DecodeData(0, img); err != nil {
-		return "", err
-	}
-	if len(c.Rows) == 0 {
-		return "", errors.New("the JSON value did not decode")
-	}
-	switch v := c.Rows[0][col].(type) {
-	case string:
-		return v, nil
-	case []byte:
-		return string(v), nil
+	switch b[0] {
+	case 0xfb:
+		return 0, 1, false
+	case 0xfc:
+		n = 3
+	case 0xfd:
+		n = 4
+	case 0xfe, 0xff: // MySQL's net_field_length reads 8 bytes after either
+		n = 9
 	default:
-		return "", fmt.Errorf("the JSON value decoded as %T", v)
+		return uint64(b[0]), 1, true
 	}
+	if len(b) < n {
+		return 0, 0, false
+	}
+	for i := n - 1; i >= 1; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v, n, true
 }
 
-// applyJSONDiffs returns the JSON document before with diffs applied in order, as MySQL's
-// apply_json_diffs does.
-func applyJSONDiffs(before string, diffs []jsonDiff) (string, error) {
-	doc, err := parseJSONValue(before)
-	if err != nil {
-		return "", fmt.Errorf("the before image's JSON: %w", err)
-	}
+// applyDiffs applies diffs to document n in order, as MySQL's apply_json_diffs does: a
+// diff that MySQL would reject (a path that is not there, a member inserted twice, the
+// whole document) is an error, since MySQL's own replica would stop on it too.
+func (n *jsonNode) applyDiffs(diffs []jsonDiff) error {
 	for _, d := range diffs {
 		legs, err := parseJSONPath(d.path)
 		if err != nil {
-			return "", fmt.Errorf("JSON diff %s: %w", d, err)
+			return fmt.Errorf("JSON diff %s: %w", d, err)
 		}
-		var value any
-		if d.op != jsonDiffRemove {
-			if value, err = parseJSONValue(d.value); err != nil {
-				return "", fmt.Errorf("JSON diff %s: value %w", d, err)
-			}
-		}
-		if doc, err = applyJSONDiff(doc, d.op, legs, value); err != nil {
-			return "", fmt.Errorf("JSON diff %s does not apply to the before image: %w", d, err)
+		if err := n.applyDiff(d.op, legs, d.value); err != nil {
+			return fmt.Errorf("JSON diff %s does not apply to the before image: %w", d, err)
 		}
 	}
-	// Written as the rows decoder writes JSON columns: go-mysql renders them with
-	// goccy/go-json, whose key order (by quoted key) is not encoding/json's.
-	b, err := gojson.Marshal(doc)
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
+	return nil
 }
 
-// parseJSONValue parses JSON text into a document: map[string]any, []any, json.Number,
-// string, bool or nil.
-func parseJSONValue(s string) (any, error) {
-	d := json.NewDecoder(strings.NewReader(s))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
+// applyDiff applies one diff, as MySQL's apply_json_diff: the path is followed exactly,
+// without the auto-wrapping of JSON_SET's paths (MySQL logs the path with it removed).
+func (n *jsonNode) applyDiff(op byte, legs []jsonLeg, value *jsonNode) error {
+	if len(legs) == 0 {
+		// MySQL logs a change of the whole document as the new document, never as a diff.
+		return errors.New("a diff of the whole document")
 	}
-	if d.More() {
-		return nil, errors.New("text after the JSON value")
+	if op == jsonDiffReplace {
+		old := n.seek(legs)
+		if old == nil {
+			return errors.New("no value to replace")
+		}
+		*old = *value
+		return nil
 	}
-	return v, nil
+	parent, last := n.seek(legs[:len(legs)-1]), legs[len(legs)-1]
+	if parent == nil {
+		return errors.New("no container at the path")
+	}
+	switch {
+	case parent.kind == jsonObject && !last.isArray:
+		i, exists := parent.member(last.member)
+		if op == jsonDiffInsert {
+			if exists {
+				return fmt.Errorf("member %q to insert exists", last.member)
+			}
+			parent.setMember(last.member, *value)
+			return nil
+		}
+		if !exists {
+			return fmt.Errorf("no member %q to remove", last.member)
+		}
+		parent.keys = slices.Delete(parent.keys, i, i+1)
+		parent.elems = slices.Delete(parent.elems, i, i+1)
+		return nil
+	case parent.kind == jsonArray && last.isArray:
+		i, within := last.cell(len(parent.elems))
+		if op == jsonDiffInsert {
+			// Past the end appends, before the start prepends.
+			parent.elems = slices.Insert(parent.elems, i, *value)
+			return nil
+		}
+		if !within {
+			return fmt.Errorf("no element %s of %d to remove", last, len(parent.elems))
+		}
+		parent.elems = slices.Delete(parent.elems, i, i+1)
+		return nil
+	}
+	if last.isArray {
+		return fmt.Errorf("%s of a value that is not an array", last)
+	}
+	return fmt.Errorf("%s of a value that is not an object", last)
+}
+
+// seek returns the value at the end of legs in n, followed exactly (MySQL's
+// seek_exact_path), or nil.
+func (n *jsonNode) seek(legs []jsonLeg) *jsonNode {
+	for _, leg := range legs {
+		switch {
+		case n.kind == jsonArray && leg.isArray:
+			i, within := leg.cell(len(n.elems))
+			if !within {
+				return nil
+			}
+			n = &n.elems[i]
+		case n.kind == jsonObject && !leg.isArray:
+			i, ok := n.member(leg.member)
+			if !ok {
+				return nil
+			}
+			n = &n.elems[i]
+		default:
+			return nil
+		}
+	}
+	return n
 }
 
 // jsonLeg is one step of a JSON path: an object member, or an array cell counted from
@@ -304,8 +326,33 @@ type jsonLeg struct {
 	fromEnd bool
 }
 
-// parseJSONPath parses a path as MySQL logs it in a diff: "$" and legs, each .name,
-// ."quoted name", [n], [last] or [last-n].
+func (l jsonLeg) String() string {
+	switch {
+	case !l.isArray:
+		return "member " + strconv.Quote(l.member)
+	case l.fromEnd && l.index == 0:
+		return "[last]"
+	case l.fromEnd:
+		return "[last-" + strconv.Itoa(l.index) + "]"
+	}
+	return "[" + strconv.Itoa(l.index) + "]"
+}
+
+// cell is the position the leg names in an array of n elements, as MySQL's
+// Json_array_index: past the end is n, before the start ([last-k], k >= n) is 0; within
+// says whether it is an element.
+func (l jsonLeg) cell(n int) (pos int, within bool) {
+	if l.fromEnd {
+		if l.index < n {
+			return n - 1 - l.index, true
+		}
+		return 0, false
+	}
+	return min(l.index, n), l.index < n
+}
+
+// parseJSONPath parses a path as MySQL logs it in a diff (Json_path::to_string): "$" and
+// legs, each .name, ."quoted name", [n], [last] or [last-n].
 func parseJSONPath(p string) ([]jsonLeg, error) {
 	if !strings.HasPrefix(p, "$") {
 		return nil, fmt.Errorf("path %q does not start with $", p)
@@ -327,6 +374,7 @@ func parseJSONPath(p string) ([]jsonLeg, error) {
 				if end >= len(rest) {
 					return nil, fmt.Errorf("path %q: unterminated member name", p)
 				}
+				// MySQL quotes a name as JSON quotes a string.
 				var name string
 				if err := json.Unmarshal([]byte(rest[:end+1]), &name); err != nil {
 					return nil, fmt.Errorf("path %q: member name %s: %w", p, rest[:end+1], err)
@@ -383,128 +431,4 @@ func parseArrayIndex(s string) (jsonLeg, error) {
 	}
 	leg.index = n
 	return leg, nil
-}
-
-// position is the leg's index in an array of n elements; negative when [last-k] lies
-// before the start.
-func (l jsonLeg) position(n int) int {
-	if l.fromEnd {
-		return n - 1 - l.index
-	}
-	return l.index
-}
-
-// applyJSONDiff applies one diff to doc and returns the new document.
-func applyJSONDiff(doc any, op byte, legs []jsonLeg, value any) (any, error) {
-	if len(legs) == 0 {
-		if op != jsonDiffReplace {
-			return nil, errors.New("only a replacement can apply to the whole document")
-		}
-		return value, nil
-	}
-	// The container that holds the value the last leg names. An array leg on a value
-	// that is not an array names that value itself at index 0 (MySQL's auto-wrapping).
-	parentPath, last := legs[:len(legs)-1], legs[len(legs)-1]
-	return rewrite(doc, parentPath, func(parent any) (any, error) {
-		switch p := parent.(type) {
-		case map[string]any:
-			if last.isArray {
-				if op == jsonDiffReplace && last.position(1) == 0 {
-					return value, nil
-				}
-				return nil, fmt.Errorf("array index on an object")
-			}
-			_, exists := p[last.member]
-			switch op {
-			case jsonDiffReplace:
-				if !exists {
-					return nil, fmt.Errorf("no member %q to replace", last.member)
-				}
-				p[last.member] = value
-			case jsonDiffInsert:
-				p[last.member] = value
-			case jsonDiffRemove:
-				if !exists {
-					return nil, fmt.Errorf("no member %q to remove", last.member)
-				}
-				delete(p, last.member)
-			}
-			return p, nil
-		case []any:
-			if !last.isArray {
-				return nil, fmt.Errorf("member %q of an array", last.member)
-			}
-			i := last.position(len(p))
-			switch op {
-			case jsonDiffReplace:
-				if i < 0 || i >= len(p) {
-					return nil, fmt.Errorf("no element %d of %d to replace", i, len(p))
-				}
-				p[i] = value
-				return p, nil
-			case jsonDiffInsert:
-				i = max(0, min(i, len(p)))
-				p = append(p, nil)
-				copy(p[i+1:], p[i:])
-				p[i] = value
-				return p, nil
-			default:
-				if i < 0 || i >= len(p) {
-					return nil, fmt.Errorf("no element %d of %d to remove", i, len(p))
-				}
-				return append(p[:i], p[i+1:]...), nil
-			}
-		default:
-			if last.isArray && op == jsonDiffReplace && last.position(1) == 0 {
-				return value, nil
-			}
-			return nil, fmt.Errorf("a path through a scalar")
-		}
-	})
-}
-
-// rewrite replaces the value at path in doc by f of it and returns the new document.
-func rewrite(doc any, path []jsonLeg, f func(any) (any, error)) (any, error) {
-	if len(path) == 0 {
-		return f(doc)
-	}
-	leg, rest := path[0], path[1:]
-	switch d := doc.(type) {
-	case map[string]any:
-		if leg.isArray {
-			if leg.position(1) == 0 {
-				return rewrite(doc, rest, f)
-			}
-			return nil, fmt.Errorf("array index on an object")
-		}
-		v, ok := d[leg.member]
-		if !ok {
-			return nil, fmt.Errorf("no member %q", leg.member)
-		}
-		nv, err := rewrite(v, rest, f)
-		if err != nil {
-			return nil, err
-		}
-		d[leg.member] = nv
-		return d, nil
-	case []any:
-		if !leg.isArray {
-			return nil, fmt.Errorf("member %q of an array", leg.member)
-		}
-		i := leg.position(len(d))
-		if i < 0 || i >= len(d) {
-			return nil, fmt.Errorf("no element %d of %d", i, len(d))
-		}
-		nv, err := rewrite(d[i], rest, f)
-		if err != nil {
-			return nil, err
-		}
-		d[i] = nv
-		return d, nil
-	default:
-		if leg.isArray && leg.position(1) == 0 {
-			return rewrite(doc, rest, f)
-		}
-		return nil, fmt.Errorf("a path through a scalar")
-	}
 }

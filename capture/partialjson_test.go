@@ -2,6 +2,10 @@ package capture
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 
+	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
 )
@@ -54,6 +59,14 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 		`UPDATE %s SET doc = JSON_SET(doc, '$.a', 'from NULL') WHERE id = 4`,
 		`UPDATE %s SET doc = JSON_REPLACE(doc, '$', JSON_ARRAY(1, 2)) WHERE id = 2`,
 		`UPDATE %s SET doc2 = JSON_SET(doc2, '$[0]', 'wrapped') WHERE id = 2`,
+		// Scalars whose type the text does not tell, in values the diffs carry: the events
+		// must carry the same json_types as full images do.
+		`UPDATE %s SET doc = JSON_SET(doc, '$.price', 99.990, '$.day', DATE'2024-02-29', '$.u', CAST(5 AS UNSIGNED), '$.i', 4294967296, '$.at', CAST('2024-01-02 03:04:05.5' AS DATETIME(1))) WHERE id IN (1, 3)`,
+		`UPDATE %s SET doc = JSON_REPLACE(doc, '$.price', 100.000, '$.u', CAST(6 AS UNSIGNED)), doc2 = JSON_SET(doc2, '$.t', TIME'12:00:00', '$.bin', x'00ff', '$.x[1]', JSON_ARRAY(0.5, CAST('-1.25' AS DECIMAL(5,2)))) WHERE id = 3`,
+		`UPDATE %s SET doc = JSON_REMOVE(doc, '$.day', '$.b[0]') WHERE id = 1`,
+		// Auto-wrapping paths (MySQL logs them as the replacement of the wrapped value) and
+		// an array cell before the start (an insert at the front).
+		`UPDATE %s SET doc = JSON_SET(doc, '$.n[1]', 'after n', '$.c[1]', 7, '$.b[last-10]', 'first') WHERE id = 1`,
 	}
 	for _, tb := range []string{"full_j", "part_j"} {
 		f.exec("INSERT INTO " + tb + " VALUES " + strings.Join(seed, ", "))
@@ -67,9 +80,17 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 	f.execOneSession(full...)
 	part = append([]string{"SET SESSION binlog_row_value_options = 'PARTIAL_JSON'"}, part...)
 	// Partial updates inside a compressed transaction too.
-	part = append(part, "SET SESSION binlog_transaction_compression = ON", "BEGIN",
-		`UPDATE part_j SET doc = JSON_SET(doc, '$.packed', 1) WHERE id = 1`, `UPDATE part_j SET doc = JSON_REMOVE(doc, '$.packed') WHERE id = 1`, "COMMIT")
-	full = []string{"BEGIN", `UPDATE full_j SET doc = JSON_SET(doc, '$.packed', 1) WHERE id = 1`, `UPDATE full_j SET doc = JSON_REMOVE(doc, '$.packed') WHERE id = 1`, "COMMIT"}
+	packed := func(table string) []string {
+		return []string{"BEGIN",
+			"UPDATE " + table + ` SET doc = JSON_SET(doc, '$.packed', 1.5, '$.b[0]', DATE'2000-01-01') WHERE id = 1`,
+			"UPDATE " + table + ` SET doc = JSON_REMOVE(doc, '$.packed') WHERE id = 1`,
+			"COMMIT"}
+	}
+	part = append(part, "SET SESSION binlog_transaction_compression = ON")
+	part = append(part, packed("part_j")...)
+	// The session goes back to the pool: the full-image updates must not inherit its settings.
+	part = append(part, "SET SESSION binlog_transaction_compression = OFF", "SET SESSION binlog_row_value_options = ''")
+	full = packed("full_j")
 	f.execOneSession(part...)
 	f.execOneSession(full...)
 	end := f.sourcePosition()
@@ -80,6 +101,9 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 	if n < len(updates)-3 {
 		t.Fatalf("%d partial update events for part_j, want most of its %d updates logged as diffs", n, len(updates))
 	}
+	if n := partialEvents(t, f.env.SourceDSN, start, end, f.db+".full_j"); n != 0 {
+		t.Fatalf("%d partial update events for full_j, whose updates must be logged with full images", n)
+	}
 	recs := map[string][]record{}
 	for _, tb := range []string{"full_j", "part_j"} {
 		recs[tb] = readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, tb))
@@ -89,7 +113,7 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 		})
 	}
 	t.Run("partial updates give the events of full-image updates, byte for byte", func(t *testing.T) {
-		fullChanges, partChanges := changesPerKey(rowEvents(recs["full_j"])), changesPerKey(rowEvents(recs["part_j"]))
+		fullChanges, partChanges := changesPerKey(t, rowEvents(recs["full_j"])), changesPerKey(t, rowEvents(recs["part_j"]))
 		for k, want := range fullChanges {
 			got := partChanges[k]
 			if len(got) != len(want) {
@@ -103,6 +127,15 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 		}
 		if len(partChanges) != len(fullChanges) {
 			t.Fatalf("%d keys from partial updates, %d from full images", len(partChanges), len(fullChanges))
+		}
+		typed := 0
+		for _, rec := range rowEvents(recs["part_j"]) {
+			if len(rec.ev.JSONTypes) > 0 {
+				typed++
+			}
+		}
+		if typed < 5 {
+			t.Fatalf("%d events from partial updates carry json_types; the updates give at least 5", typed)
 		}
 	})
 }
@@ -157,38 +190,153 @@ func partialEvents(t *testing.T, dsn string, from, to Position, table string) in
 	}
 }
 
+// jsonTree is the document of JSON text as MySQL's parser types it: integers INTEGER
+// (UNSIGNED INTEGER above the signed range), other numbers DOUBLE. Test data only: it
+// panics on invalid text.
+func jsonTree(text string) *jsonNode {
+	d := json.NewDecoder(strings.NewReader(text))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		panic(fmt.Sprintf("test document %s: %v", text, err))
+	}
+	var build func(v any) jsonNode
+	build = func(v any) jsonNode {
+		switch x := v.(type) {
+		case nil:
+			return jsonNode{kind: jsonNull}
+		case bool:
+			if x {
+				return jsonNode{kind: jsonTrue}
+			}
+			return jsonNode{kind: jsonFalse}
+		case string:
+			return jsonNode{kind: jsonString, text: x}
+		case json.Number:
+			if _, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+				return jsonNode{kind: jsonInt, text: string(x)}
+			}
+			if _, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+				return jsonNode{kind: jsonUint, text: string(x)}
+			}
+			f, err := x.Float64()
+			if err != nil {
+				panic(fmt.Sprintf("test document %s: %v", text, err))
+			}
+			return jsonNode{kind: jsonDouble, text: string(appendMySQLDouble(nil, f))}
+		case []any:
+			n := jsonNode{kind: jsonArray, elems: []jsonNode{}}
+			for _, e := range x {
+				n.elems = append(n.elems, build(e))
+			}
+			return n
+		case map[string]any:
+			n := jsonNode{kind: jsonObject}
+			for k, e := range x {
+				n.setMember(k, build(e))
+			}
+			return n
+		}
+		panic(fmt.Sprintf("test document %s: %T", text, v))
+	}
+	n := build(v)
+	return &n
+}
+
 func TestJSONDiffsApplyAsMySQLAppliesThem(t *testing.T) {
+	scalar := func(kind jsonKind, text string) *jsonNode { return &jsonNode{kind: kind, text: text} }
+	replace := func(path string, v *jsonNode) jsonDiff { return jsonDiff{jsonDiffReplace, path, v} }
+	insert := func(path string, v *jsonNode) jsonDiff { return jsonDiff{jsonDiffInsert, path, v} }
+	remove := func(path string) jsonDiff { return jsonDiff{jsonDiffRemove, path, nil} }
 	for _, tc := range []struct {
 		name   string
 		before string
 		diffs  []jsonDiff
-		want   string // "" for an error
+		want   string // MySQL's text of the result; "" for an error
+		types  event.JSONTypes
 	}{
-		{"replace a member and an element", `{"a":1,"b":[1,2]}`, []jsonDiff{{jsonDiffReplace, "$.a", `2`}, {jsonDiffReplace, "$.b[1]", `"x"`}}, `{"a":2,"b":[1,"x"]}`},
-		{"insert a member", `{"a":1}`, []jsonDiff{{jsonDiffInsert, "$.z", `{"k":[true]}`}}, `{"a":1,"z":{"k":[true]}}`},
-		{"insert past an array's end appends", `[1]`, []jsonDiff{{jsonDiffInsert, "$[10]", `2`}}, `[1,2]`},
-		{"insert inside an array shifts", `[1,3]`, []jsonDiff{{jsonDiffInsert, "$[1]", `2`}}, `[1,2,3]`},
-		{"[last] and [last-1]", `{"b":[1,2,3]}`, []jsonDiff{{jsonDiffReplace, "$.b[last]", `"L"`}, {jsonDiffReplace, "$.b[last-1]", `"M"`}}, `{"b":[1,"M","L"]}`},
-		{"remove a member and an element", `{"a":1,"b":[1,2,3]}`, []jsonDiff{{jsonDiffRemove, "$.a", ""}, {jsonDiffRemove, "$.b[0]", ""}}, `{"b":[2,3]}`},
-		{"quoted member names", `{"a b":{"q\"":1}}`, []jsonDiff{{jsonDiffReplace, `$."a b"."q\""`, `2`}}, `{"a b":{"q\"":2}}`},
-		{"the whole document", `{"a":1}`, []jsonDiff{{jsonDiffReplace, "$", `[1]`}}, `[1]`},
-		{"[0] of a scalar is the scalar", `{"a":"s"}`, []jsonDiff{{jsonDiffReplace, "$.a[0]", `"t"`}}, `{"a":"t"}`},
-		{"numbers keep their text", `{"n":18446744073709551615,"f":1.5e+300,"x":0.1}`, []jsonDiff{{jsonDiffReplace, "$.x", `1E400`}}, `{"f":1.5e+300,"n":18446744073709551615,"x":1E400}`},
-		{"diffs apply in order", `{"a":[]}`, []jsonDiff{{jsonDiffInsert, "$.a[0]", `1`}, {jsonDiffInsert, "$.a[0]", `0`}, {jsonDiffRemove, "$.a[last]", ""}}, `{"a":[0]}`},
-		{"a replaced member must exist", `{"a":1}`, []jsonDiff{{jsonDiffReplace, "$.b", `1`}}, ""},
-		{"a path through a missing member fails", `{"a":1}`, []jsonDiff{{jsonDiffInsert, "$.b.c", `1`}}, ""},
-		{"wildcards are no diff paths", `{"a":1}`, []jsonDiff{{jsonDiffRemove, "$.*", ""}}, ""},
+		{"replace a member and an element", `{"a":1,"b":[1,2]}`, []jsonDiff{replace("$.a", jsonTree(`2`)), replace("$.b[1]", jsonTree(`"x"`))}, `{"a": 2, "b": [1, "x"]}`, nil},
+		{"an inserted member takes its place in MySQL's key order", `{"a":1,"zz":2}`, []jsonDiff{insert("$.z", jsonTree(`{"k":[true]}`)), insert("$.aaa", jsonTree(`null`))}, `{"a": 1, "z": {"k": [true]}, "zz": 2, "aaa": null}`, nil},
+		{"insert past an array's end appends", `[1]`, []jsonDiff{insert("$[10]", jsonTree(`2`))}, `[1, 2]`, nil},
+		{"insert before an array's start prepends", `[1,2]`, []jsonDiff{insert("$[last-5]", jsonTree(`0`))}, `[0, 1, 2]`, nil},
+		{"insert inside an array shifts", `[1,3]`, []jsonDiff{insert("$[1]", jsonTree(`2`))}, `[1, 2, 3]`, nil},
+		{"insert into an empty array at [last]", `{"e":[]}`, []jsonDiff{insert("$.e[last]", jsonTree(`1`))}, `{"e": [1]}`, nil},
+		{"[last] and [last-1]", `{"b":[1,2,3]}`, []jsonDiff{replace("$.b[last]", jsonTree(`"L"`)), replace("$.b[last-1]", jsonTree(`"M"`))}, `{"b": [1, "M", "L"]}`, nil},
+		{"remove a member and an element", `{"a":1,"b":[1,2,3]}`, []jsonDiff{remove("$.a"), remove("$.b[0]")}, `{"b": [2, 3]}`, nil},
+		{"remove the last element", `[1,2,3]`, []jsonDiff{remove("$[last]")}, `[1, 2]`, nil},
+		{"quoted member names", `{"a b":{"q\"":1}}`, []jsonDiff{replace(`$."a b"."q\""`, jsonTree(`2`))}, `{"a b": {"q\"": 2}}`, nil},
+		{"a path through nested containers", `{"a":[{"b":[0,{"c":1}]}]}`, []jsonDiff{replace("$.a[0].b[last].c", jsonTree(`[]`))}, `{"a": [{"b": [0, {"c": []}]}]}`, nil},
+		{"diffs apply in order", `{"a":[]}`, []jsonDiff{insert("$.a[0]", jsonTree(`1`)), insert("$.a[0]", jsonTree(`0`)), remove("$.a[last]")}, `{"a": [0]}`, nil},
+		{"a diff inside a value an earlier diff inserted", `{}`, []jsonDiff{insert("$.o", jsonTree(`{}`)), insert("$.o.k", jsonTree(`[1]`)), insert("$.o.k[1]", jsonTree(`2`))}, `{"o": {"k": [1, 2]}}`, nil},
+		{"scalars keep the types of the binary values", `{"x":0,"u":1}`, []jsonDiff{
+			insert("$.p", scalar(jsonDecimal, "99.990")), insert("$.d", scalar(jsonDate, "2024-02-29")), replace("$.x", scalar(jsonUint, "5")), remove("$.u"),
+		}, `{"d": "2024-02-29", "p": 99.990, "x": 5}`, event.JSONTypes{`$."d"`: event.JSONDate, `$."p"`: event.JSONDecimal, `$."x"`: event.JSONUnsigned}},
+		{"numbers keep their text", `{"n":18446744073709551615,"f":1.5e300,"x":0.1}`, []jsonDiff{replace("$.x", scalar(jsonDecimal, "0.10"))}, `{"f": 1.5e300, "n": 18446744073709551615, "x": 0.10}`, event.JSONTypes{`$."x"`: event.JSONDecimal}},
+		// What MySQL's apply_json_diff rejects, and so would a MySQL replica.
+		{"the whole document is no diff", `{"a":1}`, []jsonDiff{replace("$", jsonTree(`[1]`))}, "", nil},
+		{"[0] of a scalar is no diff path (MySQL logs paths without auto-wrapping)", `{"a":"s"}`, []jsonDiff{replace("$.a[0]", jsonTree(`"t"`))}, "", nil},
+		{"[0] of an object is no diff path", `{"a":{}}`, []jsonDiff{insert("$.a[0]", jsonTree(`1`))}, "", nil},
+		{"a member of an array is no diff path", `{"a":[1]}`, []jsonDiff{remove("$.a.b")}, "", nil},
+		{"a replaced member must exist", `{"a":1}`, []jsonDiff{replace("$.b", jsonTree(`1`))}, "", nil},
+		{"an inserted member must not exist", `{"a":1}`, []jsonDiff{insert("$.a", jsonTree(`2`))}, "", nil},
+		{"a removed member must exist", `{"a":1}`, []jsonDiff{remove("$.b")}, "", nil},
+		{"a removed element must exist", `[1]`, []jsonDiff{remove("$[1]")}, "", nil},
+		{"a replaced element must exist", `[1]`, []jsonDiff{replace("$[last-1]", jsonTree(`1`))}, "", nil},
+		{"a path through a missing member fails", `{"a":1}`, []jsonDiff{insert("$.b.c", jsonTree(`1`))}, "", nil},
+		{"a path through a scalar fails", `{"a":1}`, []jsonDiff{insert("$.a.c", jsonTree(`1`))}, "", nil},
+		{"wildcards are no diff paths", `{"a":1}`, []jsonDiff{remove("$.*")}, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := applyJSONDiffs(tc.before, tc.diffs)
+			doc := jsonTree(tc.before)
+			err := doc.applyDiffs(tc.diffs)
 			switch {
 			case tc.want == "" && err == nil:
-				t.Fatalf("applied to %s: %s, want an error", tc.before, got)
-			case tc.want != "" && err != nil:
+				t.Fatalf("applied to %s: %s, want an error", tc.before, doc.appendText(nil))
+			case tc.want == "":
+				return
+			case err != nil:
 				t.Fatalf("applied to %s: %v", tc.before, err)
-			case got != tc.want && tc.want != "":
+			}
+			if got := string(doc.appendText(nil)); got != tc.want {
 				t.Fatalf("applied to %s: %s, want %s", tc.before, got, tc.want)
 			}
+			if got := doc.types(nil, []byte("$")); !reflect.DeepEqual(got, tc.types) {
+				t.Fatalf("applied to %s: types %v, want %v", tc.before, got, tc.types)
+			}
 		})
+	}
+}
+
+// TestCutJSONDiffVectorsAreErrorsNotPanics reads a diff vector of every operation cut at
+// every length: an error, or the diffs before the cut when it falls between two.
+func TestCutJSONDiffVectorsAreErrorsNotPanics(t *testing.T) {
+	var value []byte // a value whose length takes more than one byte
+	for _, g := range readGolden(t) {
+		if len(g.binary) > 300 {
+			value = g.binary
+			break
+		}
+	}
+	var vec []byte
+	for _, d := range []struct {
+		op   byte
+		path string
+	}{{jsonDiffReplace, "$.a"}, {jsonDiffInsert, `$."b c"[last-1]`}, {jsonDiffRemove, "$[0]"}} {
+		vec = append(vec, d.op)
+		vec = gomysql.AppendLengthEncodedInteger(vec, uint64(len(d.path)))
+		vec = append(vec, d.path...)
+		if d.op != jsonDiffRemove {
+			vec = gomysql.AppendLengthEncodedInteger(vec, uint64(len(value)))
+			vec = append(vec, value...)
+		}
+	}
+	diffs, err := readJSONDiffs(vec)
+	if err != nil || len(diffs) != 3 || diffs[1].path != `$."b c"[last-1]` || diffs[2].value != nil {
+		t.Fatalf("the whole vector: %v, %v", diffs, err)
+	}
+	for cut := 1; cut < len(vec); cut++ {
+		if diffs, err := readJSONDiffs(vec[:cut]); err == nil && len(diffs) == 3 {
+			t.Fatalf("the vector cut to %d of its %d bytes read as 3 diffs", cut, len(vec))
+		}
 	}
 }

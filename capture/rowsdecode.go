@@ -26,7 +26,8 @@ import (
 //     row and formatting times with strconv. Column types it does not handle (spatial,
 //     the pre-5.6 temporal encodings, old DECIMAL) make it hand the whole event to
 //     go-mysql's decoder. MySQL's binary JSON values are handed on undecoded
-//     (mysqlJSON) to capture's own JSON decoder (json.go).
+//     (mysqlJSON) to capture's own JSON decoder (json.go). MySQL's partial JSON
+//     updates are decoded by the same reader (partialjson.go).
 //
 // rowsdecode_test.go decodes real binlog events of every column type both ways and
 // requires identical results, so the values capture encodes are go-mysql's (but for JSON).
@@ -99,17 +100,24 @@ func uncompressed(e *replication.RowsEvent) bool {
 // fastDecodable reports whether rowReader decodes every column type of the table.
 func fastDecodable(tm *replication.TableMapEvent) bool {
 	for _, t := range tm.ColumnType {
-		switch t {
-		case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG,
-			mysql.MYSQL_TYPE_LONGLONG, mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE, mysql.MYSQL_TYPE_NEWDECIMAL,
-			mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2,
-			mysql.MYSQL_TYPE_YEAR, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VARCHAR,
-			mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_JSON:
-		default:
+		if !fastDecodableType(t) {
 			return false
 		}
 	}
 	return true
+}
+
+// fastDecodableType reports whether rowReader decodes columns of binlog type t.
+func fastDecodableType(t byte) bool {
+	switch t {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG,
+		mysql.MYSQL_TYPE_LONGLONG, mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE, mysql.MYSQL_TYPE_NEWDECIMAL,
+		mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2,
+		mysql.MYSQL_TYPE_YEAR, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VARCHAR,
+		mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_JSON:
+		return true
+	}
+	return false
 }
 
 // unsignedColumns is go-mysql's TableMapEvent.UnsignedMap as a slice.

@@ -307,9 +307,12 @@ func (d *tableDef) image(img *rowImage, values []any) error {
 			v = padTime(v, d.timeFSP[i])
 		}
 		var err error
-		if j, ok := v.(mysqlJSON); ok {
-			img.buf, err = img.appendJSON(img.buf, &cols[i], j)
-		} else {
+		switch x := v.(type) {
+		case mysqlJSON:
+			img.buf, err = img.appendJSON(img.buf, &cols[i], x)
+		case *jsonNode: // a document a partial JSON update changed (partialjson.go)
+			img.buf = img.appendJSONDoc(img.buf, &cols[i], x)
+		default:
 			img.buf, err = appendColumn(img.buf, &cols[i], v)
 		}
 		if err != nil {
