@@ -22,6 +22,20 @@ type Flavor interface {
 	// BinlogStatusStatement reports the binlog's end: SHOW BINARY LOG STATUS on MySQL from
 	// 8.2 (8.4 removed the old name), SHOW MASTER STATUS elsewhere.
 	BinlogStatusStatement() string
+
+	// Hash functions (the checker's row hash and its routing in SQL).
+
+	// BuiltinMD5 reports whether MD5() (and SHA1()) are built-in functions. MySQL
+	// deprecated both in 9.4 and removed them in 9.6: component_classic_hashing brings them
+	// back as loadable functions that take string arguments only (HasMD5 detects it).
+	// SHA2() and CRC32() are built in on every server.
+	BuiltinMD5() bool
+
+	// Privileges, named as GRANT takes them and SHOW GRANTS prints them.
+
+	// BinlogMonitorPrivilege allows SHOW BINARY LOGS and the binlog status statement:
+	// MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (and prints the new name).
+	BinlogMonitorPrivilege() string
 }
 
 // The values of source.flavor.
@@ -79,6 +93,13 @@ func (f mariaDB) Version() string               { return f.version }
 func (f mariaDB) Product() string               { return "MariaDB " + shortVersion(f.version) }
 func (f mariaDB) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
 func (f mariaDB) BinlogStatusStatement() string { return "SHOW MASTER STATUS" }
+func (f mariaDB) BuiltinMD5() bool              { return true }
+func (f mariaDB) BinlogMonitorPrivilege() string {
+	if f.AtLeast(10, 5) {
+		return "BINLOG MONITOR"
+	}
+	return "REPLICATION CLIENT"
+}
 
 type mySQL struct{ version string }
 
@@ -94,3 +115,5 @@ func (f mySQL) BinlogStatusStatement() string {
 	}
 	return "SHOW MASTER STATUS"
 }
+func (f mySQL) BuiltinMD5() bool               { return !f.AtLeast(9, 6) }
+func (f mySQL) BinlogMonitorPrivilege() string { return "REPLICATION CLIENT" }
