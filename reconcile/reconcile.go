@@ -137,7 +137,9 @@ func New(cfg *config.Config, opts ...Option) (*Checker, error) {
 	if rps := cfg.Reconcile.MaxRowsPerSecond; rps > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(rps), rps)
 	}
-	c.alerts = newAlertState(c.opts.AlertStatePath)
+	if c.alerts, err = newAlertState(c.opts.AlertStatePath); err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
 	return c, nil
 }
 
