@@ -222,7 +222,7 @@ func testCLI(t *testing.T, env testenv.Env) {
 // resumes it, and counts: the resumed run takes the finished chunks from the state file and
 // checks only the rest, and the totals equal those of an uninterrupted run.
 func TestResumeAfterKill9SkipsFinishedChunks(t *testing.T) {
-	testenv.EachFlavorDatabases(t, testResumeAfterKill9)
+	eachSplit(t, testResumeAfterKill9)
 }
 
 func testResumeAfterKill9(t *testing.T, env testenv.Env) {

@@ -42,6 +42,7 @@ const (
 // that row.
 func TestZeroFalsePositivesUnderLiveWritesThroughThePipeline(t *testing.T) {
 	testenv.EachFlavor(t, testZeroFalsePositivesUnderLiveWrites)
+	testenv.CrossFlavors(t, testZeroFalsePositivesUnderLiveWrites)
 }
 
 func testZeroFalsePositivesUnderLiveWrites(t *testing.T, env testenv.Env) {
