@@ -2,13 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,47 +161,68 @@ http:
 	return path
 }
 
-// startCleave runs the command line in the background; stop cancels it and returns what
-// it printed and its exit code.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// cleaveBinary builds the cleave binary once per test process, for commands that run
+// beside others: two commands in one process would share the driver's global logger.
+func cleaveBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cleave-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "cleave")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// startCleave runs the cleave binary in the background; stop sends it SIGTERM and returns
+// what it printed and its exit code.
 func startCleave(t *testing.T, args ...string) (stop func() (string, int)) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.Command(cleaveBinary(t), args...)
 	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan int, 1)
-	root := newRootCmd(&app{})
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
 	go func() {
-		err := root.ExecuteContext(ctx)
-		var ee *exitError
+		err := cmd.Wait()
+		var ee *exec.ExitError
 		switch {
 		case err == nil:
 			done <- exitOK
 		case errors.As(err, &ee):
-			if ee.err != nil {
-				fmt.Fprintln(&out, "cleave:", ee.err)
-			}
-			done <- ee.code
+			done <- ee.ExitCode()
 		default:
-			fmt.Fprintln(&out, "cleave:", err)
-			done <- exitCannot
+			done <- -1
 		}
 	}()
 	var stopped bool
 	var code int
-	t.Cleanup(func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
-	})
-	return func() (string, int) {
+	halt := func() {
 		if !stopped {
 			stopped = true
-			cancel()
+			_ = cmd.Process.Signal(syscall.SIGTERM)
 			code = <-done
 		}
+	}
+	t.Cleanup(halt)
+	return func() (string, int) {
+		halt()
 		return out.String(), code
 	}
 }
@@ -404,4 +427,12 @@ func partialRevokes(t *testing.T, s *leastSetup) {
 	if want := "FAIL source grant LOCK TABLES on shop: 'revoked'@'%' lacks it"; code != exitFinding || !strings.Contains(out, want) {
 		t.Errorf("check exit %d, want 1 with %q:\n%s", code, want, out)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
