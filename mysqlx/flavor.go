@@ -71,6 +71,31 @@ type Flavor interface {
 	// new.c); MariaDB has only VALUES(col).
 	UpsertRowAlias() string
 	UpsertValue(quotedColumn string) string
+	// Hash functions (the checker's row hash and its routing in SQL).
+
+	// BuiltinMD5 reports whether MD5() (and SHA1()) are built-in functions. MySQL
+	// deprecated both in 9.4 and removed them in 9.6: component_classic_hashing brings them
+	// back as loadable functions that take string arguments only (HasMD5 detects it).
+	// SHA2() and CRC32() are built in on every server.
+	BuiltinMD5() bool
+
+	// Privileges, named as GRANT takes them and SHOW GRANTS prints them.
+
+	// BinlogMonitorPrivilege allows SHOW BINARY LOGS and the binlog status statement:
+	// MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (and prints the new name).
+	BinlogMonitorPrivilege() string
+	// DefaultRoleStatement makes roles active at every login of account: MySQL takes all of
+	// them (SET DEFAULT ROLE ALL TO), MariaDB one (SET DEFAULT ROLE r FOR). Without it a
+	// granted role gives nothing until a session runs SET ROLE, which cleave never does.
+	DefaultRoleStatement(role, account string) string
+
+	// Snapshots (the backfill's copy of a chunk).
+
+	// BinlogSnapshotPosition reports whether a consistent snapshot tells its binlog
+	// position (MariaDB's Binlog_snapshot_file and Binlog_snapshot_position status). MySQL
+	// has no such status: the backfill takes each chunk's position under a brief
+	// LOCK TABLES ... READ, which needs the LOCK TABLES privilege.
+	BinlogSnapshotPosition() bool
 }
 
 // The values of source.flavor.
@@ -128,6 +153,17 @@ func (f mariaDB) Version() string               { return f.version }
 func (f mariaDB) Product() string               { return "MariaDB " + shortVersion(f.version) }
 func (f mariaDB) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
 func (f mariaDB) BinlogStatusStatement() string { return "SHOW MASTER STATUS" }
+func (f mariaDB) BuiltinMD5() bool              { return true }
+func (f mariaDB) BinlogSnapshotPosition() bool  { return true }
+func (f mariaDB) DefaultRoleStatement(role, account string) string {
+	return "SET DEFAULT ROLE " + role + " FOR " + account
+}
+func (f mariaDB) BinlogMonitorPrivilege() string {
+	if f.AtLeast(10, 5) {
+		return "BINLOG MONITOR"
+	}
+	return "REPLICATION CLIENT"
+}
 
 // Binlog position and GTID state (binlog.go).
 func (f mariaDB) BinlogPosition(ctx context.Context, q Querier) (string, uint64, string, error) {
@@ -270,4 +306,11 @@ func collationOn(to, from Flavor, coll string) (string, bool) {
 		return c, true
 	}
 	return "", false
+}
+
+func (f mySQL) BuiltinMD5() bool               { return !f.AtLeast(9, 6) }
+func (f mySQL) BinlogMonitorPrivilege() string { return "REPLICATION CLIENT" }
+func (f mySQL) BinlogSnapshotPosition() bool   { return false }
+func (f mySQL) DefaultRoleStatement(_, account string) string {
+	return "SET DEFAULT ROLE ALL TO " + account
 }

@@ -187,14 +187,20 @@ func (gs grants) global(want ...string) bool {
 
 // canSelect reports whether SELECT on db.table is granted globally, on the database (by
 // name or LIKE pattern), or on the table, and not taken away by a partial revoke.
-func (gs grants) canSelect(db, table string) bool {
+func (gs grants) canSelect(db, table string) bool { return gs.can(db, table, "SELECT") }
+
+// can reports whether one of privs is granted on db.table: globally, on the database (by
+// name or LIKE pattern), or on the table (table "*": on the database as a whole, which a
+// table grant does not give), and not taken away by a partial revoke (MySQL's
+// partial_revokes: REVOKE SELECT ON db.* from a global SELECT).
+func (gs grants) can(db, table string, privs ...string) bool {
 	for _, g := range gs {
-		if g.revoke && (g.db == db || g.db == "*") && (g.table == "*" || g.table == table) && hasPriv(g.privs, "SELECT") {
+		if g.revoke && (g.db == db || g.db == "*") && (g.table == "*" || g.table == table) && hasPriv(g.privs, privs...) {
 			return false
 		}
 	}
 	for _, g := range gs {
-		if g.revoke || !hasPriv(g.privs, "SELECT") {
+		if g.revoke || !hasPriv(g.privs, privs...) {
 			continue
 		}
 		switch {
@@ -202,11 +208,37 @@ func (gs grants) canSelect(db, table string) bool {
 			return true
 		case g.table == "*" && likeMatch(g.db, db):
 			return true
-		case g.db == db && g.table == table:
+		case table != "*" && g.db == db && g.table == table:
 			return true
 		}
 	}
 	return false
+}
+
+// roleGrants returns the roles that lines of SHOW GRANTS grant to the account: "GRANT
+// `r1` TO `u`@`%`" (MariaDB) or "GRANT `r1`@`%`,`r2`@`%` TO `u`@`%`" (MySQL).
+func roleGrants(lines []string) []string {
+	var roles []string
+	for _, l := range lines {
+		s := strings.TrimSpace(l)
+		if !hasPrefixFold(s, "GRANT ") {
+			continue
+		}
+		if _, ok := parseGrant(s); ok {
+			continue // a privilege grant
+		}
+		body := s[len("GRANT "):]
+		to := strings.LastIndex(strings.ToUpper(body), " TO ")
+		if to < 0 || strings.Contains(strings.ToUpper(body[:to]), " ON ") {
+			continue // PROXY ... ON ..., or what cannot be read
+		}
+		for _, r := range strings.Split(body[:to], ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				roles = append(roles, r)
+			}
+		}
+	}
+	return roles
 }
 
 // likeMatch matches name against a database-level grant pattern: % is any run of

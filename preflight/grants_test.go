@@ -184,3 +184,52 @@ func TestFindingLine(t *testing.T) {
 		}
 	}
 }
+
+func TestPrivilegesOnADatabaseAndRolesFromShowGrants(t *testing.T) {
+	mysqlDB := []string{
+		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `cdc`@`%`",
+		"GRANT SELECT, LOCK TABLES ON `shop`.* TO `cdc`@`%`",
+		"GRANT SELECT ON `hr`.`staff` TO `cdc`@`%`",
+	}
+	revoked := []string{
+		"GRANT SELECT, LOCK TABLES ON *.* TO `cdc`@`%`",
+		"REVOKE LOCK TABLES ON `shop`.* FROM `cdc`@`%`",
+	}
+	pattern := []string{"GRANT INSERT, UPDATE ON `shop\\_%`.* TO `w`@`%`"}
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		check func(grants) bool
+		want  bool
+	}{
+		{"LOCK TABLES on the database", mysqlDB, func(g grants) bool { return g.can("shop", "*", "LOCK TABLES") }, true},
+		{"no LOCK TABLES on another database", mysqlDB, func(g grants) bool { return g.can("hr", "*", "LOCK TABLES") }, false},
+		{"a table grant is not a grant on its database", mysqlDB, func(g grants) bool { return g.can("hr", "*", "SELECT") }, false},
+		{"a table grant covers its table", mysqlDB, func(g grants) bool { return g.can("hr", "staff", "SELECT") }, true},
+		{"a partial revoke takes LOCK TABLES away from one database", revoked, func(g grants) bool { return g.can("shop", "*", "LOCK TABLES") }, false},
+		{"and leaves it on the others", revoked, func(g grants) bool { return g.can("hr", "*", "LOCK TABLES") }, true},
+		{"a pattern grant covers a matching database", pattern, func(g grants) bool { return g.can("shop_eu", "*", "UPDATE") }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.check(grants(parseGrants(tc.lines))); got != tc.want {
+				t.Errorf("got %v, want %v for %q", got, tc.want, tc.lines)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{"MariaDB role grant", []string{"GRANT `cleave_reader` TO `u1`@`%`", "GRANT USAGE ON *.* TO `u1`@`%`", "SET DEFAULT ROLE `cleave_reader` FOR `u1`@`%`"}, []string{"`cleave_reader`"}},
+		{"MySQL role grants", []string{"GRANT USAGE ON *.* TO `cdc`@`%`", "GRANT `r1`@`%`,`r2`@`%` TO `cdc`@`%`"}, []string{"`r1`@`%`", "`r2`@`%`"}},
+		{"privileges and PROXY are not roles", []string{"GRANT SELECT ON `z`.* TO `u`@`%`", "GRANT PROXY ON ''@'%' TO 'root'@'localhost' WITH GRANT OPTION"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := roleGrants(tc.lines); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("roleGrants(%q) = %q, want %q", tc.lines, got, tc.want)
+			}
+		})
+	}
+}

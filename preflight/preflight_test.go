@@ -136,7 +136,10 @@ func lines(r preflight.Report) string {
 }
 
 func TestRunPassesOnTheLocalServices(t *testing.T) {
-	env := testenv.Services(t)
+	testenv.EachFlavor(t, runPassesOnTheLocalServices)
+}
+
+func runPassesOnTheLocalServices(t *testing.T, env testenv.Env) {
 	db := testenv.NewDatabase(t, env.SourceDSN)
 	src := testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, db))
 	for _, stmt := range strings.Split(strings.TrimSpace(fmt.Sprintf(shopSchema, "`"+db+"`")), ";") {
@@ -148,7 +151,7 @@ func TestRunPassesOnTheLocalServices(t *testing.T) {
 		}
 	}
 	cfg := setup{
-		sourceDSN: env.SourceDSN, flavor: "mariadb", serverID: 4242,
+		sourceDSN: env.SourceDSN, flavor: string(env.SourceFlavor), serverID: 4242,
 		shardDSNs: env.ShardDSNs(), brokers: env.KafkaBrokers, prefix: testenv.TopicPrefix(t),
 		tables: demoTables(db),
 	}.load(t)
@@ -160,7 +163,7 @@ func TestRunPassesOnTheLocalServices(t *testing.T) {
 	// Every requirement of the pre-flight is covered by at least one finding.
 	for _, check := range []string{"config", "source.reachable", "source.version", "source.log_bin", "source.binlog_format",
 		"source.binlog_row_image", "source.binlog_row_metadata", "source.server_id", "source.gtid", "source.binlog_retention",
-		"source.grants", "table", "table.shard_key", "shard.reachable", "shard.writable", "kafka.reachable", "kafka.create_topic", "kafka.topics"} {
+		"source.grants", "table", "table.shard_key", "shard.reachable", "shard.grants", "shard.writable", "kafka.reachable", "kafka.create_topic", "kafka.topics"} {
 		if len(r.Find(check)) == 0 {
 			t.Errorf("no finding for %s in:\n%s", check, lines(r))
 		}
@@ -168,32 +171,68 @@ func TestRunPassesOnTheLocalServices(t *testing.T) {
 	if n := len(r.Find("shard.writable")); n != 2 {
 		t.Errorf("want a writable finding per shard, got %d", n)
 	}
+	// A grants finding per shard and database: the configured one and _cleave.
+	if n := len(r.Find("shard.grants")); n != 4 {
+		t.Errorf("want 4 shard grant findings (2 shards, 2 databases), got %d", n)
+	}
+	if env.SourceFlavor == testenv.MySQLFlavor {
+		for _, check := range []string{"source.binlog_row_value_options", "source.binlog_transaction_compression"} {
+			if len(r.Find(check)) == 0 {
+				t.Errorf("no finding for %s on MySQL in:\n%s", check, lines(r))
+			}
+		}
+		if fs := r.Find("source.grants"); !slices.ContainsFunc(fs, func(f preflight.Finding) bool { return strings.HasPrefix(f.Subject, "source grant LOCK TABLES on ") }) {
+			t.Errorf("no LOCK TABLES finding on MySQL (the backfill needs it) in:\n%s", lines(r))
+		}
+	}
 	t.Logf("\n%s", lines(r))
 }
 
-// TestRunNamesWhatIsWrong starts a private source that is right, breaks one thing per
-// case (a server setting through SET GLOBAL, restored afterwards, a user, or the
+// TestRunNamesWhatIsWrong starts, per flavor, a private source that is right, breaks one
+// thing per case (a server setting through SET GLOBAL, restored afterwards, a user, or the
 // configuration) and asserts that exactly the expected checks fail, each with a fix.
 func TestRunNamesWhatIsWrong(t *testing.T) {
-	env := testenv.Services(t)
-	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	for _, f := range testenv.MatrixFlavors() {
+		t.Run(string(f), func(t *testing.T) { runNamesWhatIsWrong(t, f) })
+	}
+}
+
+func runNamesWhatIsWrong(t *testing.T, flavor testenv.Flavor) {
+	env := testenv.ServicesFor(t, flavor, flavor)
+	mysql := flavor == testenv.MySQLFlavor
+	m := testenv.StartServer(t, flavor, testenv.ServerOptions{})
+	replGrants := "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'replicator'@'%';"
+	if mysql {
+		replGrants = "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'replicator'@'%';"
+	}
 	m.RootExec(fmt.Sprintf(shopSchema, "shop") +
 		"CREATE USER 'reader'@'%' IDENTIFIED BY 'reader'; GRANT SELECT ON shop.* TO 'reader'@'%';" +
-		"CREATE USER 'replicator'@'%' IDENTIFIED BY 'replicator'; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'replicator'@'%';")
+		"CREATE USER 'replicator'@'%' IDENTIFIED BY 'replicator'; " + replGrants)
 	prefix := testenv.TopicPrefix(t)
 	base := func() setup {
 		return setup{
-			sourceDSN: m.DSN(), flavor: "mariadb", serverID: 4242,
+			sourceDSN: m.DSN(), flavor: string(flavor), serverID: 4242,
 			shardDSNs: env.ShardDSNs(), brokers: env.KafkaBrokers, prefix: prefix,
 			tables: demoTables("shop"),
 		}
 	}
+	other := "mysql"
+	if mysql {
+		other = "mariadb"
+	}
+	// The versions' wording of what differs between the products.
+	product, versionColumn := "MariaDB", "int(10) unsigned"
+	if mysql {
+		product, versionColumn = "MySQL", "int unsigned"
+	}
 
 	tests := []struct {
 		name string
+		// only runs the case on one flavor ("" on both).
+		only testenv.Flavor
 		// own starts a source of its own with these options, for settings that cannot
 		// change at runtime.
-		own *testenv.MariaDBOptions
+		own *testenv.ServerOptions
 		// set and reset are SET GLOBAL statements run on the shared private source.
 		set, reset string
 		edit       func(s *setup)
@@ -203,9 +242,11 @@ func TestRunNamesWhatIsWrong(t *testing.T) {
 		wantLine string
 	}{
 		{name: "a correct source passes"},
-		{name: "binlog off fails log_bin", own: &testenv.MariaDBOptions{DisableBinlog: true},
+		{name: "binlog off fails log_bin", only: testenv.MariaDBFlavor, own: &testenv.ServerOptions{DisableBinlog: true},
 			// testenv turns GTID strict mode on only together with the binlog.
 			wantFail: []string{"source.log_bin"}, wantWarn: []string{"source.gtid"}, wantLine: "FAIL source log_bin: OFF: the source writes no binary log"},
+		{name: "binlog off fails log_bin", only: testenv.MySQLFlavor, own: &testenv.ServerOptions{DisableBinlog: true},
+			wantFail: []string{"source.log_bin"}, wantLine: "FAIL source log_bin: OFF: the source writes no binary log"},
 		{name: "STATEMENT binlog format fails binlog_format",
 			set: "SET GLOBAL binlog_format=STATEMENT", reset: "SET GLOBAL binlog_format=ROW",
 			wantFail: []string{"source.binlog_format"}, wantLine: "FAIL source binlog_format: STATEMENT: capture needs ROW events"},
@@ -221,21 +262,38 @@ func TestRunNamesWhatIsWrong(t *testing.T) {
 		{name: "binlogs never purged pass",
 			set: "SET GLOBAL binlog_expire_logs_seconds=0", reset: "SET GLOBAL binlog_expire_logs_seconds=86400",
 			wantLine: "OK   source binlog retention: never purged automatically"},
-		{name: "GTID strict mode off warns",
+		{name: "GTID strict mode off warns", only: testenv.MariaDBFlavor,
 			set: "SET GLOBAL gtid_strict_mode=OFF", reset: "SET GLOBAL gtid_strict_mode=ON",
 			wantWarn: []string{"source.gtid"}, wantLine: "WARN source GTID: gtid_current_pos "},
+		{name: "gtid_mode below ON warns", only: testenv.MySQLFlavor,
+			set: "SET GLOBAL gtid_mode=ON_PERMISSIVE", reset: "SET GLOBAL gtid_mode=ON",
+			wantWarn: []string{"source.gtid"}, wantLine: "WARN source GTID: gtid_mode ON_PERMISSIVE: capture follows binlog file and position"},
+		// Sessions may set both for themselves; capture decodes both, so neither fails.
+		{name: "PARTIAL_JSON warns that JSON updates are diffs capture applies", only: testenv.MySQLFlavor,
+			set: "SET GLOBAL binlog_row_value_options=PARTIAL_JSON", reset: "SET GLOBAL binlog_row_value_options=''",
+			wantWarn: []string{"source.binlog_row_value_options"}, wantLine: "WARN source binlog_row_value_options: PARTIAL_JSON: JSON updates are logged as diffs"},
+		{name: "whole JSON documents pass and say a session may differ", only: testenv.MySQLFlavor,
+			wantLine: "OK   source binlog_row_value_options: (empty): JSON updates are logged as whole documents (a session may set PARTIAL_JSON"},
+		{name: "compressed transactions pass: capture decompresses them", only: testenv.MySQLFlavor,
+			set: "SET GLOBAL binlog_transaction_compression=ON", reset: "SET GLOBAL binlog_transaction_compression=OFF",
+			wantLine: "OK   source binlog_transaction_compression: ON: transactions are logged compressed"},
+		{name: "uncompressed transactions pass and say a session may differ", only: testenv.MySQLFlavor,
+			wantLine: "OK   source binlog_transaction_compression: OFF (a session may set it ON for its own transactions"},
 		{name: "a replica server_id equal to the source's fails",
 			edit:     func(s *setup) { s.serverID = m.ServerID() },
 			wantFail: []string{"source.server_id"}, wantLine: fmt.Sprintf("FAIL source server_id: %d is also source.server_id", m.ServerID())},
-		{name: "flavor mysql against MariaDB fails",
-			edit:     func(s *setup) { s.flavor = "mysql" },
-			wantFail: []string{"source.version"}, wantLine: `FAIL source version: the server is MariaDB`},
+		{name: "the other flavor in the configuration fails",
+			edit:     func(s *setup) { s.flavor = other },
+			wantFail: []string{"source.version"}, wantLine: `FAIL source version: the server is ` + product},
 		{name: "a user with only SELECT lacks the replication grants",
 			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("reader", "reader") },
 			wantFail: []string{"source.grants"}, wantLine: "FAIL source grant REPLICATION SLAVE: 'reader'@'%' lacks it: capture reads the binlog as a replica. Fix: GRANT REPLICATION SLAVE ON *.* TO 'reader'@'%'"},
 		{name: "a user without SELECT cannot read the tables",
 			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("replicator", "replicator") },
 			wantFail: []string{"source.grants", "table"}, wantLine: "FAIL source grant SELECT on shop: 'replicator'@'%' may not read shop.users, shop.orders"},
+		{name: "a MySQL user without LOCK TABLES cannot run the backfill", only: testenv.MySQLFlavor,
+			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("reader", "reader") },
+			wantFail: []string{"source.grants"}, wantLine: "FAIL source grant LOCK TABLES on shop: 'reader'@'%' lacks it: the backfill starts each chunk's snapshot under a brief LOCK TABLES ... READ (MySQL 9.7.4 reports no binlog position of a snapshot). Fix: GRANT LOCK TABLES ON `shop`.* TO 'reader'@'%'"},
 		{name: "a wrong password fails without showing it",
 			edit:     func(s *setup) { s.sourceDSN = m.DSNFor("cleave", "s3cret-pw") },
 			wantFail: []string{"source.reachable"}, wantLine: "FAIL source " + m.Addr() + ": not usable (Error 1045"},
@@ -255,7 +313,7 @@ func TestRunNamesWhatIsWrong(t *testing.T) {
 			wantFail: []string{"table.shard_key"}, wantLine: "FAIL tables[4].shard_key: column celsius of shop.readings is double: DOUBLE values have no exact text form"},
 		{name: "an integer version column passes",
 			edit:     func(s *setup) { s.tables[1].VersionColumn = "version" },
-			wantLine: "OK   tables[1].version_column: shop.orders.version int(10) unsigned"},
+			wantLine: "OK   tables[1].version_column: shop.orders.version " + versionColumn},
 		{name: "a string version column fails",
 			edit:     func(s *setup) { s.tables[1].VersionColumn = "note" },
 			wantFail: []string{"table.version_column"}, wantLine: "FAIL tables[1].version_column: column note of shop.orders is varchar(20): a version must be an integer"},
@@ -273,10 +331,13 @@ func TestRunNamesWhatIsWrong(t *testing.T) {
 			wantFail: []string{"kafka.create_topic"}, wantLine: "FAIL kafka topic " + preflight.CheckTopic(prefix) + ": cannot be created"},
 	}
 	for _, tt := range tests {
+		if tt.only != "" && tt.only != flavor {
+			continue
+		}
 		t.Run(tt.name, func(t *testing.T) {
 			s := base()
 			if tt.own != nil {
-				own := testenv.StartMariaDB(t, *tt.own)
+				own := testenv.StartServer(t, flavor, *tt.own)
 				own.RootExec(fmt.Sprintf(shopSchema, "shop"))
 				s.sourceDSN = own.DSN()
 			}

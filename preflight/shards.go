@@ -23,11 +23,11 @@ func checkShards(ctx context.Context, r *Report, cfg *config.Config, src *server
 		seen[src.id] = "the source"
 	}
 	for i, sc := range cfg.Shards {
-		checkShard(ctx, r, i, sc, seen)
+		checkShard(ctx, r, cfg, i, sc, seen)
 	}
 }
 
-func checkShard(ctx context.Context, r *Report, i int, sc config.Shard, seen map[string]string) {
+func checkShard(ctx context.Context, r *Report, cfg *config.Config, i int, sc config.Shard, seen map[string]string) {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	key := fmt.Sprintf("shards[%d]", i)
@@ -48,10 +48,11 @@ func checkShard(ctx context.Context, r *Report, i int, sc config.Shard, seen map
 	}
 	seen[s.id] = key + " " + sc.Name
 	r.ok("shard.reachable", subject, "reachable, %s", s.product())
+	checkShardGrants(ctx, r, cfg, key, subject, s)
 
 	if err := probeWrite(ctx, s); err != nil {
 		r.fail("shard.writable", subject, "does not accept writes: "+err.Error(),
-			"grant the shard user CREATE, ALTER, INSERT, UPDATE, DELETE and SELECT on the shard, and turn read_only off")
+			fmt.Sprintf("grant the shard user SELECT, INSERT, UPDATE and CREATE on %s.* (see the grant findings above), and turn read_only off", mysqlx.QuoteIdent(shardmeta.Database)))
 		return
 	}
 	r.ok("shard.writable", subject, "writable (%s.%s: insert rolled back)", shardmeta.Database, CheckWriteTable)

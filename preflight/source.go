@@ -23,6 +23,7 @@ const MinBinlogRetention = 24 * time.Hour
 var serverVars = []string{
 	"version", "version_comment", "hostname", "port", "datadir", "server_id",
 	"log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "binlog_row_value_options",
+	"binlog_transaction_compression",
 	"gtid_mode", "gtid_strict_mode", "gtid_current_pos",
 	"expire_logs_days", "binlog_expire_logs_seconds",
 }
@@ -171,13 +172,27 @@ func checkBinlog(r *Report, cfg *config.Config, src *server) {
 			"SET GLOBAL binlog_row_metadata=FULL"+cnf)
 	}
 
-	// MySQL 8 can log JSON updates as partial diffs that only MySQL's own replica can apply.
+	// Two MySQL settings change how row events are written, and both are session variables:
+	// any session may turn them on for its own transactions whatever the global value says.
+	// Capture decodes both forms, so neither is a failure; the findings say what the source
+	// writes by default and that a session may differ.
 	if opts, has := v["binlog_row_value_options"]; has {
 		if strings.Contains(strings.ToUpper(opts), "PARTIAL_JSON") {
-			r.fail("source.binlog_row_value_options", "source binlog_row_value_options", opts+": JSON updates are logged as partial diffs, not as the whole document cleave writes to the shards",
-				"SET GLOBAL binlog_row_value_options=''"+cnf)
+			r.warn("source.binlog_row_value_options", "source binlog_row_value_options",
+				opts+": JSON updates are logged as diffs against the row's before image, not as whole documents; capture decodes them and applies each diff to the before image, so a document is only as right as the before image it was applied to (sessions may also set this themselves)",
+				"SET GLOBAL binlog_row_value_options=''"+cnf+" to log whole documents, as every other reader of the binlog expects")
 		} else {
-			r.ok("source.binlog_row_value_options", "source binlog_row_value_options", "%s", orEmpty(opts))
+			r.ok("source.binlog_row_value_options", "source binlog_row_value_options",
+				"%s: JSON updates are logged as whole documents (a session may set PARTIAL_JSON for its own updates; capture decodes those too)", orEmpty(opts))
+		}
+	}
+	if comp, has := v["binlog_transaction_compression"]; has {
+		if strings.EqualFold(comp, "ON") {
+			r.ok("source.binlog_transaction_compression", "source binlog_transaction_compression",
+				"ON: transactions are logged compressed (one Transaction_payload event each); capture decompresses them")
+		} else {
+			r.ok("source.binlog_transaction_compression", "source binlog_transaction_compression",
+				"%s (a session may set it ON for its own transactions; capture decompresses those)", comp)
 		}
 	}
 
@@ -293,54 +308,15 @@ func orEmpty(s string) string {
 	return s
 }
 
-// checkGrants checks the capture user's REPLICATION SLAVE and REPLICATION CLIENT, and
-// SELECT on each configured table's database.
+// checkGrants checks the privileges capture, the backfill and reconcile need on the
+// source (sourceNeeds), one finding per privilege, each failure with the GRANT that fixes it.
 func checkGrants(ctx context.Context, r *Report, cfg *config.Config, src *server) {
-	var user string
-	if err := src.db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&user); err != nil {
-		r.fail("source.grants", "source grants", "cannot read the current user: "+err.Error(), "check that the source answers queries")
-		return
-	}
-	account := quoteAccount(user)
-	lines, err := showGrants(ctx, src)
+	a, err := readAccount(ctx, src)
 	if err != nil {
-		r.fail("source.grants", "source grants", "cannot read the grants of "+account+": "+err.Error(), "check that the source answers SHOW GRANTS")
+		r.fail("source.grants", "source grants", err.Error(), "check that the source answers SHOW GRANTS")
 		return
 	}
-	gs := grants(parseGrants(lines))
-
-	if gs.global("REPLICATION SLAVE") {
-		r.ok("source.grants", "source grant REPLICATION SLAVE", "held by %s", account)
-	} else {
-		r.fail("source.grants", "source grant REPLICATION SLAVE", account+" lacks it: capture reads the binlog as a replica",
-			"GRANT REPLICATION SLAVE ON *.* TO "+account)
-	}
-
-	// Capture reads the binlog coordinates (SHOW BINARY LOGS, SHOW MASTER STATUS). MariaDB
-	// 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (SHOW GRANTS prints the new
-	// name); SLAVE MONITOR, which only shows replica status, does not allow those
-	// statements and does not count. On MySQL, SUPER allows them too.
-	client := []string{"REPLICATION CLIENT", "BINLOG MONITOR"}
-	name, grantName := "REPLICATION CLIENT", "REPLICATION CLIENT"
-	if src.mariaDB() {
-		name = "REPLICATION CLIENT (BINLOG MONITOR)"
-		if src.versionAtLeast(10, 5) {
-			grantName = "BINLOG MONITOR"
-		}
-	} else {
-		client = append(client, "SUPER")
-	}
-	switch {
-	case gs.global(client...):
-		r.ok("source.grants", "source grant "+name, "held by %s", account)
-	case probeBinlogMonitor(ctx, src):
-		r.ok("source.grants", "source grant "+name, "%s may read the binlog coordinates (SHOW BINARY LOGS works)", account)
-	default:
-		r.fail("source.grants", "source grant "+name, account+" lacks it: capture reads the binlog coordinates to start and to resume",
-			"GRANT "+grantName+" ON *.* TO "+account)
-	}
-
-	// SELECT per database: backfill and reconcile read the tables.
+	f := mysqlx.FlavorOf(src.vars["version"])
 	var dbs []string
 	tablesOf := map[string][]string{}
 	for _, t := range cfg.Tables {
@@ -350,33 +326,56 @@ func checkGrants(ctx context.Context, r *Report, cfg *config.Config, src *server
 		}
 		tablesOf[db] = append(tablesOf[db], tb)
 	}
-	for _, db := range dbs {
-		subject := "source grant SELECT on " + db
-		var missing []string
-		for _, tb := range tablesOf[db] {
-			if !gs.canSelect(db, tb) {
-				missing = append(missing, tb)
-			}
+	for _, n := range sourceNeeds(f, dbs) {
+		subject := "source grant " + n.priv
+		switch {
+		case n.db != "*":
+			subject += " on " + n.db
+		case f.Name() == mysqlx.MariaDB && n.priv == f.BinlogMonitorPrivilege():
+			subject = "source grant REPLICATION CLIENT (BINLOG MONITOR)"
 		}
-		if len(missing) == 0 {
-			r.ok("source.grants", subject, "held by %s", account)
+		if n.priv == "SELECT" {
+			checkSelect(ctx, r, f, a, src, n, subject, tablesOf[n.db])
 			continue
 		}
-		// The grant lines may not tell the whole story (a role MySQL does not expand, a
-		// pattern matched differently under lower_case_table_names): trying is the proof.
-		var denied []string
-		for _, tb := range missing {
-			if err := probeSelect(ctx, src.db, db, tb); isDenied(err) {
-				denied = append(denied, db+"."+tb)
-			}
+		switch {
+		case a.has(n):
+			r.ok("source.grants", subject, "held by %s", a.name)
+		// The coordinates: the grant lines may not tell the whole story (a role MySQL does
+		// not expand); listing the binlogs is the proof.
+		case n.priv == f.BinlogMonitorPrivilege() && probeBinlogMonitor(ctx, src):
+			r.ok("source.grants", subject, "%s may read the binlog coordinates (SHOW BINARY LOGS works)", a.name)
+		default:
+			r.fail("source.grants", subject, a.name+" lacks it: "+n.why, a.fix(f, []string{n.priv}, n.db))
 		}
-		if len(denied) > 0 {
-			r.fail("source.grants", subject, account+" may not read "+strings.Join(denied, ", ")+": backfill copies the rows and reconcile compares them",
-				"GRANT SELECT ON "+mysqlx.QuoteIdent(db)+".* TO "+account)
-			continue
-		}
-		r.ok("source.grants", subject, "%s may read its configured tables", account)
 	}
+}
+
+// checkSelect checks SELECT on the configured tables of one database: by the grants, and
+// where they do not show it, by trying (a role MySQL does not expand, a pattern matched
+// differently under lower_case_table_names).
+func checkSelect(ctx context.Context, r *Report, f mysqlx.Flavor, a *account, src *server, n need, subject string, tables []string) {
+	var missing []string
+	for _, tb := range tables {
+		if !a.grants.canSelect(n.db, tb) {
+			missing = append(missing, tb)
+		}
+	}
+	if len(missing) == 0 {
+		r.ok("source.grants", subject, "held by %s", a.name)
+		return
+	}
+	var denied []string
+	for _, tb := range missing {
+		if err := probeSelect(ctx, src.db, n.db, tb); isDenied(err) {
+			denied = append(denied, n.db+"."+tb)
+		}
+	}
+	if len(denied) > 0 {
+		r.fail("source.grants", subject, a.name+" may not read "+strings.Join(denied, ", ")+": "+n.why, a.fix(f, []string{"SELECT"}, n.db))
+		return
+	}
+	r.ok("source.grants", subject, "%s may read its configured tables", a.name)
 }
 
 // showGrants returns the lines of SHOW GRANTS for the current user. On MySQL the

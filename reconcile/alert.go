@@ -3,6 +3,8 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,25 +51,45 @@ type Alert struct {
 	Fingerprint  string            `json:"fingerprint"`
 }
 
+// alertStateVersion is the format of the alert state file. Version 1 (files without a
+// "version" field) has the same layout, and holds no hash: it is read as is. A newer
+// format is refused.
+const alertStateVersion = 2
+
 // alertState remembers the alerts that fire, with when they started, across runs of one
 // process and, through its file, across one-shot runs.
 type alertState struct {
-	path   string
-	Firing map[string]time.Time `json:"firing"` // "table shard" -> startsAt
+	path    string
+	Version int                  `json:"version"`
+	Firing  map[string]time.Time `json:"firing"` // "table shard" -> startsAt
 }
 
-func newAlertState(path string) *alertState {
-	a := &alertState{path: path, Firing: map[string]time.Time{}}
+// newAlertState reads the alert state file at path (none yet: nothing fires). A file it
+// cannot read is an error: starting afresh would forget the firing alerts, and the clean
+// run that follows would never resolve them.
+func newAlertState(path string) (*alertState, error) {
+	a := &alertState{path: path, Version: alertStateVersion, Firing: map[string]time.Time{}}
 	if path == "" {
-		return a
+		return a, nil
 	}
-	if data, err := os.ReadFile(path); err == nil {
-		_ = json.Unmarshal(data, a)
-		if a.Firing == nil {
-			a.Firing = map[string]time.Time{}
-		}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return a, nil
 	}
-	return a
+	if err != nil {
+		return nil, fmt.Errorf("read alert state file: %w", err)
+	}
+	var read alertState
+	if err := json.Unmarshal(data, &read); err != nil {
+		return nil, fmt.Errorf("alert state file %s is damaged (%v): remove it (alerts firing now are then sent again as new)", path, err)
+	}
+	if read.Version > alertStateVersion {
+		return nil, fmt.Errorf("alert state file %s was written by a newer cleave (format %d; this one reads up to %d): use that cleave, or remove the file", path, read.Version, alertStateVersion)
+	}
+	if read.Firing != nil {
+		a.Firing = read.Firing
+	}
+	return a, nil
 }
 
 func (a *alertState) save() error {
@@ -177,8 +199,17 @@ func makeAlert(id, status string, kinds map[Kind]int, start, end time.Time) Aler
 		Annotations: ann,
 		StartsAt:    start.UTC(),
 		EndsAt:      end.UTC(),
-		Fingerprint: fmt.Sprintf("%016x", RowHash([]string{AlertName, table, shard})),
+		Fingerprint: alertFingerprint(table, shard),
 	}
+}
+
+// alertFingerprint identifies a table and shard's alert across runs and releases: a
+// receiver may match a resolved alert to the firing one by it, also when the firing one was
+// sent by an older cleave. It is the first 8 bytes of SHA1 over "CleaveReconcileDrift|table|shard",
+// the value cleave has always sent (it was once the row hash of those words).
+func alertFingerprint(table, shard string) string {
+	sum := sha1.Sum([]byte(AlertName + "|" + table + "|" + shard))
+	return hex.EncodeToString(sum[:8])
 }
 
 // alert posts the run's webhook message, if any. A failed post is logged, not fatal: the

@@ -16,8 +16,12 @@ import (
 )
 
 func TestDriftFiresTheWebhookAndMetricsAndAClearRunResolvesIt(t *testing.T) {
-	f := newFixture(t, fixtureTable{name: "w", ddl: "id INT NOT NULL PRIMARY KEY, v VARCHAR(10)", strategy: "hash", shardKey: "id"})
-	f.exec(f.source, "INSERT INTO %s SELECT seq, 'v' FROM %s", f.q("w"), f.q("seq_1_to_500"))
+	testenv.EachFlavorDatabases(t, testDriftFiresTheWebhook)
+}
+
+func testDriftFiresTheWebhook(t *testing.T, env testenv.Env) {
+	f := newFixture(t, env, fixtureTable{name: "w", ddl: "id INT NOT NULL PRIMARY KEY, v VARCHAR(10)", strategy: "hash", shardKey: "id"})
+	f.exec(f.source, "INSERT INTO %s SELECT seq, 'v' FROM %s", f.q("w"), f.seq(500))
 	f.copyRouted("w", "id")
 
 	var mu sync.Mutex
@@ -89,8 +93,12 @@ func TestDriftFiresTheWebhookAndMetricsAndAClearRunResolvesIt(t *testing.T) {
 }
 
 func TestCheckPausesWhileTheSourceIsBusy(t *testing.T) {
-	f := newFixture(t, fixtureTable{name: "b", ddl: "id INT NOT NULL PRIMARY KEY", strategy: "broadcast"})
-	f.exec(f.source, "INSERT INTO %s SELECT seq FROM %s", f.q("b"), f.q("seq_1_to_100"))
+	testenv.EachFlavorDatabases(t, testCheckPausesWhileBusy)
+}
+
+func testCheckPausesWhileBusy(t *testing.T, env testenv.Env) {
+	f := newFixture(t, env, fixtureTable{name: "b", ddl: "id INT NOT NULL PRIMARY KEY", strategy: "broadcast"})
+	f.exec(f.source, "INSERT INTO %s SELECT seq FROM %s", f.q("b"), f.seq(100))
 	f.copyRouted("b", "")
 	// Four sleeping queries keep Threads_running above 2 until they end.
 	var wg sync.WaitGroup

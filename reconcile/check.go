@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"math/big"
+	"math/bits"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,26 +244,11 @@ func (c *Checker) chunkWorker(ctx context.Context, wg *sync.WaitGroup, ti *table
 			continue
 		}
 		start := time.Now()
-		var err error
+		a, err := c.aggregateOn(ctx, ti, w-1, ch.r)
 		if w == 0 {
-			var a agg
-			a, err = c.aggregate(ctx, c.source, ti, ch.r, "")
 			ch.src = a
-			if err != nil {
-				err = fmt.Errorf("checksum %s on the source: %w", ti.name, err)
-			}
 		} else {
-			i := w - 1
-			member := ti.member[i]
-			if ti.strategy == route.Broadcast {
-				member = ""
-			}
-			var a agg
-			a, err = c.aggregate(ctx, c.shards[i], ti, ch.r, member)
-			ch.shards[i] = a
-			if err != nil {
-				err = fmt.Errorf("checksum %s on shard %s: %w", ti.name, c.shardNames[i], err)
-			}
+			ch.shards[w-1] = a
 		}
 		ch.finish(time.Since(start), err)
 	}
@@ -327,28 +314,115 @@ func (c *Checker) aggregates(ctx context.Context, ti *tableInfo, r keyRange) (ag
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		var err error
-		src, err = c.aggregate(gctx, c.source, ti, r, "")
-		if err != nil {
-			return fmt.Errorf("checksum %s on the source: %w", ti.name, err)
-		}
-		return nil
+		src, err = c.aggregateOn(gctx, ti, -1, r)
+		return err
 	})
-	for i, db := range c.shards {
+	for i := range c.shards {
 		g.Go(func() error {
-			member := ti.member[i]
-			if ti.strategy == route.Broadcast {
-				member = ""
-			}
-			a, err := c.aggregate(gctx, db, ti, r, member)
-			if err != nil {
-				return fmt.Errorf("checksum %s on shard %s: %w", ti.name, c.shardNames[i], err)
-			}
-			shards[i] = a
-			return nil
+			var err error
+			shards[i], err = c.aggregateOn(gctx, ti, i, r)
+			return err
 		})
 	}
 	err := g.Wait()
 	return src, shards, err
+}
+
+// aggregateOn computes the aggregate of the range on one server: the source (shard -1) or
+// shard i. The server computes it in SQL where it can; the rows come to Go where it cannot
+// (streamAggregate).
+func (c *Checker) aggregateOn(ctx context.Context, ti *tableInfo, shard int, r keyRange) (agg, error) {
+	db, member, where := c.source, "", "the source"
+	if shard >= 0 {
+		db, where = c.shards[shard], "shard "+c.shardNames[shard]
+		if ti.strategy != route.Broadcast {
+			member = ti.member[shard]
+		}
+	}
+	var a agg
+	var err error
+	if ti.goHash || shard >= 0 && ti.memberGo[shard] {
+		a, err = c.streamAggregate(ctx, db, ti, r, shard)
+	} else {
+		a, err = c.aggregate(ctx, db, ti, r, member)
+	}
+	if err != nil {
+		return agg{}, fmt.Errorf("checksum %s on %s: %w", ti.name, where, err)
+	}
+	return a, nil
+}
+
+// streamAggregate computes in Go what aggregate computes in SQL, from each row's hash (or,
+// for goHash, its parts) and, on a shard, its shard key, routed by the Router the sinks
+// use: for a shard that has no MD5() (MySQL 9.6+ without component_classic_hashing) the
+// hash strategy's membership cannot be written in SQL, and for a JSON column that one side
+// stores natively the hash cannot be. It is taken only where the SQL path cannot be exact
+// (membership checked in SQL against a hash computed elsewhere would need MD5 there, and
+// requiring a component of every MySQL shard is not an option).
+//
+// What it costs, measured on MariaDB 10.11 where both paths run (1M rows of a 9-column
+// table, the whole range at once, a shared machine under load, three runs each): the SQL
+// path took 2.9-4.1 s of server CPU; this one 2.4-3.0 s of server CPU, as the server no
+// longer computes MD5 but sends every row, plus 0.8-1.1 s of cleave's CPU to read, sum and
+// route them. About the same CPU in all, but moved partly from the shard to cleave, and
+// 20-30 bytes per row on the network; TestStreamedAggregateEqualsTheSQLAggregate holds the
+// two to the same count, sum and stray rows.
+func (c *Checker) streamAggregate(ctx context.Context, db *sql.DB, ti *tableInfo, r keyRange, shard int) (agg, error) {
+	where, args, err := ti.where(r)
+	if err != nil {
+		return agg{}, err
+	}
+	sel, nh := ti.rowHash, 1
+	if ti.goHash {
+		sel, nh = strings.Join(ti.hashSels, ","), len(ti.hashSels)
+	}
+	routed := shard >= 0 && ti.strategy != route.Broadcast
+	if routed {
+		sel += "," + ti.shardKeySelect()
+	}
+	rows, err := db.QueryContext(ctx, "SELECT "+sel+" FROM "+ti.quoted+" FORCE INDEX (PRIMARY) WHERE "+where, args...)
+	if err != nil {
+		return agg{}, err
+	}
+	defer rows.Close()
+	raw := make([]sql.RawBytes, nh+1)
+	if !routed {
+		raw = raw[:nh]
+	}
+	dest := make([]any, len(raw))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	var a agg
+	var lo, hi, carry uint64
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return agg{}, err
+		}
+		var h uint64
+		if ti.goHash {
+			h = ti.goRowHash(raw[:nh])
+		} else if h, err = parseUint(raw[0]); err != nil {
+			return agg{}, fmt.Errorf("row hash: %w", err)
+		}
+		lo, carry = bits.Add64(lo, h, 0)
+		hi += carry
+		a.count++
+		if routed {
+			// A key routing refuses (no list entry, no default) belongs nowhere: stray
+			// wherever it is, as memberSQL counts it.
+			owners, err := c.router.Route(ti.name, routeValue(raw[nh], raw[nh] == nil))
+			if err != nil || !contains(owners, shard) {
+				a.stray++
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return agg{}, err
+	}
+	a.sum = new(big.Int).Lsh(new(big.Int).SetUint64(hi), 64)
+	a.sum.Add(a.sum, new(big.Int).SetUint64(lo))
+	return a, nil
 }
 
 func (c *Checker) aggregate(ctx context.Context, db *sql.DB, ti *tableInfo, r keyRange, member string) (agg, error) {
@@ -512,8 +586,12 @@ func (c *Checker) readRows(ctx context.Context, db *sql.DB, ti *tableInfo, where
 	if versionCol != "" {
 		vsel = "CAST(" + quoteIdent(versionCol) + " AS BINARY)"
 	}
+	hashSel, nh := ti.rowHash, 1
+	if ti.goHash {
+		hashSel, nh = strings.Join(ti.hashSels, ","), len(ti.hashSels)
+	}
 	q := fmt.Sprintf("SELECT %s, %s, %s, %s FROM %s FORCE INDEX (PRIMARY) WHERE %s",
-		ti.keySelect(), ti.rowHash, ti.shardKeySelect(), vsel, ti.quoted, where)
+		ti.keySelect(), hashSel, ti.shardKeySelect(), vsel, ti.quoted, where)
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
@@ -524,8 +602,8 @@ func (c *Checker) readRows(ctx context.Context, db *sql.DB, ti *tableInfo, where
 	defer rows.Close()
 	n := len(ti.keys)
 	out := map[string]*rowInfo{}
-	raw := make([]sql.RawBytes, n+3)
-	dest := make([]any, n+3)
+	raw := make([]sql.RawBytes, n+nh+2)
+	dest := make([]any, len(raw))
 	for i := range raw {
 		dest[i] = &raw[i]
 	}
@@ -537,13 +615,17 @@ func (c *Checker) readRows(ctx context.Context, db *sql.DB, ti *tableInfo, where
 		for i := 0; i < n; i++ {
 			ri.key[i] = append([]byte{}, raw[i]...)
 		}
-		h, err := parseUint(raw[n])
-		if err != nil {
-			return nil, fmt.Errorf("row hash: %w", err)
+		if ti.goHash {
+			ri.hash = ti.goRowHash(raw[n : n+nh])
+		} else {
+			h, err := parseUint(raw[n])
+			if err != nil {
+				return nil, fmt.Errorf("row hash: %w", err)
+			}
+			ri.hash = h
 		}
-		ri.hash = h
-		ri.sk = routeValue(cloneBytes(raw[n+1]), raw[n+1] == nil)
-		ri.version = cloneBytes(raw[n+2])
+		ri.sk = routeValue(cloneBytes(raw[n+nh]), raw[n+nh] == nil)
+		ri.version = cloneBytes(raw[n+nh+1])
 		out[mapKey(ri.key)] = ri
 	}
 	return out, rows.Err()

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/schema"
 )
@@ -71,7 +72,11 @@ func TestAdaptKeepsChunksNearTheTargetTimeWithinFactorTwo(t *testing.T) {
 // checks that the chunks, concatenated, are exactly the table in key order and that every
 // chunk but the last has exactly the asked size.
 func TestChunkBoundariesCoverCompositeKeysExactlyOnce(t *testing.T) {
-	db, name := scratch(t)
+	testenv.EachFlavorDatabases(t, func(t *testing.T, env testenv.Env) { chunkBoundariesCover(t, env.SourceDSN) })
+}
+
+func chunkBoundariesCover(t *testing.T, dsn string) {
+	db, name := scratch(t, dsn)
 	table := mysqlx.QuoteTable(name, "ck")
 	if _, err := db.Exec("CREATE TABLE " + table + ` (a INT NOT NULL, b VARCHAR(10) COLLATE utf8mb4_general_ci NOT NULL,
 		c VARBINARY(4) NOT NULL, v INT, PRIMARY KEY (a, b, c))`); err != nil {
@@ -90,7 +95,7 @@ func TestChunkBoundariesCoverCompositeKeysExactlyOnce(t *testing.T) {
 	if _, err := db.Exec("INSERT IGNORE INTO " + table + " VALUES " + strings.Join(vals, ",")); err != nil {
 		t.Fatal(err)
 	}
-	ti, err := loadTable(context.Background(), &config.Table{Name: name + ".ck", Strategy: "broadcast"}, db, nil, nil)
+	ti, err := loadTable(context.Background(), &config.Table{Name: name + ".ck", Strategy: "broadcast"}, db, nil, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,8 +110,14 @@ func normalize(r *Report, dbName string) []byte {
 	return bytes.ReplaceAll(buf.Bytes(), []byte(dbName), []byte("DB"))
 }
 
+// TestCLIExitCodesJSONReportAndRepairSQL runs on both flavors against one golden report:
+// the checker's findings must not depend on the product.
 func TestCLIExitCodesJSONReportAndRepairSQL(t *testing.T) {
-	f := itemsFixture(t)
+	testenv.EachFlavorDatabases(t, testCLI)
+}
+
+func testCLI(t *testing.T, env testenv.Env) {
+	f := itemsFixture(t, env)
 	jsonPath := filepath.Join(f.dir, "report.json")
 
 	t.Run("consistent shards exit 0", func(t *testing.T) {
@@ -216,8 +222,12 @@ func TestCLIExitCodesJSONReportAndRepairSQL(t *testing.T) {
 // resumes it, and counts: the resumed run takes the finished chunks from the state file and
 // checks only the rest, and the totals equal those of an uninterrupted run.
 func TestResumeAfterKill9SkipsFinishedChunks(t *testing.T) {
-	f := newFixture(t, fixtureTable{name: "r", ddl: "id INT NOT NULL PRIMARY KEY, v VARCHAR(20)", strategy: "hash", shardKey: "id"})
-	f.exec(f.source, "INSERT INTO %s SELECT seq, CONCAT('v', seq) FROM %s", f.q("r"), f.q("seq_1_to_20000"))
+	eachSplit(t, testResumeAfterKill9)
+}
+
+func testResumeAfterKill9(t *testing.T, env testenv.Env) {
+	f := newFixture(t, env, fixtureTable{name: "r", ddl: "id INT NOT NULL PRIMARY KEY, v VARCHAR(20)", strategy: "hash", shardKey: "id"})
+	f.exec(f.source, "INSERT INTO %s SELECT seq, CONCAT('v', seq) FROM %s", f.q("r"), f.seq(20000))
 	f.copyRouted("r", "id")
 	statePath := filepath.Join(f.dir, "state.json")
 	args := []string{"--chunk-size", "500", "--max-rows-per-second", "5000"}

@@ -41,16 +41,17 @@ type fixtureTable struct {
 	extra    string // more YAML for the table entry, indented by 4
 }
 
-func newFixture(t *testing.T, tables ...fixtureTable) *fixture {
+// newFixture creates the tables on the source and on both shards of env (a source and
+// shards of one flavor, or of two).
+func newFixture(t *testing.T, env testenv.Env, tables ...fixtureTable) *fixture {
 	t.Helper()
-	return newFixtureWith(t, "", "", tables...)
+	return newFixtureWith(t, env, "", "", tables...)
 }
 
 // newFixtureWith is newFixture with a Kafka topic prefix ("" derives one from the database
 // name) and extra YAML for the configuration (which then also sets the reconcile section).
-func newFixtureWith(t *testing.T, prefix, extraYAML string, tables ...fixtureTable) *fixture {
+func newFixtureWith(t *testing.T, env testenv.Env, prefix, extraYAML string, tables ...fixtureTable) *fixture {
 	t.Helper()
-	env := testenv.MySQL(t)
 	f := &fixture{t: t, env: env, dir: t.TempDir()}
 	f.dbName = testenv.UniqueName(t, "rc_", '_', 40)
 	ctx := context.Background()
@@ -78,8 +79,8 @@ func newFixtureWith(t *testing.T, prefix, extraYAML string, tables ...fixtureTab
 	if prefix == "" {
 		prefix = strings.ReplaceAll(f.dbName, "_", "-")
 	}
-	fmt.Fprintf(&yaml, "source:\n  dsn: %q\n  server_id: %d\nkafka:\n  brokers: [%q]\n  topic_prefix: %s\n  partitions: 4\n",
-		env.SourceDSN, 1<<24+mrand.Uint32N(1<<30), env.KafkaBrokers[0], prefix)
+	fmt.Fprintf(&yaml, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\nkafka:\n  brokers: [%q]\n  topic_prefix: %s\n  partitions: 4\n",
+		env.SourceDSN, env.SourceFlavor, 1<<24+mrand.Uint32N(1<<30), env.KafkaBrokers[0], prefix)
 	fmt.Fprintf(&yaml, "shards:\n  - name: s0\n    dsn: %q\n  - name: s1\n    dsn: %q\ntables:\n", env.Shard0DSN, env.Shard1DSN)
 	for _, tb := range tables {
 		fmt.Fprintf(&yaml, "  - name: %s.%s\n    strategy: %s\n", f.dbName, tb.name, tb.strategy)
@@ -108,6 +109,44 @@ func newFixtureWith(t *testing.T, prefix, extraYAML string, tables ...fixtureTab
 	return f
 }
 
+// eachSplit runs fn for every split of flavors the checker must handle: a source and shards
+// of one flavor ("mariadb", "mysql"), then a source of one flavor with shards of the other
+// ("mysql-to-mariadb", "mariadb-to-mysql").
+func eachSplit(t *testing.T, fn func(t *testing.T, e testenv.Env)) {
+	t.Helper()
+	testenv.EachFlavorDatabases(t, fn)
+	testenv.CrossFlavors(t, fn)
+}
+
+// seq is a derived table of the integers 1..n in its column seq, on either flavor
+// (MariaDB's seq_1_to_n tables do not exist on MySQL).
+func (f *fixture) seq(n int) string { return seqSQL(n) }
+
+func seqSQL(n int) string {
+	const digits = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 " +
+		"UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
+	var terms, from []string
+	for i, p := 0, 1; p < n; i, p = i+1, p*10 {
+		terms = append(terms, fmt.Sprintf("%d*d%d.d", p, i))
+		from = append(from, fmt.Sprintf("%s d%d", digits, i))
+	}
+	if len(terms) == 0 {
+		return "(SELECT 1 AS seq) AS seqs"
+	}
+	return fmt.Sprintf("(SELECT * FROM (SELECT %s + 1 AS seq FROM %s) AS s WHERE seq <= %d) AS seqs",
+		strings.Join(terms, " + "), strings.Join(from, " CROSS JOIN "), n)
+}
+
+// sourceFlavor is the flavor of the fixture's source.
+func (f *fixture) sourceFlavor() mysqlx.Flavor {
+	f.t.Helper()
+	fl, err := mysqlx.DetectFlavor(context.Background(), f.source)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return fl
+}
+
 func (f *fixture) configPath() string { return filepath.Join(f.dir, "cleave.yaml") }
 
 func (f *fixture) q(table string) string { return mysqlx.QuoteTable(f.dbName, table) }
@@ -116,6 +155,27 @@ func (f *fixture) exec(db *sql.DB, format string, args ...any) {
 	f.t.Helper()
 	if _, err := db.Exec(fmt.Sprintf(format, args...)); err != nil {
 		f.t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+	}
+}
+
+// execIn runs a statement in a session of the given time zone.
+func (f *fixture) execIn(db *sql.DB, zone, format string, args ...any) {
+	f.t.Helper()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET time_zone = '"+zone+"'"); err != nil {
+		f.t.Fatal(err)
+	}
+	stmt := fmt.Sprintf(format, args...)
+	if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		f.t.Fatalf("%s: %v", stmt, err)
+	}
+	if _, err := conn.ExecContext(ctx, "SET time_zone = '+00:00'"); err != nil {
+		f.t.Fatal(err)
 	}
 }
 
@@ -159,7 +219,9 @@ func (f *fixture) copyRouted(table, shardKey string) {
 	if shardKey != "" {
 		sk = "CAST(" + mysqlx.QuoteIdent(shardKey) + " AS BINARY)"
 	}
-	rows, err := f.source.Query("SELECT " + sk + ", " + strings.Join(quoteAll(cols), ",") + " FROM " + f.q(table))
+	// The parameter makes it a prepared statement, whose rows come in the binary protocol:
+	// FLOAT exactly, not as the six digits of its text.
+	rows, err := f.source.Query("SELECT "+sk+", "+strings.Join(quoteAll(cols), ",")+" FROM "+f.q(table)+" WHERE 1 = ?", 1)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -196,20 +258,18 @@ func (f *fixture) copyRouted(table, shardKey string) {
 	}
 }
 
+// columns are the written (not generated) columns of a source table, in order.
 func (f *fixture) columns(table string) []string {
 	f.t.Helper()
-	rows, err := f.source.Query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", f.dbName, table)
+	def, err := schema.Load(context.Background(), f.source, f.dbName, table)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	defer rows.Close()
 	var cols []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			f.t.Fatal(err)
+	for _, c := range def.Columns {
+		if !c.Generated {
+			cols = append(cols, c.Name)
 		}
-		cols = append(cols, c)
 	}
 	return cols
 }

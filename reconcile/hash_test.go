@@ -18,12 +18,11 @@ const kindsDDL = `id INT NOT NULL PRIMARY KEY, i BIGINT NULL, u BIGINT UNSIGNED 
 	y YEAR NULL, s VARCHAR(20) COLLATE utf8mb4_general_ci NULL, c CHAR(8) NULL, l VARCHAR(20) CHARACTER SET latin1 NULL,
 	b VARBINARY(20) NULL, bl BLOB NULL, bt BIT(10) NULL, e ENUM('a','b','c|d') NULL, st SET('x','y') NULL, j JSON NULL`
 
-// scratch opens a fresh database on the source with the pinned session.
-func scratch(t *testing.T) (*sql.DB, string) {
+// scratch opens a fresh database on the server of dsn with the pinned session.
+func scratch(t *testing.T, dsn string) (*sql.DB, string) {
 	t.Helper()
-	env := testenv.MySQL(t)
-	name := testenv.NewDatabase(t, env.SourceDSN)
-	db, err := mysqlx.Open(context.Background(), "source", env.SourceDSN)
+	name := testenv.NewDatabase(t, dsn)
+	db, err := mysqlx.Open(context.Background(), "source", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,14 +30,14 @@ func scratch(t *testing.T) (*sql.DB, string) {
 	return db, name
 }
 
-func kindsTable(t *testing.T) (*sql.DB, *schema.Table) {
+func kindsTable(t *testing.T, dsn string) (*sql.DB, *schema.Table) {
 	t.Helper()
-	return kindsTableOf(t, kindsDDL)
+	return kindsTableOf(t, dsn, kindsDDL)
 }
 
-func kindsTableOf(t *testing.T, ddl string) (*sql.DB, *schema.Table) {
+func kindsTableOf(t *testing.T, dsn, ddl string) (*sql.DB, *schema.Table) {
 	t.Helper()
-	db, name := scratch(t)
+	db, name := scratch(t, dsn)
 	if _, err := db.Exec("CREATE TABLE " + mysqlx.QuoteTable(name, "k") + " (" + ddl + ")"); err != nil {
 		t.Fatal(err)
 	}
@@ -96,23 +95,45 @@ func hashesOf(t *testing.T, db *sql.DB, def *schema.Table, skipID bool) map[int]
 // The server renders a NOT NULL column bare and a nullable one NULL-marked; the Go hash of
 // the NULL-marked parts must agree with both.
 func TestRowHashInGoAgreesWithTheServerOnRandomRows(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		ddl      string
-		nullable bool
-	}{
-		{"nullable columns, some NULL", kindsDDL, true},
-		{"NOT NULL columns", strings.ReplaceAll(strings.TrimSuffix(kindsDDL, " NULL"), " NULL,", " NOT NULL,") + " NOT NULL", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) { rowHashAgrees(t, tc.ddl, tc.nullable) })
-	}
+	testenv.EachFlavorDatabases(t, func(t *testing.T, env testenv.Env) {
+		for _, tc := range []struct {
+			name     string
+			ddl      string
+			nullable bool
+		}{
+			{"nullable columns, some NULL", kindsDDL, true},
+			{"NOT NULL columns", notNull(kindsDDL), false},
+		} {
+			t.Run(tc.name, func(t *testing.T) { rowHashAgrees(t, env.SourceDSN, tc.ddl, tc.nullable) })
+		}
+	})
 }
 
-func rowHashAgrees(t *testing.T, ddl string, nullable bool) {
-	db, def := kindsTableOf(t, ddl)
+func notNull(ddl string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(ddl, " NULL"), " NULL,", " NOT NULL,") + " NOT NULL"
+}
+
+func rowHashAgrees(t *testing.T, dsn, ddl string, nullable bool) {
+	db, def := kindsTableOf(t, dsn, ddl)
 	if def.Columns[1].Nullable != nullable {
 		t.Fatalf("column %s nullable = %v, want %v", def.Columns[1].Name, def.Columns[1].Nullable, nullable)
 	}
+	insertRandomKinds(t, db, def, nullable, 300)
+	hashes := hashesOf(t, db, def, false)
+	if len(hashes) != 300 {
+		t.Fatalf("%d rows hashed, want 300", len(hashes))
+	}
+	for id, h := range hashes {
+		if h[0] != h[1] {
+			t.Errorf("row %d: server hash %016x, Go hash of the parts %016x", id, h[0], h[1])
+		}
+	}
+}
+
+// insertRandomKinds inserts rows 1..n of random values of every kind into a kindsDDL table;
+// the same seed gives the same statements on every server.
+func insertRandomKinds(t *testing.T, db *sql.DB, def *schema.Table, nullable bool, n int) {
+	t.Helper()
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	null := func(v string) string {
 		if nullable && rng.IntN(6) == 0 {
@@ -129,7 +150,7 @@ func rowHashAgrees(t *testing.T, ddl string, nullable bool) {
 		}
 		return strings.ReplaceAll(strings.ReplaceAll(b.String(), `\`, `\\`), `'`, `''`)
 	}
-	for id := 1; id <= 300; id++ {
+	for id := 1; id <= n; id++ {
 		q := fmt.Sprintf("INSERT INTO %s VALUES (%d, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
 			mysqlx.QuoteTable(def.DB, def.Name), id,
 			null(fmt.Sprint(int64(rng.Uint64()))), null(fmt.Sprint(rng.Uint64())),
@@ -148,19 +169,14 @@ func rowHashAgrees(t *testing.T, ddl string, nullable bool) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	hashes := hashesOf(t, db, def, false)
-	if len(hashes) != 300 {
-		t.Fatalf("%d rows hashed, want 300", len(hashes))
-	}
-	for id, h := range hashes {
-		if h[0] != h[1] {
-			t.Errorf("row %d: server hash %016x, Go hash of the parts %016x", id, h[0], h[1])
-		}
-	}
 }
 
 func TestRowHashTellsApartValuesThatLookAlike(t *testing.T) {
-	db, def := kindsTable(t)
+	testenv.EachFlavorDatabases(t, func(t *testing.T, env testenv.Env) { rowHashTellsApart(t, env.SourceDSN) })
+}
+
+func rowHashTellsApart(t *testing.T, dsn string) {
+	db, def := kindsTable(t, dsn)
 	table := mysqlx.QuoteTable(def.DB, def.Name)
 	for n, tc := range []struct {
 		name   string

@@ -27,8 +27,8 @@ func parseUint(b []byte) (uint64, error) { return strconv.ParseUint(string(b), 1
 // A difference seen once may be replication lag. Each round:
 //
 //  1. read the rows on the source (src1);
-//  2. note the source's binlog position P (SHOW MASTER STATUS, read after src1, so every
-//     change src1 reflects is below P);
+//  2. note the source's binlog position P (the flavor's binlog status statement, read after
+//     src1, so every change src1 reflects is below P);
 //  3. wait until every shard's sink has applied past P on every partition of the table's
 //     topic (min applied_version in _cleave.offsets >= version(P)); a shard without any
 //     offsets for the topic has no sink running and is not waited for;
@@ -233,7 +233,7 @@ func (c *Checker) readByKeys(ctx context.Context, db *sql.DB, ti *tableInfo, key
 // sourceVersion is the version of the source's current binlog position: every change
 // committed so far has a lower version. ok is false when the source has no binlog.
 func (c *Checker) sourceVersion(ctx context.Context) (event.Version, bool, error) {
-	file, pos, ok, err := masterStatus(ctx, c.source)
+	file, pos, ok, err := binlogStatus(ctx, c.source, c.srcInfo.flavor)
 	if err != nil || !ok {
 		return 0, ok, err
 	}
@@ -244,13 +244,17 @@ func (c *Checker) sourceVersion(ctx context.Context) (event.Version, bool, error
 	return v, true, nil
 }
 
-func masterStatus(ctx context.Context, db *sql.DB) (file string, pos uint64, ok bool, err error) {
-	file, pos, _, err = mysqlx.BinlogStatus(ctx, db, "SHOW MASTER STATUS")
+// binlogStatus reads the source's binlog file and position with its flavor's statement
+// (MySQL 8.4 removed SHOW MASTER STATUS). ok is false when the source keeps no binlog.
+func binlogStatus(ctx context.Context, db *sql.DB, f mysqlx.Flavor) (file string, pos uint64, ok bool, err error) {
+	stmt := f.BinlogStatusStatement()
+	file, pos, _, err = mysqlx.BinlogStatus(ctx, db, stmt)
 	switch {
 	case errors.Is(err, mysqlx.ErrNoBinlog):
 		return "", 0, false, nil
 	case err != nil:
-		return "", 0, false, fmt.Errorf("%w (SHOW MASTER STATUS needs REPLICATION CLIENT or BINLOG MONITOR)", err)
+		return "", 0, false, fmt.Errorf("%w (on %s, %s needs the %s privilege: GRANT %s ON *.* TO the reconcile user)",
+			err, f.Product(), stmt, f.BinlogMonitorPrivilege(), f.BinlogMonitorPrivilege())
 	}
 	return file, pos, file != "", nil
 }
@@ -325,17 +329,13 @@ func (c *Checker) changedColumns(ctx context.Context, ti *tableInfo, key [][]byt
 	return cols, nil
 }
 
-// readParts reads the hash parts of one row (nil when absent).
+// readParts reads the hash parts of one row (nil when absent), as the row hash joins them.
 func (c *Checker) readParts(ctx context.Context, db *sql.DB, ti *tableInfo, key [][]byte) ([]string, error) {
 	where, args, err := ti.keysWhere([][][]byte{key})
 	if err != nil {
 		return nil, err
 	}
-	sels := make([]string, len(ti.hashed))
-	for i, col := range ti.hashed {
-		sels[i] = partSQL(col)
-	}
-	rows, err := db.QueryContext(ctx, "SELECT "+strings.Join(sels, ",")+" FROM "+ti.quoted+" WHERE "+where, args...)
+	rows, err := db.QueryContext(ctx, "SELECT "+strings.Join(ti.partSels, ",")+" FROM "+ti.quoted+" WHERE "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -343,13 +343,13 @@ func (c *Checker) readParts(ctx context.Context, db *sql.DB, ti *tableInfo, key 
 	if !rows.Next() {
 		return nil, rows.Err()
 	}
-	vals := make([]string, len(sels))
-	dest := make([]any, len(sels))
-	for i := range vals {
-		dest[i] = &vals[i]
+	raw := make([]sql.RawBytes, len(ti.partSels))
+	dest := make([]any, len(raw))
+	for i := range raw {
+		dest[i] = &raw[i]
 	}
 	if err := rows.Scan(dest...); err != nil {
 		return nil, err
 	}
-	return vals, rows.Err()
+	return ti.renderParts(raw), rows.Err()
 }

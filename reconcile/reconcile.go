@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +100,8 @@ type Checker struct {
 	ownPools   bool
 	shardNames []string
 	router     *route.Router
+	srcInfo    serverInfo
+	shardInfo  []serverInfo
 	limiter    *rate.Limiter
 	alerts     *alertState
 	now        func() time.Time
@@ -137,7 +141,9 @@ func New(cfg *config.Config, opts ...Option) (*Checker, error) {
 	if rps := cfg.Reconcile.MaxRowsPerSecond; rps > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(rps), rps)
 	}
-	c.alerts = newAlertState(c.opts.AlertStatePath)
+	if c.alerts, err = newAlertState(c.opts.AlertStatePath); err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
 	return c, nil
 }
 
@@ -212,6 +218,9 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	if len(c.shards) != len(c.cfg.Shards) {
 		return nil, fmt.Errorf("reconcile: %d shard connections for %d configured shards", len(c.shards), len(c.cfg.Shards))
 	}
+	if err := c.detectServers(ctx); err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
 	tables := c.tables()
 
 	// Load every definition first: routing needs the shard key kinds of all tables.
@@ -219,7 +228,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	loadErrs := make([]error, len(tables))
 	kinds := map[string]route.KeyKind{}
 	for i, t := range tables {
-		infos[i], loadErrs[i] = loadTable(ctx, t, c.source, c.shards, c.shardNames)
+		infos[i], loadErrs[i] = loadTable(ctx, t, c.source, c.shards, c.shardNames, c.mixed())
 		if infos[i] != nil {
 			kinds[t.Name] = keyKind(infos[i].shardKey)
 		}
@@ -260,7 +269,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			continue
 		}
 		ti := infos[i]
-		if err := ti.prepareRouting(c.cfg, router); err != nil {
+		if err := ti.prepareRouting(router, c.shardInfo); err != nil {
 			tr.Error = err.Error()
 			continue
 		}
@@ -280,6 +289,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			c.log.Error("check of table failed", zap.String("table", t.Name), zap.Error(err))
 		}
 		sortDrift(tr.Drift)
+		noteGenerated(rep, ti, tr)
 	}
 	for _, tr := range rep.Tables {
 		c.noteInFlight(rep, tr)
@@ -313,6 +323,51 @@ func (c *Checker) noteInFlight(rep *Report, tr *TableReport) {
 		tr.Table, len(tr.InFlight), c.cfg.Reconcile.RecheckRounds))
 }
 
+// mixed reports whether the source and the shards are not all of one product.
+func (c *Checker) mixed() bool {
+	for _, s := range c.shardInfo {
+		if s.flavor.Name() != c.srcInfo.flavor.Name() {
+			return true
+		}
+	}
+	return false
+}
+
+// noteGenerated adds a report note when changed rows differ in generated columns: the
+// sinks never write those (the shard computes them), so a repair cannot fix them either.
+func noteGenerated(rep *Report, ti *tableInfo, tr *TableReport) {
+	generated := map[string]bool{}
+	for _, c := range ti.hashed {
+		if c.Generated {
+			generated[c.Name] = true
+		}
+	}
+	var cols []string
+	rows := 0
+	for _, d := range tr.Drift {
+		hit := false
+		for _, col := range d.Columns {
+			if generated[col] {
+				hit = true
+				if !contains(cols, col) {
+					cols = append(cols, col)
+				}
+			}
+		}
+		if hit {
+			rows++
+		}
+	}
+	if rows == 0 {
+		return
+	}
+	sort.Strings(cols)
+	rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d changed rows differ in generated column(s) %s, which the shard computes itself and a repair cannot write: "+
+		"make the shard's definition of them match the source's (SHOW CREATE TABLE on both); a STORED expression that depends on the session "+
+		"(CAST of a TIMESTAMP depends on time_zone) keeps what the writer's session gave, the application's on the source and UTC on the shards",
+		tr.Table, rows, strings.Join(cols, ", ")))
+}
+
 // estimateRows is the table's row count from statistics, for the progress bar.
 func (c *Checker) estimateRows(ctx context.Context, ti *tableInfo) int64 {
 	var n sql.NullInt64
@@ -320,17 +375,20 @@ func (c *Checker) estimateRows(ctx context.Context, ti *tableInfo) int64 {
 	return n.Int64
 }
 
-// prepareRouting computes the per-shard membership conditions of the table.
-func (ti *tableInfo) prepareRouting(cfg *config.Config, router *route.Router) error {
+// prepareRouting computes the per-shard membership conditions of the table, and which
+// shards must leave them to Go: the hash strategy's condition calls MD5().
+func (ti *tableInfo) prepareRouting(router *route.Router, shards []serverInfo) error {
 	spec := ti.cfg.RouteSpec(keyKind(ti.shardKey))
-	shards := router.Shards()
-	ti.member = make([]string, len(shards))
-	for i := range shards {
-		m, err := memberSQL(spec, ti.shardKey, shards, i)
+	rs := router.Shards()
+	ti.member = make([]string, len(rs))
+	ti.memberGo = make([]bool, len(rs))
+	for i := range rs {
+		m, err := memberSQL(spec, ti.shardKey, rs, i)
 		if err != nil {
 			return fmt.Errorf("routing of %s: %w", ti.name, err)
 		}
 		ti.member[i] = m
+		ti.memberGo[i] = spec.Strategy == route.Hash && !shards[i].md5
 	}
 	return nil
 }

@@ -219,11 +219,11 @@ func (c *Checker) repairStatements(ctx context.Context, ti *tableInfo, drift []D
 	return out, nil
 }
 
-// readLiterals reads the source rows of keys as SQL literals per hashed column.
+// readLiterals reads the source rows of keys as SQL literals per written column.
 func (c *Checker) readLiterals(ctx context.Context, ti *tableInfo, keys [][][]byte) (map[string][]string, error) {
 	out := map[string][]string{}
-	sels := make([]string, len(ti.hashed))
-	for i, col := range ti.hashed {
+	sels := make([]string, len(ti.written))
+	for i, col := range ti.written {
 		sels[i] = literalSQL(col)
 	}
 	n := len(ti.keys)
@@ -269,9 +269,9 @@ func (c *Checker) readLiterals(ctx context.Context, ti *tableInfo, keys [][][]by
 // upsertSQL writes the source row lits to shard i, guarded by the shard's version column.
 func (c *Checker) upsertSQL(ti *tableInfo, shard int, lits []string, version uint64) string {
 	st := ti.shards[shard]
-	cols := make([]string, 0, len(ti.hashed)+1)
-	vals := make([]string, 0, len(ti.hashed)+1)
-	for i, col := range ti.hashed {
+	cols := make([]string, 0, len(ti.written)+1)
+	vals := make([]string, 0, len(ti.written)+1)
+	for i, col := range ti.written {
 		cols = append(cols, mysqlx.QuoteIdent(col.Name))
 		vals = append(vals, lits[i])
 	}
@@ -293,7 +293,7 @@ func (c *Checker) upsertSQL(ti *tableInfo, shard int, lits []string, version uin
 	for _, k := range ti.keys {
 		isKey[k.col.Name] = true
 	}
-	for _, col := range ti.hashed {
+	for _, col := range ti.written {
 		q := mysqlx.QuoteIdent(col.Name)
 		if isKey[col.Name] || q == vq {
 			continue

@@ -16,9 +16,23 @@ import (
 	"github.com/cleave-dev/cleave/config"
 )
 
+// stateVersion is the format of the state file, in its "version" field. A state of
+// another version is refused (loadState), never reinterpreted:
+//
+//	1  (no "version" field) cleave before the MySQL work: SHA1 row hash, and generated
+//	   and DEFAULT_GENERATED columns left out of it, so the chunks it records as finished
+//	   were compared without those columns.
+//	2  SHA-256 row hash (hash.go) over every column.
+//
+// Raise it whenever what a finished chunk proves changes: the row hash, the columns it
+// covers, or the layout of the file.
+const stateVersion = 2
+
 // state is what a run has finished so far, saved after every chunk so that `--resume`
 // continues a killed run from its last finished chunk instead of the start.
 type state struct {
+	// Version is stateVersion for states this cleave writes.
+	Version int `json:"version"`
 	// Fingerprint identifies the tables and shards the state is about; a state of another
 	// configuration is refused.
 	Fingerprint string                 `json:"fingerprint"`
@@ -115,7 +129,7 @@ func (c *Checker) fingerprint(tables []*config.Table) string {
 // loadState returns the state to continue from: the saved one with Resume, else a new one.
 func (c *Checker) loadState(tables []*config.Table) (*state, bool, error) {
 	fp := c.fingerprint(tables)
-	fresh := &state{Fingerprint: fp, StartedAt: c.now().UTC(), Tables: map[string]*tableState{}}
+	fresh := &state{Version: stateVersion, Fingerprint: fp, StartedAt: c.now().UTC(), Tables: map[string]*tableState{}}
 	if c.opts.StatePath == "" || !c.opts.Resume {
 		return fresh, false, nil
 	}
@@ -132,6 +146,15 @@ func (c *Checker) loadState(tables []*config.Table) (*state, bool, error) {
 	var st state
 	if err := dec.Decode(&st); err != nil {
 		return nil, false, fmt.Errorf("state file %s is damaged (%v): remove it, or run without --resume", c.opts.StatePath, err)
+	}
+	switch v := max(st.Version, 1); {
+	case v < stateVersion:
+		return nil, false, fmt.Errorf("state file %s was written by an older cleave (state format %d, this one writes %d), whose chunks were compared with another row hash "+
+			"and without generated and DEFAULT CURRENT_TIMESTAMP columns, so they cannot count as checked now: remove it, or run without --resume (the check then starts from the beginning)",
+			c.opts.StatePath, v, stateVersion)
+	case v > stateVersion:
+		return nil, false, fmt.Errorf("state file %s was written by a newer cleave (state format %d; this one reads format %d): resume with that cleave, or remove the file, or run without --resume",
+			c.opts.StatePath, v, stateVersion)
 	}
 	if st.Fingerprint != fp {
 		return nil, false, fmt.Errorf("state file %s belongs to a run of other tables or shards: remove it, or run without --resume", c.opts.StatePath)

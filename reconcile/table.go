@@ -113,14 +113,29 @@ type tableInfo struct {
 	quoted   string
 	strategy route.Strategy
 	def      *schema.Table
-	// hashed are the source columns the row hash covers (every stored column).
-	hashed []*schema.Column
-	keys   []keyCol
+	// hashed are the source columns the row hash covers: every column, generated ones too
+	// (see loadTable). written are those a repair writes: every column but the generated.
+	hashed  []*schema.Column
+	written []*schema.Column
+	keys    []keyCol
 	// shardKey is the routing column, nil for broadcast and pin.
 	shardKey *schema.Column
 	rowHash  string
-	// member[i] is the condition that a row belongs on shard i (non-broadcast tables).
-	member []string
+	// canon[i] says how hashed[i]'s part is rendered on a split where the products render it
+	// differently (see hash.go); goHash is set when any column needs Go: the servers then
+	// send hashSels per row and Go hashes them (subHash: the first is the SHA-256 of the
+	// other parts). partSels are the parts one by one (to name changed columns), canonical
+	// columns as their raw text.
+	canon    []canonKind
+	goHash   bool
+	subHash  bool
+	partSels []string
+	hashSels []string
+	// member[i] is the condition that a row belongs on shard i (non-broadcast tables);
+	// memberGo[i] is set when shard i cannot evaluate it (MD5() missing) and routing is
+	// applied in Go to the rows it sends.
+	member   []string
+	memberGo []bool
 	// shards holds per-shard facts.
 	shards []shardTable
 }
@@ -134,7 +149,10 @@ type shardTable struct {
 }
 
 // loadTable reads a table's definition on the source and checks every shard's.
-func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []*sql.DB, shardNames []string) (*tableInfo, error) {
+//
+// mixed says that the servers are not all of one product: the kinds whose text differs
+// between products are then hashed in Go (markCanon).
+func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []*sql.DB, shardNames []string, mixed bool) (*tableInfo, error) {
 	db, tbl, err := config.SplitName(cfg.Name)
 	if err != nil {
 		return nil, err
@@ -145,9 +163,19 @@ func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []
 	}
 	t := &tableInfo{cfg: cfg, name: cfg.Name, db: db, tbl: tbl, quoted: mysqlx.QuoteTable(db, tbl),
 		strategy: route.Strategy(cfg.Strategy), def: def}
+	// Generated columns are compared too, although cleave never writes them: they are data
+	// the application reads, and they can differ while every written column matches. A
+	// VIRTUAL column is computed as it is read, under the checker's pinned session on both
+	// sides, so it differs only when the shard's expression does (an edited shard table, or
+	// a function that answers differently on the other product: JSON and regular expression
+	// functions, collations). A STORED column keeps what its expression gave in the writer's
+	// session: CAST(ts AS CHAR) of a TIMESTAMP stores the application's local time on the
+	// source and UTC on a shard written by the sink, and only a check of the column itself
+	// sees that. A repair cannot write them; the report says so (generatedNote).
 	for i := range def.Columns {
+		t.hashed = append(t.hashed, &def.Columns[i])
 		if !def.Columns[i].Generated {
-			t.hashed = append(t.hashed, &def.Columns[i])
+			t.written = append(t.written, &def.Columns[i])
 		}
 	}
 	for _, i := range def.PK {
@@ -163,7 +191,6 @@ func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []
 			return nil, fmt.Errorf("source %s has no column %s (its shard_key)", cfg.Name, cfg.ShardKey)
 		}
 	}
-	t.rowHash = RowHashSQL(t.hashed)
 
 	var errs []error
 	for i, sdb := range shards {
@@ -177,6 +204,9 @@ func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []
 			if sdef.Column(c.Name) == nil {
 				missing = append(missing, c.Name)
 			}
+		}
+		if len(missing) == 0 {
+			t.markCanon(sdef, mixed)
 		}
 		if len(missing) > 0 {
 			errs = append(errs, fmt.Errorf("shard %s: %s lacks column(s) %s of the source: run cleave prepare", shardNames[i], cfg.Name, strings.Join(missing, ", ")))
@@ -195,6 +225,7 @@ func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	t.planHash()
 	return t, nil
 }
 

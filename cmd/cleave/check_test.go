@@ -49,12 +49,11 @@ CREATE TABLE order_items (order_id BIGINT UNSIGNED NOT NULL, line INT NOT NULL, 
 CREATE TABLE countries (code CHAR(2) NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL)
 `
 
-// demoConfig creates the demo schema in a database of its own on the local source and
-// writes configs/demo.yaml pointing at it (and at the local services' addresses, and a
-// topic prefix of its own). edit may change the YAML text further.
-func demoConfig(t *testing.T, edit func(yaml string) string) (path, db string, env testenv.Env) {
+// demoConfig creates the demo schema in a database of its own on the source of env and
+// writes configs/demo.yaml pointing at it (and at env's addresses and flavor, and a topic
+// prefix of its own). edit may change the YAML text further.
+func demoConfig(t *testing.T, env testenv.Env, edit func(yaml string) string) (path, db string) {
 	t.Helper()
-	env = testenv.Services(t)
 	db = testenv.NewDatabase(t, env.SourceDSN)
 	src := testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, db))
 	for _, stmt := range strings.Split(demoSchema, ";") {
@@ -77,6 +76,7 @@ func demoConfig(t *testing.T, edit func(yaml string) string) (path, db string, e
 		`"cleave:cleave@tcp(127.0.0.1:3308)/"`, `"`+env.Shard0DSN+`"`,
 		`"cleave:cleave@tcp(127.0.0.1:3309)/"`, `"`+env.Shard1DSN+`"`,
 		`["127.0.0.1:9092"]`, `["`+strings.Join(env.KafkaBrokers, `","`)+`"]`,
+		"flavor: mariadb", "flavor: "+string(env.SourceFlavor),
 	).Replace(string(demo))
 	if !strings.Contains(yaml, "name: "+db+".users") {
 		t.Fatalf("configs/demo.yaml no longer names shop.users:\n%s", demo)
@@ -88,11 +88,15 @@ func demoConfig(t *testing.T, edit func(yaml string) string) (path, db string, e
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path, db, env
+	return path, db
 }
 
 func TestCheckPassesTheDemoConfigOnTheLocalServices(t *testing.T) {
-	path, _, _ := demoConfig(t, nil)
+	testenv.EachFlavor(t, checkPassesTheDemoConfig)
+}
+
+func checkPassesTheDemoConfig(t *testing.T, env testenv.Env) {
+	path, _ := demoConfig(t, env, nil)
 	stdout, stderr, code := runCleave(t, "check", "--config", path)
 	if code != exitOK {
 		t.Fatalf("exit %d, want 0\n%s%s", code, stdout, stderr)
@@ -110,14 +114,18 @@ func TestCheckPassesTheDemoConfigOnTheLocalServices(t *testing.T) {
 }
 
 func TestCheckExitsOneWhenACheckFails(t *testing.T) {
+	testenv.EachFlavor(t, checkExitsOneWhenACheckFails)
+}
+
+func checkExitsOneWhenACheckFails(t *testing.T, env testenv.Env) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := l.Addr().String()
 	l.Close()
-	path, db, _ := demoConfig(t, func(yaml string) string {
-		yaml = strings.Replace(yaml, `["`+strings.Join(testenv.FromEnv().KafkaBrokers, `","`)+`"]`, `["`+closed+`"]`, 1)
+	path, db := demoConfig(t, env, func(yaml string) string {
+		yaml = strings.Replace(yaml, `["`+strings.Join(env.KafkaBrokers, `","`)+`"]`, `["`+closed+`"]`, 1)
 		return strings.Replace(yaml, "shard_key: user_id", "shard_key: uid", 1)
 	})
 	stdout, _, code := runCleave(t, "check", "--config", path)

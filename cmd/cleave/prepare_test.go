@@ -8,7 +8,8 @@ import (
 )
 
 func TestPrepareCommandIsIdempotentAndNamesADifference(t *testing.T) {
-	path, db, env := demoConfig(t, nil)
+	env := testenv.Services(t)
+	path, db := demoConfig(t, env, nil)
 
 	first, stderr, code := runCleave(t, "prepare", "--config", path)
 	if code != exitOK {
