@@ -47,7 +47,7 @@ func newKeyCol(c *schema.Column) (keyCol, error) {
 	case schema.KindDate:
 		k.param = "CAST(? AS DATE)"
 	case schema.KindTime:
-		k.param = fmt.Sprintf("CAST(? AS TIME(%d))", c.FSP)
+		k.param = mysqlx.TimeParam(c.FSP)
 	case schema.KindDateTime, schema.KindTimestamp:
 		k.param = fmt.Sprintf("CAST(? AS DATETIME(%d))", c.FSP)
 	case schema.KindString:

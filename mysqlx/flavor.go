@@ -88,14 +88,6 @@ type Flavor interface {
 	// them (SET DEFAULT ROLE ALL TO), MariaDB one (SET DEFAULT ROLE r FOR). Without it a
 	// granted role gives nothing until a session runs SET ROLE, which cleave never does.
 	DefaultRoleStatement(role, account string) string
-
-	// Snapshots (the backfill's copy of a chunk).
-
-	// BinlogSnapshotPosition reports whether a consistent snapshot tells its binlog
-	// position (MariaDB's Binlog_snapshot_file and Binlog_snapshot_position status). MySQL
-	// has no such status: the backfill takes each chunk's position under a brief
-	// LOCK TABLES ... READ, which needs the LOCK TABLES privilege.
-	BinlogSnapshotPosition() bool
 }
 
 // The values of source.flavor.
@@ -154,7 +146,6 @@ func (f mariaDB) Product() string               { return "MariaDB " + shortVersi
 func (f mariaDB) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
 func (f mariaDB) BinlogStatusStatement() string { return "SHOW MASTER STATUS" }
 func (f mariaDB) BuiltinMD5() bool              { return true }
-func (f mariaDB) BinlogSnapshotPosition() bool  { return true }
 func (f mariaDB) DefaultRoleStatement(role, account string) string {
 	return "SET DEFAULT ROLE " + role + " FOR " + account
 }
@@ -310,7 +301,6 @@ func collationOn(to, from Flavor, coll string) (string, bool) {
 
 func (f mySQL) BuiltinMD5() bool               { return !f.AtLeast(9, 6) }
 func (f mySQL) BinlogMonitorPrivilege() string { return "REPLICATION CLIENT" }
-func (f mySQL) BinlogSnapshotPosition() bool   { return false }
 func (f mySQL) DefaultRoleStatement(_, account string) string {
 	return "SET DEFAULT ROLE ALL TO " + account
 }

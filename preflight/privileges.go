@@ -59,7 +59,7 @@ func sourceNeeds(f mysqlx.Flavor, dbs []string) []need {
 	default:
 		monitor.also = []string{"SUPER"}
 	}
-	if !f.BinlogSnapshotPosition() {
+	if !f.SnapshotPositionStatus() {
 		monitor.why += ", and the backfill each chunk's position"
 	}
 	needs := []need{
@@ -69,7 +69,7 @@ func sourceNeeds(f mysqlx.Flavor, dbs []string) []need {
 	for _, db := range dbs {
 		needs = append(needs, need{priv: "SELECT", db: db, why: "backfill copies the rows and reconcile compares them"})
 	}
-	if !f.BinlogSnapshotPosition() {
+	if !f.SnapshotPositionStatus() {
 		for _, db := range dbs {
 			needs = append(needs, need{priv: "LOCK TABLES", db: db,
 				why: "the backfill starts each chunk's snapshot under a brief LOCK TABLES ... READ (" + f.Product() + " reports no binlog position of a snapshot)"})

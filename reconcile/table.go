@@ -62,7 +62,7 @@ func newKeyCol(c *schema.Column) (keyCol, error) {
 		k.param = "CAST(? AS DATE)"
 		k.arg = text
 	case schema.KindTime:
-		k.param = fmt.Sprintf("CAST(? AS TIME(%d))", c.FSP)
+		k.param = mysqlx.TimeParam(c.FSP)
 		k.arg = text
 	case schema.KindDateTime, schema.KindTimestamp:
 		k.param = fmt.Sprintf("CAST(? AS DATETIME(%d))", c.FSP)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cleave-dev/cleave/event"
+	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/schema"
 )
 
@@ -188,14 +189,12 @@ func jsonScalarArg(t event.JSONType, tok string) (cast string, arg any, err erro
 		if !ok || s == "" || strings.Trim(s, "0123456789-:. ") != "" {
 			return "", nil, fmt.Errorf("its text %.40s is no date or time", tok)
 		}
-		// The parameter is converted to a string first: MySQL 9.7 turns a string parameter
-		// bound straight to CAST(? AS TIME) into 00:00:00 when its minutes are 00
-		// ("12:00:00"), in prepared statements.
+		// The parameter is converted to a string first, as mysqlx.TimeParam explains.
 		switch t {
 		case event.JSONDate:
 			return "CAST(CONVERT(? USING utf8mb4) AS DATE)", s, nil
 		case event.JSONTime:
-			return "CAST(CONVERT(? USING utf8mb4) AS TIME(6))", s, nil
+			return mysqlx.TimeParam(6), s, nil
 		}
 		return "CAST(CONVERT(? USING utf8mb4) AS DATETIME(6))", s, nil
 	case event.JSONBlob:
