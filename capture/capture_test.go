@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap/zaptest"
 	"maps"
 	"reflect"
 	"strconv"
@@ -742,4 +744,44 @@ func testSessionsThatLogLessStopCaptureNamingTheSetting(t *testing.T, e testenv.
 			}
 		})
 	}
+}
+
+// A replica user without REPLICATION SLAVE is refused the binlog dump: capture stops at
+// once naming the privilege and the GRANT that gives it, instead of retrying a refusal
+// that every attempt meets again.
+func TestMissingReplicationGrantStopsCaptureNamingIt(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		t.Parallel()
+		user := testenv.UniqueName(t, "u", '_', 32)
+		admin := testenv.OpenDB(t, e.SourceDSN)
+		for _, q := range []string{
+			"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'",
+			"GRANT ALL PRIVILEGES ON *.* TO '" + user + "'@'%'",
+			"REVOKE REPLICATION SLAVE ON *.* FROM '" + user + "'@'%'",
+		} {
+			if _, err := admin.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		t.Cleanup(func() { _, _ = admin.Exec("DROP USER IF EXISTS '" + user + "'@'%'") })
+		cfg, err := mysql.ParseDSN(e.SourceDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.User, cfg.Passwd = user, "pw"
+		f := newFixtureOn(t, e, cfg.FormatDSN())
+		f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+		c, err := New(f.configure([]string{"t"}, ""), Options{Log: zaptest.NewLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = c.Run(ctx)
+		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "REPLICATION SLAVE") || !strings.Contains(err.Error(), "GRANT") {
+			t.Fatalf("Run = %v, want ErrSource naming REPLICATION SLAVE and the GRANT", err)
+		}
+		t.Logf("Run: %v", err)
+	})
 }

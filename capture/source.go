@@ -405,6 +405,10 @@ func (s *source) checkNextTransaction(ctx context.Context, cp *Checkpoint, reset
 // to a server with require_secure_transport=ON.
 const errSecureTransportRequired = 3159
 
+// errSpecificAccessDenied is ER_SPECIFIC_ACCESS_DENIED_ERROR: the user lacks a global
+// privilege, REPLICATION SLAVE for a binlog dump.
+const errSpecificAccessDenied = 1227
+
 // errBinlogRead is ER_ERROR_WHEN_EXECUTING_COMMAND, which SHOW BINLOG EVENTS returns for an
 // offset that is not the start of an event.
 const errBinlogRead = 1220
@@ -416,6 +420,12 @@ func classifyStreamError(err error, serverID uint32, resume Position, prefix str
 		return err
 	}
 	switch me.Code {
+	case errSpecificAccessDenied, mysqlx.ErAccessDenied:
+		// The SQL connection of the same user was accepted before, so every attempt meets
+		// the same refusal: the user may not read the binlog (MySQL and MariaDB both answer
+		// a dump without REPLICATION SLAVE with access denied), or, MariaDB's answer to a
+		// connection without TLS, the user must use TLS. Stop and name both.
+		return fmt.Errorf("%w: the source refused capture's replica connection: %s. The user may lack the privilege to read the binlog: GRANT REPLICATION SLAVE ON *.* TO <user> (see README, Grants); or the source may require TLS of it: add tls=true to source.dsn", ErrSource, strings.TrimSuffix(me.Message, "."))
 	case errSecureTransportRequired:
 		return fmt.Errorf("%w: the source refused capture's replica connection: %s. %s", ErrSource, strings.TrimSuffix(me.Message, "."), mysqlx.TLSHint)
 	case 4052, 1236:
