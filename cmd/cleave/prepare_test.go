@@ -8,7 +8,10 @@ import (
 )
 
 func TestPrepareCommandIsIdempotentAndNamesADifference(t *testing.T) {
-	env := testenv.Services(t)
+	testenv.EachFlavor(t, testPrepareCommandIsIdempotentAndNamesADifference)
+}
+
+func testPrepareCommandIsIdempotentAndNamesADifference(t *testing.T, env testenv.Env) {
 	path, db := demoConfig(t, env, nil)
 
 	first, stderr, code := runCleave(t, "prepare", "--config", path)
