@@ -1,8 +1,10 @@
--- The monolith: a small shop schema, and the user cleave reads it with (a replica's grants
--- plus SELECT). The load service writes as the same user, for brevity.
-CREATE USER 'cleave'@'%' IDENTIFIED WITH mysql_native_password BY 'cleave';
-GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'cleave'@'%';
-GRANT INSERT, UPDATE, DELETE ON shop.* TO 'cleave'@'%';
+-- The monolith: a small shop schema, and the user cleave reads it with: the least-privilege
+-- grants of README (Grants, MySQL), LOCK TABLES for the backfill's snapshots included. The
+-- load service writes as the same user, for brevity, hence INSERT, UPDATE and DELETE.
+-- caching_sha2_password, MySQL's default: cleave's connections speak it.
+CREATE USER 'cleave'@'%' IDENTIFIED BY 'cleave';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cleave'@'%';
+GRANT SELECT, LOCK TABLES, INSERT, UPDATE, DELETE ON shop.* TO 'cleave'@'%';
 
 CREATE DATABASE shop;
 CREATE TABLE shop.users (
