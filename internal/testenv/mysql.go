@@ -1,18 +1,13 @@
 package testenv
 
 import (
-	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -68,12 +63,10 @@ func (m *MariaDB) Flavor() Flavor { return MariaDBFlavor }
 // BinlogRowMetadata NO_LOG is MINIMAL (MySQL has no NO_LOG), ExtraArgs are appended to the
 // mysqld command line, TLS files go into the server's folder and its config.
 type PrivateMySQL struct {
-	t     testing.TB
+	serverProc
 	opts  ServerOptions
 	root  string // the root's path here
 	inner string // the server's folder inside the root ("/srv/p-…")
-	port  int
-	p     *proc
 }
 
 // MySQLRoot returns the root MySQL runs in, or fails (CI) or skips the test.
@@ -103,7 +96,11 @@ func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 	if opts.ServerID == 0 {
 		opts.ServerID = uint32(1000 + rand.IntN(999000))
 	}
-	m := &PrivateMySQL{t: t, opts: opts, root: root, inner: "/srv/p-" + randomHex(t, 5)}
+	m := &PrivateMySQL{serverProc: serverProc{t: t, what: "private mysqld"}, opts: opts, root: root, inner: "/srv/p-" + randomHex(t, 5)}
+	m.rootDSN, m.socket, m.errorLog, m.stdout = m.RootDSN, m.host("mysqld.sock"), m.ErrorLog(), m.host("stdout.log")
+	m.command = func() (string, []string) {
+		return "chroot", append([]string{m.root, "mysqld", "--defaults-file=" + m.inner + "/my.cnf"}, m.opts.ExtraArgs...)
+	}
 	if err := os.MkdirAll(m.host("tmp"), 0o755); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -119,11 +116,7 @@ func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 		}
 		os.RemoveAll(m.host(""))
 	})
-	for attempt := 1; ; attempt++ {
-		var err error
-		if m.port, err = freePort(); err != nil {
-			t.Fatalf("testenv: free port: %v", err)
-		}
+	m.startOnFreePort(func(attempt int) {
 		m.writeConfig()
 		if attempt == 1 {
 			cmd := m.inRoot("mysqld", "--defaults-file="+m.inner+"/my.cnf", "--initialize-insecure")
@@ -131,17 +124,7 @@ func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 				t.Fatalf("testenv: mysqld --initialize-insecure in %s: %v\n%s\n%s", m.host("data"), err, out, tail(m.ErrorLog(), 20))
 			}
 		}
-		err = m.start()
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatalf("testenv: %v", err)
-		}
-	}
-	m.RootExec("SET SESSION sql_log_bin = 0; " +
-		"CREATE USER IF NOT EXISTS 'cleave'@'%' IDENTIFIED BY 'cleave'; " +
-		"GRANT ALL PRIVILEGES ON *.* TO 'cleave'@'%' WITH GRANT OPTION")
+	})
 	return m
 }
 
@@ -222,27 +205,8 @@ func (m *PrivateMySQL) HostPath(rel string) string { return m.host(rel) }
 // mysql-bin.*).
 func (m *PrivateMySQL) DataDir() string { return m.host("data") }
 
-// Port is the server's TCP port on 127.0.0.1; it stays the same across Stop and Start.
-func (m *PrivateMySQL) Port() int { return m.port }
-
-// Addr is "127.0.0.1:port".
-func (m *PrivateMySQL) Addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
-
 // ServerID is the server's server_id.
 func (m *PrivateMySQL) ServerID() uint32 { return m.opts.ServerID }
-
-// DSN is the go-sql-driver DSN of user cleave (all privileges) over TCP, no database.
-func (m *PrivateMySQL) DSN() string { return m.DSNFor("cleave", "cleave") }
-
-// DSNFor is the DSN of another user over TCP, for tests of missing grants.
-func (m *PrivateMySQL) DSNFor(user, password string) string {
-	cfg := mysql.NewConfig()
-	cfg.User = user
-	cfg.Passwd = password
-	cfg.Net = "tcp"
-	cfg.Addr = m.Addr()
-	return cfg.FormatDSN()
-}
 
 // RootDSN is root's DSN over the unix socket (root has no password).
 func (m *PrivateMySQL) RootDSN() string {
@@ -253,96 +217,3 @@ func (m *PrivateMySQL) RootDSN() string {
 	cfg.MultiStatements = true
 	return cfg.FormatDSN()
 }
-
-// Running reports whether the server process is alive.
-func (m *PrivateMySQL) Running() bool { return m.p != nil && !m.p.exited() }
-
-// RootExec runs sql (several statements allowed) as root through the socket.
-func (m *PrivateMySQL) RootExec(query string, args ...any) {
-	m.t.Helper()
-	db, err := sql.Open("mysql", m.RootDSN())
-	if err == nil {
-		defer db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		_, err = db.ExecContext(ctx, query, args...)
-	}
-	if err != nil {
-		m.t.Fatalf("testenv: %s: %s: %v", m, query, err)
-	}
-}
-
-// Start starts the server (again) on the same port and data directory and waits until it
-// answers. Starting a running server is a no-op.
-func (m *PrivateMySQL) Start() {
-	m.t.Helper()
-	if err := m.start(); err != nil {
-		m.t.Fatalf("testenv: %v", err)
-	}
-}
-
-func (m *PrivateMySQL) start() error {
-	if m.Running() {
-		return nil
-	}
-	os.Remove(m.host("mysqld.sock"))
-	logStart := fileSize(m.ErrorLog())
-	args := append([]string{m.root, "mysqld", "--defaults-file=" + m.inner + "/my.cnf"}, m.opts.ExtraArgs...)
-	p, err := startProc(m.host("stdout.log"), "chroot", args...)
-	if err != nil {
-		return err
-	}
-	m.p = p
-	deadline := time.Now().Add(startDeadline)
-	for {
-		err := m.ping()
-		if err == nil {
-			return nil
-		}
-		if p.exited() {
-			if logHas(m.ErrorLog(), logStart, "Address already in use") {
-				return fmt.Errorf("%s: %w", m, errPortTaken)
-			}
-			return fmt.Errorf("%s exited during start-up (%v)\ncommand: chroot %s\n%s",
-				m, p.err, quoteArgs(args), tail(m.ErrorLog(), 30))
-		}
-		if time.Now().After(deadline) {
-			m.p.kill()
-			return fmt.Errorf("%s did not answer within %s: %v\n%s", m, startDeadline, err, tail(m.ErrorLog(), 30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (m *PrivateMySQL) ping() error {
-	db, err := sql.Open("mysql", m.RootDSN())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return db.PingContext(ctx)
-}
-
-// Stop shuts the server down gracefully (SIGTERM) and waits for it to exit; it kills it if
-// it has not exited after a minute.
-func (m *PrivateMySQL) Stop() {
-	m.t.Helper()
-	if m.p == nil {
-		return
-	}
-	if !m.p.stop() {
-		m.t.Logf("testenv: %s did not stop within %s and was killed", m, stopDeadline)
-	}
-}
-
-// Kill kills the server with SIGKILL (a crash) and waits for it to exit.
-func (m *PrivateMySQL) Kill() {
-	if m.p != nil {
-		m.p.kill()
-	}
-}
-
-// String names the instance in messages.
-func (m *PrivateMySQL) String() string { return fmt.Sprintf("private mysqld %s", m.Addr()) }
