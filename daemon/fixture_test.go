@@ -54,6 +54,15 @@ func newDeployment(t *testing.T, env testenv.Env, shardDSNs []string, extraYAML 
 	if err := loadgen.CreateSchema(ctx, dep.source, dep.db); err != nil {
 		t.Fatal(err)
 	}
+	if env.SourceFlavor == testenv.MySQLFlavor && env.ShardFlavor != testenv.MySQLFlavor {
+		// MySQL's default collation has no equal on MariaDB (cleave prepare refuses it): a
+		// monolith moving to MariaDB shards uses one both products share.
+		for _, tbl := range loadgen.Tables {
+			if _, err := dep.source.ExecContext(ctx, "ALTER TABLE "+mysqlx.QuoteTable(dep.db, tbl)+" CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", env.SourceDSN, env.SourceFlavor, 100000+rand.IntN(1<<30))
