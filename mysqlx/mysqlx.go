@@ -179,7 +179,7 @@ func Retryable(err error) bool {
 // dead-letter path instead of being retried.
 func Rejected(err error) bool {
 	switch Number(err) {
-	case ErDataTooLong, ErTruncatedWrong, ErWarnDataOutOfRange, ErBadNull, 1366 /* incorrect value */, 1265 /* data truncated */, 1452 /* foreign key */, 3140 /* invalid JSON */, 4025 /* CONSTRAINT failed */ :
+	case ErDataTooLong, ErTruncatedWrong, ErWarnDataOutOfRange, ErBadNull, 1366 /* incorrect value */, 1265 /* data truncated */, 1452 /* foreign key */, 3140 /* invalid JSON */, 4025 /* MariaDB: CONSTRAINT failed */, 3819 /* MySQL: check constraint violated */ :
 		return true
 	}
 	return false

@@ -39,3 +39,25 @@ func TestRetryableClassifiesByErrorNumberAndLostSessions(t *testing.T) {
 		})
 	}
 }
+
+func TestRejectedKnowsEachProductsRefusalOfARow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		num  uint16
+		want bool
+	}{
+		{"MariaDB CHECK constraint", 4025, true},
+		{"MySQL CHECK constraint", 3819, true},
+		{"invalid JSON", 3140, true},
+		{"value too long", ErDataTooLong, true},
+		{"NULL into NOT NULL", ErBadNull, true},
+		{"deadlock", ErLockDeadlock, false},
+		{"no such table", ErNoSuchTable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Rejected(&mysql.MySQLError{Number: tc.num}); got != tc.want {
+				t.Fatalf("Rejected(%d) = %v, want %v", tc.num, got, tc.want)
+			}
+		})
+	}
+}
