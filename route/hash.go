@@ -21,12 +21,14 @@ func HashKey(canonical []byte) uint64 {
 // quoted, like "`user_id`" or "t.`id`"), the same unsigned 64-bit value as HashKey of the
 // column's canonical form, and 0 when the column is NULL.
 //
-// MD5() sees what CAST(col AS CHAR) sees: decimal text for integers, the exact DECIMAL text,
+// MD5() hashes CAST(col AS BINARY): decimal text for integers, the exact DECIMAL text,
 // datetimes with the column's fraction digits, and the stored bytes of strings and binary
-// strings in the column's own character set. For columns whose text is not stable (FLOAT,
-// DOUBLE) no hash can be trusted: do not shard on them.
+// strings in the column's own character set. The cast is what MySQL 9.6+'s MD5 (from
+// component_classic_hashing) needs, which refuses a number; MariaDB's gives the same hash
+// with or without it. For columns whose text is not stable (FLOAT, DOUBLE) no hash can be
+// trusted: do not shard on them.
 func SQLHashExpr(quotedColumn string) string {
-	return "IFNULL(CAST(CONV(LEFT(MD5(" + quotedColumn + "),16),16,10) AS UNSIGNED),0)"
+	return "IFNULL(CAST(CONV(LEFT(MD5(CAST(" + quotedColumn + " AS BINARY)),16),16,10) AS UNSIGNED),0)"
 }
 
 // SQLKeyspaceFilter returns a condition that holds when hashExpr (SQLHashExpr of a column,
