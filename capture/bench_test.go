@@ -8,15 +8,11 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/go-sql-driver/mysql"
-	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -164,46 +160,17 @@ func cpuTime() time.Duration {
 // it, and counts the decoded row changes of db.
 func bareDecode(tb testing.TB, flavor testenv.Flavor, dsn string, from, to Position, db string) (int, time.Duration) {
 	tb.Helper()
-	dc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	host, portText, _ := strings.Cut(dc.Addr, ":")
-	port, _ := strconv.Atoi(portText)
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: serverID(), Flavor: string(flavor), Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
-		TimestampStringLocation: time.UTC, EventCacheCount: 1024, DiscardGTIDSet: true, DisableRetrySync: true,
-		Logger: newSlogger(zap.NewNop()),
-	})
-	defer syncer.Close()
-	began := time.Now()
-	st, err := syncer.StartSync(gomysql.Position{Name: from.File, Pos: uint32(from.Pos)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	file, rows := from.File, 0
-	for {
-		ev, err := st.GetEvent(ctx)
-		if err != nil {
-			tb.Fatalf("bare decode: %v", err)
-		}
-		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			file = string(e.NextLogName)
-			continue
-		case *replication.RowsEvent:
-			if string(e.Table.Schema) == db {
-				n := len(e.Rows)
-				if e.Type() == replication.EnumRowsEventTypeUpdate {
-					n /= 2
-				}
-				rows += n
+	began, rows := time.Now(), 0
+	walkBinlog(tb, string(flavor), dsn, from, to, 10*time.Minute, func(cfg *replication.BinlogSyncerConfig) {
+		cfg.EventCacheCount, cfg.DiscardGTIDSet, cfg.DisableRetrySync = 1024, true, true
+	}, func(_ string, ev *replication.BinlogEvent) {
+		if e, ok := ev.Event.(*replication.RowsEvent); ok && string(e.Table.Schema) == db {
+			n := len(e.Rows)
+			if e.Type() == replication.EnumRowsEventTypeUpdate {
+				n /= 2
 			}
+			rows += n
 		}
-		if ev.Header.LogPos > 0 && !(Position{File: file, Pos: uint64(ev.Header.LogPos)}).Before(to) {
-			return rows, time.Since(began)
-		}
-	}
+	})
+	return rows, time.Since(began)
 }

@@ -9,17 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/go-sql-driver/mysql"
-	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
@@ -80,25 +75,8 @@ type change struct {
 // returns every row change of the tables of db, decoded here, independently of capture.
 func binlogChanges(t *testing.T, flavor testenv.Flavor, dsn string, from, to Position, db string) map[change]bool {
 	t.Helper()
-	dc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, portText, _ := strings.Cut(dc.Addr, ":")
-	port, _ := strconv.Atoi(portText)
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: serverID(), Flavor: string(flavor), Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
-		Logger: newSlogger(zap.NewNop()),
-	})
-	defer syncer.Close()
-	st, err := syncer.StartSync(gomysql.Position{Name: from.File, Pos: uint32(from.Pos)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	want := map[change]bool{}
-	file := from.File
+	var file string
 	keyOf := func(tm *replication.TableMapEvent, row []any) string {
 		vals := make([]any, len(tm.PrimaryKey))
 		for i, c := range tm.PrimaryKey {
@@ -153,16 +131,11 @@ func binlogChanges(t *testing.T, flavor testenv.Flavor, dsn string, from, to Pos
 		}
 		return n
 	}
-	for {
-		ev, err := st.GetEvent(ctx)
-		if err != nil {
-			t.Fatalf("read binlog: %v", err)
-		}
+	walkBinlog(t, string(flavor), dsn, from, to, 2*time.Minute, func(cfg *replication.BinlogSyncerConfig) {
+		cfg.TimestampStringLocation = nil
+	}, func(f string, ev *replication.BinlogEvent) {
+		file = f
 		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			// Its header position belongs to the file it closes.
-			file = string(e.NextLogName)
-			continue
 		case *replication.RowsEvent:
 			addRows(e, uint64(ev.Header.LogPos-ev.Header.EventSize), 0)
 		case *replication.TransactionPayloadEvent:
@@ -177,10 +150,8 @@ func binlogChanges(t *testing.T, flavor testenv.Flavor, dsn string, from, to Pos
 				}
 			}
 		}
-		if ev.Header.LogPos > 0 && !(Position{File: file, Pos: uint64(ev.Header.LogPos)}).Before(to) {
-			return want
-		}
-	}
+	})
+	return want
 }
 
 // writeLoad changes rows of a and b at random until stop is closed, in autocommit

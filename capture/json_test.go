@@ -22,8 +22,6 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/go-sql-driver/mysql"
-	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
@@ -284,49 +282,21 @@ func (s *jsonServer) position() Position {
 // rows events of table, as rowsDecoder hands them on.
 func (s *jsonServer) binlogJSON(from, to Position, table string) []mysqlJSON {
 	s.t.Helper()
-	dc, err := mysql.ParseDSN(s.dsn)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	host, portText, _ := strings.Cut(dc.Addr, ":")
-	port, _ := strconv.Atoi(portText)
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: serverID(), Flavor: gomysql.MySQLFlavor, Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
-		TimestampStringLocation: time.UTC, Logger: newSlogger(zap.NewNop()), RowsEventDecodeFunc: rowsDecoder{}.decode,
-	})
-	defer syncer.Close()
-	st, err := syncer.StartSync(gomysql.Position{Name: from.File, Pos: uint32(from.Pos)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	var out []mysqlJSON
-	file := from.File
-	for {
-		ev, err := st.GetEvent(ctx)
-		if err != nil {
-			s.t.Fatalf("read binlog: %v", err)
-		}
-		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			file = string(e.NextLogName)
-			continue
-		case *replication.RowsEvent:
-			if string(e.Table.Table) == table {
-				for _, row := range e.Rows {
-					for _, v := range row {
-						if j, ok := v.(mysqlJSON); ok {
-							out = append(out, append(mysqlJSON(nil), j...))
-						}
+	walkBinlog(s.t, gomysql.MySQLFlavor, s.dsn, from, to, time.Minute, func(cfg *replication.BinlogSyncerConfig) {
+		cfg.RowsEventDecodeFunc = rowsDecoder{}.decode
+	}, func(_ string, ev *replication.BinlogEvent) {
+		if e, ok := ev.Event.(*replication.RowsEvent); ok && string(e.Table.Table) == table {
+			for _, row := range e.Rows {
+				for _, v := range row {
+					if j, ok := v.(mysqlJSON); ok {
+						out = append(out, append(mysqlJSON(nil), j...))
 					}
 				}
 			}
 		}
-		if ev.Header.LogPos > 0 && !(Position{File: file, Pos: uint64(ev.Header.LogPos)}).Before(to) {
-			return out
-		}
-	}
+	})
+	return out
 }
 
 // serverTypes asks the server for the type of every scalar of row id's document and

@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -12,8 +11,6 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/go-sql-driver/mysql"
-	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
@@ -144,50 +141,25 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 // from from to to, inside compressed transactions too.
 func partialEvents(t *testing.T, dsn string, from, to Position, table string) int {
 	t.Helper()
-	dc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(dc.Addr, ":")
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: serverID(), Flavor: "mysql", Host: host, Port: uint16(atoi(t, port)), User: dc.User, Password: dc.Passwd,
-		Logger: newSlogger(zap.NewNop()),
-	})
-	defer syncer.Close()
-	st, err := syncer.StartSync(gomysql.Position{Name: from.File, Pos: uint32(from.Pos)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	n := 0
-	file := from.File
 	count := func(ev *replication.BinlogEvent) {
 		if re, ok := ev.Event.(*replication.RowsEvent); ok && ev.Header.EventType == replication.PARTIAL_UPDATE_ROWS_EVENT &&
 			string(re.Table.Schema)+"."+string(re.Table.Table) == table {
 			n++
 		}
 	}
-	for {
-		ev, err := st.GetEvent(ctx)
-		if err != nil {
-			t.Fatalf("read binlog: %v", err)
-		}
-		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			file = string(e.NextLogName)
-			continue
-		case *replication.TransactionPayloadEvent:
+	walkBinlog(t, "mysql", dsn, from, to, time.Minute, func(cfg *replication.BinlogSyncerConfig) {
+		cfg.TimestampStringLocation = nil
+	}, func(_ string, ev *replication.BinlogEvent) {
+		if e, ok := ev.Event.(*replication.TransactionPayloadEvent); ok {
 			for _, ie := range e.Events {
 				count(ie)
 			}
-		default:
-			count(ev)
+			return
 		}
-		if ev.Header.LogPos > 0 && !(Position{File: file, Pos: uint64(ev.Header.LogPos)}).Before(to) {
-			return n
-		}
-	}
+		count(ev)
+	})
+	return n
 }
 
 // jsonTree is the document of JSON text as MySQL's parser types it: integers INTEGER

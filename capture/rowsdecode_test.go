@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -10,61 +9,27 @@ import (
 	"testing"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/go-sql-driver/mysql"
-	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
-// decodedRows reads the binlog from from to to and returns the rows of every rows event,
-// decoded by go-mysql's decoder or, with fast, by rowsDecoder.
-// decodedRows returns the rows of the rows events on tables of schema between from and to;
-// other tests write to the same source at the same time, and their events are left out.
+// decodedRows returns the rows of the rows events on tables of schema between from and to,
+// decoded by go-mysql's decoder or, with fast, by rowsDecoder; other tests write to the same
+// source at the same time, and their events are left out.
 func decodedRows(t *testing.T, flavor testenv.Flavor, dsn, schema string, from, to Position, fast bool) [][][]any {
 	t.Helper()
-	dc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, portText, _ := strings.Cut(dc.Addr, ":")
-	port, _ := strconv.Atoi(portText)
-	cfg := replication.BinlogSyncerConfig{
-		ServerID: serverID(), Flavor: string(flavor), Host: host, Port: uint16(port), User: dc.User, Password: dc.Passwd,
-		TimestampStringLocation: time.UTC, Logger: newSlogger(zap.NewNop()),
-	}
-	if fast {
-		cfg.RowsEventDecodeFunc = rowsDecoder{}.decode
-	}
-	syncer := replication.NewBinlogSyncer(cfg)
-	defer syncer.Close()
-	st, err := syncer.StartSync(gomysql.Position{Name: from.File, Pos: uint32(from.Pos)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	var out [][][]any
-	file := from.File
-	for {
-		ev, err := st.GetEvent(ctx)
-		if err != nil {
-			t.Fatalf("read binlog: %v", err)
+	walkBinlog(t, string(flavor), dsn, from, to, time.Minute, func(cfg *replication.BinlogSyncerConfig) {
+		if fast {
+			cfg.RowsEventDecodeFunc = rowsDecoder{}.decode
 		}
-		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			file = string(e.NextLogName)
-			continue
-		case *replication.RowsEvent:
-			if string(e.Table.Schema) == schema {
-				out = append(out, e.Rows)
-			}
+	}, func(_ string, ev *replication.BinlogEvent) {
+		if e, ok := ev.Event.(*replication.RowsEvent); ok && string(e.Table.Schema) == schema {
+			out = append(out, e.Rows)
 		}
-		if ev.Header.LogPos > 0 && !(Position{File: file, Pos: uint64(ev.Header.LogPos)}).Before(to) {
-			return out
-		}
-	}
+	})
+	return out
 }
 
 func TestRowsDecoderReturnsWhatGoMySQLReturns(t *testing.T) {
