@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,15 +69,11 @@ func TestJSONValuesReachTheShardsAsTheSourceHoldsThem(t *testing.T) {
 // MD5, which MySQL 9 keeps in component_classic_hashing, not installed on the shared
 // servers: the test runs on private servers with the component.
 func TestReconcileFindsNoDriftInCopiedJSON(t *testing.T) {
-	if !slices.Contains(testenv.MatrixFlavors(), testenv.MySQLFlavor) {
-		t.Skip("MySQL is left out by CLEAVE_TEST_FLAVORS")
-	}
+	testenv.SkipUnlessInMatrix(t, testenv.MySQLFlavor)
 	env := testenv.ServicesFor(t, testenv.MySQLFlavor, testenv.MySQLFlavor)
 	var dsns []string
 	for range 3 {
-		m := testenv.StartMySQL(t, testenv.ServerOptions{})
-		m.RootExec("INSTALL COMPONENT 'file://component_classic_hashing'")
-		dsns = append(dsns, m.DSN())
+		dsns = append(dsns, testenv.StartMySQLWithClassicHashing(t, testenv.ServerOptions{}).DSN())
 	}
 	env.SourceDSN, env.Shard0DSN, env.Shard1DSN = dsns[0], dsns[1], dsns[2]
 	w := copyJSONDocs(t, env, rangeRouting)

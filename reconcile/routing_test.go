@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -25,12 +24,8 @@ import (
 func TestMembershipSQLAgreesWithRoute(t *testing.T) {
 	testenv.EachFlavorDatabases(t, func(t *testing.T, env testenv.Env) { membershipAgrees(t, env.SourceDSN) })
 	t.Run("mysql with component_classic_hashing", func(t *testing.T) {
-		if !slices.Contains(testenv.MatrixFlavors(), testenv.MySQLFlavor) {
-			t.Skip("mysql is not in " + testenv.EnvFlavors)
-		}
-		m := testenv.StartMySQL(t, testenv.ServerOptions{DisableBinlog: true})
-		m.RootExec("INSTALL COMPONENT 'file://component_classic_hashing'")
-		membershipAgrees(t, m.DSN())
+		testenv.SkipUnlessInMatrix(t, testenv.MySQLFlavor)
+		membershipAgrees(t, testenv.StartMySQLWithClassicHashing(t, testenv.ServerOptions{DisableBinlog: true}).DSN())
 	})
 }
 

@@ -104,18 +104,12 @@ func (r keyRow) value(col string) Value {
 // leaves membership to Go, which this test does not need to prove).
 func TestSQLHashExprMatchesHashKey(t *testing.T) {
 	t.Run("mariadb", func(t *testing.T) {
-		if !slices.Contains(testenv.MatrixFlavors(), testenv.MariaDBFlavor) {
-			t.Skip("mariadb is not in " + testenv.EnvFlavors)
-		}
+		testenv.SkipUnlessInMatrix(t, testenv.MariaDBFlavor)
 		sqlHashMatchesHashKey(t, testenv.DatabasesFor(t, testenv.MariaDBFlavor, testenv.MariaDBFlavor).SourceDSN)
 	})
 	t.Run("mysql with component_classic_hashing", func(t *testing.T) {
-		if !slices.Contains(testenv.MatrixFlavors(), testenv.MySQLFlavor) {
-			t.Skip("mysql is not in " + testenv.EnvFlavors)
-		}
-		m := testenv.StartMySQL(t, testenv.ServerOptions{DisableBinlog: true})
-		m.RootExec("INSTALL COMPONENT 'file://component_classic_hashing'")
-		sqlHashMatchesHashKey(t, m.DSN())
+		testenv.SkipUnlessInMatrix(t, testenv.MySQLFlavor)
+		sqlHashMatchesHashKey(t, testenv.StartMySQLWithClassicHashing(t, testenv.ServerOptions{DisableBinlog: true}).DSN())
 	})
 }
 

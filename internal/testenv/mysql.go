@@ -85,6 +85,18 @@ func MySQLRoot(t testing.TB) string {
 	return root
 }
 
+// StartMySQLWithClassicHashing is StartMySQL with component_classic_hashing installed, which
+// gives MySQL 9.6+ back its MD5() and SHA1(): the server on which the SQL forms of cleave's
+// routing hash can run (a stock MySQL 9 leaves that to Go).
+func StartMySQLWithClassicHashing(t testing.TB, opts ServerOptions) *PrivateMySQL {
+	t.Helper()
+	m := StartMySQL(t, opts)
+	if m != nil {
+		m.RootExec("INSTALL COMPONENT 'file://component_classic_hashing'")
+	}
+	return m
+}
+
 // StartMySQL initialises a data directory, starts mysqld and waits until it answers.
 func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 	t.Helper()

@@ -180,6 +180,15 @@ func MatrixFlavors() []Flavor {
 	return out
 }
 
+// SkipUnlessInMatrix skips a test written for one flavor when CLEAVE_TEST_FLAVORS leaves
+// that flavor out of this run.
+func SkipUnlessInMatrix(t testing.TB, f Flavor) {
+	t.Helper()
+	if !inMatrix(f) {
+		t.Skipf("%s is not in %s=%s", f, EnvFlavors, os.Getenv(EnvFlavors))
+	}
+}
+
 func inMatrix(f Flavor) bool {
 	v := strings.TrimSpace(os.Getenv(EnvFlavors))
 	if v == "" || InCI() {
