@@ -22,32 +22,6 @@ import (
 	"github.com/cleave-dev/cleave/kafkax"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// cleaveBinary builds the cleave command once per test run.
-func cleaveBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cleave-backfill-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "cleave")
-		if out, err := exec.Command("go", "build", "-o", binPath, "../cmd/cleave").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ../cmd/cleave: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 // proc is one `cleave run` process.
 type proc struct {
 	cmd  *exec.Cmd
@@ -158,7 +132,7 @@ func TestKill9DuringTheCopy(t *testing.T) {
 			fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 5000\n", chunk))
 		seedItems(t, w, rows)
 		table := w.table("items")
-		bin := cleaveBinary(t)
+		bin := testenv.CleaveBinary(t)
 		store := NewStore(w.env.KafkaBrokers, w.prefix, 1)
 		defer store.Close()
 		ctx := context.Background()

@@ -18,7 +18,7 @@ func runCleave(t *testing.T, timeout time.Duration, args ...string) (string, int
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cleaveBinary(t), args...)
+	cmd := exec.CommandContext(ctx, testenv.CleaveBinary(t), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

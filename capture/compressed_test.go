@@ -23,7 +23,9 @@ import (
 // local zone wherever it is not told otherwise).
 func TestMain(m *testing.M) {
 	time.Local = time.FixedZone("UTC-07:30", -(7*3600 + 30*60))
-	os.Exit(m.Run())
+	code := m.Run()
+	testenv.RemoveBinaries() // the crash tests' cleave
+	os.Exit(code)
 }
 
 // compressedTable is the definition of the tables the compression test writes: columns

@@ -21,17 +21,6 @@ import (
 	"github.com/cleave-dev/cleave/kafkax"
 )
 
-// buildCleave builds the cleave binary into a temporary directory.
-func buildCleave(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "cleave")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/cleave")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ../cmd/cleave: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // process is one run of `cleave capture`.
 type process struct {
 	cmd  *exec.Cmd
@@ -245,7 +234,7 @@ func testKillNineTenTimesUnderLoadLosesNoChange(t *testing.T, e testenv.Env) {
 	// Checkpoints as often as possible: a checkpoint ahead of Kafka's acknowledgements
 	// would be caught by a kill right after it.
 	f.configure([]string{"a", "b"}, "capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 5ms\n")
-	bin := buildCleave(t)
+	bin := testenv.CleaveBinary(t)
 	logPath := filepath.Join(t.TempDir(), "capture.log")
 	t.Cleanup(func() {
 		if t.Failed() {

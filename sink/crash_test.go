@@ -70,41 +70,11 @@ func (f *fixture) startCapture(t *testing.T) (stop func()) {
 	return stop
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
 // TestMain removes the cleave binary the crash tests build.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
-}
-
-// cleaveBinary builds the cleave command once per test run.
-func cleaveBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cleave-sink-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binDir, binPath = dir, filepath.Join(dir, "cleave")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/cleave").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/cleave: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
 }
 
 // sinkProc is one `cleave sink` process.
@@ -122,7 +92,7 @@ func (f *fixture) startSinkProc(t *testing.T, shard string, env ...string) *sink
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(cleaveBinary(t), "sink", "--config", f.cfgPath, "--shard", shard, "--listen", "", "--log-level", "info")
+	p.cmd = exec.Command(testenv.CleaveBinary(t, testenv.TestHooksTag), "sink", "--config", f.cfgPath, "--shard", shard, "--listen", "", "--log-level", "info")
 	p.cmd.Env = append(os.Environ(), "CLEAVE_TEST_GROUP_SESSION_TIMEOUT=6s")
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -161,38 +160,11 @@ http:
 	return path
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// cleaveBinary builds the cleave binary once per test process, for commands that run
-// beside others: two commands in one process would share the driver's global logger.
-func cleaveBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cleave-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "cleave")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
 // startCleave runs the cleave binary in the background; stop sends it SIGTERM and returns
 // what it printed and its exit code.
 func startCleave(t *testing.T, args ...string) (stop func() (string, int)) {
 	t.Helper()
-	cmd := exec.Command(cleaveBinary(t), args...)
+	cmd := exec.Command(testenv.CleaveBinary(t), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -431,8 +403,6 @@ func partialRevokes(t *testing.T, s *leastSetup) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }

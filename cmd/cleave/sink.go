@@ -2,13 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,17 +13,6 @@ import (
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/opshttp"
 	"github.com/cleave-dev/cleave/sink"
-)
-
-// Test-only environment variables: fault injection for the sink's crash tests. They are
-// read only here, never by the sink package, and do nothing unless set.
-const (
-	// envCrashBeforeCommit=N kills the process with SIGKILL inside its N-th batch, after
-	// the rows and offsets are written and before the shard transaction commits.
-	envCrashBeforeCommit = "CLEAVE_TEST_CRASH_BEFORE_COMMIT"
-	// envSessionTimeout shortens the consumer group session (a Go duration), so that a
-	// killed member's partitions move on quickly.
-	envSessionTimeout = "CLEAVE_TEST_GROUP_SESSION_TIMEOUT"
 )
 
 func newSinkCmd(a *app) *cobra.Command {
@@ -110,31 +93,4 @@ func runSink(ctx context.Context, a *app, shard string) error {
 		})
 	}
 	return g.Wait()
-}
-
-// testHooks installs the fault injection asked for by the test-only environment variables.
-func testHooks(opts *sink.Options) error {
-	if v := os.Getenv(envSessionTimeout); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("%s: %q is not a duration", envSessionTimeout, v)
-		}
-		opts.SessionTimeout = d
-	}
-	if v := os.Getenv(envCrashBeforeCommit); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return fmt.Errorf("%s: %q is not a positive number of batches", envCrashBeforeCommit, v)
-		}
-		var batches atomic.Int64
-		opts.BeforeCommit = func(context.Context) error {
-			if batches.Add(1) >= int64(n) {
-				// A crash, not an exit: nothing is flushed, nothing is rolled back cleanly.
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {}
-			}
-			return nil
-		}
-	}
-	return nil
 }

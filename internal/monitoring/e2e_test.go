@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +42,13 @@ var pendingMetrics = map[string]string{}
 // dashboard query must return data and read only metrics cleave exports; a row deleted
 // behind cleave's back must reach the webhook as CleaveDriftDetected; SIGTERM must drain
 // cleave run and exit 0.
+// TestMain removes the cleave binary the end-to-end test builds.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveBinaries()
+	os.Exit(code)
+}
+
 func TestOperatorsView(t *testing.T) {
 	testenv.EachFlavor(t, testOperatorsView)
 }
@@ -53,7 +59,7 @@ func testOperatorsView(t *testing.T, env testenv.Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildCleave(t, dir)
+	bin := testenv.CleaveBinary(t)
 
 	// The shop on the source, shard1 private, cleave prepared.
 	shard1 := testenv.StartServer(t, env.ShardFlavor, testenv.ServerOptions{})
@@ -463,24 +469,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, proc *process, co
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// buildCleave builds the cleave binary from this tree into dir.
-func buildCleave(t *testing.T, dir string) string {
-	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
-			t.Fatal("no go command to build cleave with")
-		}
-	}
-	bin := filepath.Join(dir, "cleave")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/cleave")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/cleave: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func freePort(t *testing.T) int {
