@@ -405,29 +405,10 @@ func foreignKeys(ctx context.Context, db *sql.DB, schemaName, table string) ([]s
 	return out, rows.Err()
 }
 
-// Topics returns the topics cleave needs for cfg: one per table with kafka.partitions, and
-// one dead-letter topic per shard. A dead-letter topic has one partition (dead letters
-// are few and read in order by an operator) and keeps its messages forever: an event the
-// shard rejected must stay recorded until someone deals with it, not expire after Kafka's
-// default week.
-func Topics(cfg *config.Config) []kafkax.Topic {
-	var out []kafkax.Topic
-	for _, t := range cfg.Tables {
-		out = append(out, kafkax.Topic{Name: kafkax.TableTopic(cfg.Kafka.TopicPrefix, t.DB(), t.TableName()),
-			Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor})
-	}
-	for _, s := range cfg.Shards {
-		out = append(out, kafkax.Topic{Name: kafkax.DLQTopic(cfg.Kafka.TopicPrefix, s.Name),
-			Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor,
-			Configs: map[string]string{"retention.ms": "-1"}})
-	}
-	return out
-}
-
 func prepareTopics(ctx context.Context, cfg *config.Config, report func(Step)) error {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
-	topics := Topics(cfg)
+	topics := cfg.Topics()
 	names := make([]string, len(topics))
 	for i, t := range topics {
 		names[i] = t.Name

@@ -202,7 +202,7 @@ func TestPrepareTwiceGivesTheSameShards(t *testing.T) {
 
 		// Topics: one per table with kafka.partitions, one dead-letter topic of one partition per shard.
 		names := make([]string, 0, 6)
-		for _, tp := range prepare.Topics(f.cfg) {
+		for _, tp := range f.cfg.Topics() {
 			names = append(names, tp.Name)
 		}
 		parts, err := kafkax.Partitions(context.Background(), f.env.KafkaBrokers, names)

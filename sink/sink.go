@@ -18,7 +18,6 @@ import (
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
-	"github.com/cleave-dev/cleave/prepare"
 	"github.com/cleave-dev/cleave/route"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
@@ -290,7 +289,7 @@ func (s *Sink) open(ctx context.Context) error {
 	// The topics this sink reads and writes, as cleave prepare creates them; a sink that
 	// starts first creates them the same way.
 	var topics []kafkax.Topic
-	for _, t := range prepare.Topics(s.cfg) {
+	for _, t := range s.cfg.Topics() {
 		if s.tables[t.Name] != nil || t.Name == kafkax.DLQTopic(s.cfg.Kafka.TopicPrefix, s.shard) {
 			topics = append(topics, t)
 		}
