@@ -81,30 +81,6 @@ func (c *Config) Router(kinds map[string]route.KeyKind) (*route.Router, error) {
 	return r, nil
 }
 
-// CanOwn reports whether any row of the table can belong to the named shard: a pinned
-// table belongs to its one shard, a range or list table to the shards its ranges, values
-// and default name; hash and broadcast tables reach every shard.
-func (t *Table) CanOwn(shard string) bool {
-	switch t.Strategy {
-	case StrategyPin:
-		return t.Shard == shard
-	case StrategyRange:
-		for _, r := range t.Ranges {
-			if r.Shard == shard {
-				return true
-			}
-		}
-		return false
-	case StrategyList:
-		if t.DefaultShard == shard {
-			return true
-		}
-		for _, v := range t.Values {
-			if v.Shard == shard {
-				return true
-			}
-		}
-		return false
-	}
-	return true
-}
+// CanOwn reports whether any row of the table can belong to the named shard, as routing
+// decides it (route.TableSpec.CanOwn).
+func (t *Table) CanOwn(shard string) bool { return t.RouteSpec(route.KeyBytes).CanOwn(shard) }

@@ -335,7 +335,7 @@ func (c *Checker) aggregateOn(ctx context.Context, ti *tableInfo, shard int, r k
 	db, member, where := c.source, "", "the source"
 	if shard >= 0 {
 		db, where = c.shards[shard], "shard "+c.shardNames[shard]
-		if ti.strategy != route.Broadcast {
+		if !ti.replicated {
 			member = ti.member[shard]
 		}
 	}
@@ -376,7 +376,7 @@ func (c *Checker) streamAggregate(ctx context.Context, db *sql.DB, ti *tableInfo
 	if ti.goHash {
 		sel, nh = strings.Join(ti.hashSels, ","), len(ti.hashSels)
 	}
-	routed := shard >= 0 && ti.strategy != route.Broadcast
+	routed := shard >= 0 && !ti.replicated
 	if routed {
 		sel += "," + ti.shardKeySelect()
 	}
@@ -454,7 +454,7 @@ func (c *Checker) aggregate(ctx context.Context, db *sql.DB, ti *tableInfo, r ke
 // table each shard holds what the source holds; otherwise the shards' counts and sums add
 // up to the source's and no shard holds a row that routing places elsewhere.
 func (c *Checker) matches(ti *tableInfo, src agg, shards []agg) bool {
-	if ti.strategy == route.Broadcast {
+	if ti.replicated {
 		for _, s := range shards {
 			if s.count != src.count || s.sum.Cmp(src.sum) != 0 {
 				return false

@@ -383,12 +383,12 @@ func (ti *tableInfo) prepareRouting(router *route.Router, shards []serverInfo) e
 	ti.member = make([]string, len(rs))
 	ti.memberGo = make([]bool, len(rs))
 	for i := range rs {
-		m, err := memberSQL(spec, ti.shardKey, rs, i)
+		m, err := spec.MemberSQL(keyColumn(ti.shardKey), rs, i)
 		if err != nil {
 			return fmt.Errorf("routing of %s: %w", ti.name, err)
 		}
 		ti.member[i] = m
-		ti.memberGo[i] = spec.Strategy == route.Hash && !shards[i].md5
+		ti.memberGo[i] = spec.MembershipUsesMD5() && !shards[i].md5
 	}
 	return nil
 }

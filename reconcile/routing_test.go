@@ -90,7 +90,7 @@ func membershipAgrees(t *testing.T, dsn string) {
 			}
 			conds := make([]string, len(shards))
 			for i := range shards {
-				if conds[i], err = memberSQL(tc.spec, tc.col, shards, i); err != nil {
+				if conds[i], err = tc.spec.MemberSQL(keyColumn(tc.col), shards, i); err != nil {
 					t.Fatal(err)
 				}
 				conds[i] = "IFNULL(" + conds[i] + ", FALSE)"
@@ -160,7 +160,7 @@ func TestStreamedAggregateEqualsTheSQLAggregate(t *testing.T) {
 	}
 	c := &Checker{router: r}
 	for i := range shards {
-		member, err := memberSQL(route.TableSpec{Strategy: route.Hash}, ti.shardKey, shards, i)
+		member, err := route.TableSpec{Strategy: route.Hash}.MemberSQL(keyColumn(ti.shardKey), shards, i)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -107,12 +107,14 @@ func (k keyCol) literal(raw []byte) string {
 
 // tableInfo is what the checker knows about one configured table.
 type tableInfo struct {
-	cfg      *config.Table
-	name     string // db.table
-	db, tbl  string
-	quoted   string
-	strategy route.Strategy
-	def      *schema.Table
+	cfg     *config.Table
+	name    string // db.table
+	db, tbl string
+	quoted  string
+	// replicated is set for a table every shard holds whole (route's Replicated): each
+	// shard is compared with the source instead of the shards adding up to it.
+	replicated bool
+	def        *schema.Table
 	// hashed are the source columns the row hash covers: every column, generated ones too
 	// (see loadTable). written are those a repair writes: every column but the generated.
 	hashed  []*schema.Column
@@ -162,7 +164,7 @@ func loadTable(ctx context.Context, cfg *config.Table, source *sql.DB, shards []
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	t := &tableInfo{cfg: cfg, name: cfg.Name, db: db, tbl: tbl, quoted: mysqlx.QuoteTable(db, tbl),
-		strategy: route.Strategy(cfg.Strategy), def: def}
+		replicated: cfg.RouteSpec(route.KeyBytes).Replicated(), def: def}
 	// Generated columns are compared too, although cleave never writes them: they are data
 	// the application reads, and they can differ while every written column matches. A
 	// VIRTUAL column is computed as it is read, under the checker's pinned session on both
