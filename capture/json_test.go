@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -247,9 +246,7 @@ type jsonServer struct {
 
 func newJSONServer(t *testing.T) *jsonServer {
 	t.Helper()
-	if !slices.Contains(testenv.MatrixFlavors(), testenv.MySQLFlavor) {
-		t.Skip("binary JSON is MySQL's; CLEAVE_TEST_FLAVORS leaves MySQL out")
-	}
+	testenv.SkipUnlessInMatrix(t, testenv.MySQLFlavor) // binary JSON is MySQL's
 	env := testenv.DatabasesFor(t, testenv.MySQLFlavor, testenv.MySQLFlavor)
 	name := testenv.NewDatabase(t, env.SourceDSN)
 	db, err := mysqlx.Open(context.Background(), "source", testenv.DSNWithDB(t, env.SourceDSN, name))

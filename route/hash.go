@@ -3,13 +3,12 @@ package route
 import (
 	"crypto/md5"
 	"encoding/binary"
-	"strconv"
 )
 
 // HashKey is the 64-bit hash of a canonical shard key: the first 8 bytes of MD5(canonical),
 // big endian. MD5 is not here for security: it is the one well-spread hash that MySQL and
 // MariaDB compute natively, so the checker can filter a shard's rows on the server
-// (SQLHashExpr) and get exactly what Go gets. A NULL shard key is not hashed: it is 0.
+// (TableSpec.MemberSQL) and get exactly what Go gets. A NULL shard key is not hashed: it is 0.
 //
 // This function is the routing contract: changing it moves rows between shards.
 func HashKey(canonical []byte) uint64 {
@@ -29,17 +28,4 @@ func HashKey(canonical []byte) uint64 {
 // trusted: do not shard on them.
 func SQLHashExpr(quotedColumn string) string {
 	return "IFNULL(CAST(CONV(LEFT(MD5(CAST(" + quotedColumn + " AS BINARY)),16),16,10) AS UNSIGNED),0)"
-}
-
-// SQLKeyspaceFilter returns a condition that holds when hashExpr (SQLHashExpr of a column,
-// or a column that stores it) lies in [start, end), end 0 meaning the top. The expression
-// appears once, so the server evaluates the hash once per row.
-func SQLKeyspaceFilter(hashExpr string, start, end uint64) string {
-	switch {
-	case start == 0 && end == 0:
-		return "TRUE"
-	case end == 0:
-		return hashExpr + " >= " + strconv.FormatUint(start, 10)
-	}
-	return hashExpr + " BETWEEN " + strconv.FormatUint(start, 10) + " AND " + strconv.FormatUint(end-1, 10)
 }
