@@ -72,8 +72,9 @@ func TestEncoderWritesWhatTheEventPackageWrites(t *testing.T) {
 		}
 		tsMs := time.Now().UnixMilli()
 		enc.setSource(&src)
-		gotKey := enc.appendKey(nil, vals)
-		gotVal := enc.appendEvent(nil, vals, tsMs, v)
+		enc.load(vals)
+		gotKey := enc.appendKey(nil)
+		gotVal := enc.appendEvent(nil, tsMs, v, nil)
 
 		wantKey, err := event.Key(def, row)
 		if err != nil {

@@ -303,16 +303,9 @@ func (jt *jsonTyper) resolve(ctx context.Context, sc *snapshotConn, tr *tableRea
 // typed scalars (typed, from resolve).
 func (jt *jsonTyper) retype(ch *capture.Chunk, enc *encoder, typed map[int]map[string]event.JSONTypes, tsMs int64, v event.Version) {
 	for row, types := range typed {
-		val := enc.appendEventWithTypes(nil, jt.vals[row], tsMs, v, types)
+		enc.load(jt.vals[row])
+		val := enc.appendEvent(nil, tsMs, v, types)
 		ch.Bytes += int64(len(val) - len(ch.Values[row]))
 		ch.Values[row] = val
 	}
-}
-
-// appendEventWithTypes appends the event of a copied row with its json_types.
-func (e *encoder) appendEventWithTypes(dst []byte, vals []any, tsMs int64, v event.Version, types map[string]event.JSONTypes) []byte {
-	dst = e.appendEvent(dst, vals, tsMs, v)
-	dst = dst[:len(dst)-1] // the closing brace: json_types is the event's last field
-	dst = event.AppendJSONTypes(dst, types)
-	return append(dst, '}')
 }

@@ -287,7 +287,8 @@ func TestEncoderWritesJSONTypesAsTheEventPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := enc.appendEventWithTypes(nil, vals, 5, 9, types); !bytes.Equal(got, want) {
+	enc.load(vals)
+	if got := enc.appendEvent(nil, 5, 9, types); !bytes.Equal(got, want) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }

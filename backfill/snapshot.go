@@ -462,9 +462,10 @@ func (tr *tableReader) readChunk(ctx context.Context, sc *snapshotConn, watch *c
 			}
 		}
 		k0 := len(buf)
-		buf = tr.enc.appendKey(buf, vals)
+		tr.enc.load(vals)
+		buf = tr.enc.appendKey(buf)
 		k1 := len(buf)
-		buf = tr.enc.appendEvent(buf, vals, tsMs, v)
+		buf = tr.enc.appendEvent(buf, tsMs, v, nil)
 		spans = append(spans, span{k0, k1, len(buf)})
 		if err := tr.json.scan(tr.def, n, vals); err != nil {
 			return nil, fmt.Errorf("copy %s: %w", tr.name, err)

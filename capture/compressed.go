@@ -196,7 +196,7 @@ func (img *rowImage) clone() *rowImage {
 	if img == nil {
 		return nil
 	}
-	return &rowImage{buf: append([]byte(nil), img.buf...), ends: append([]int(nil), img.ends...), set: true, types: maps.Clone(img.types)}
+	return &rowImage{Image: img.Image.Clone(), set: true, types: maps.Clone(img.types)}
 }
 
 // flushNet emits the net changes of the compressed transaction being read, if it is

@@ -1,31 +1,23 @@
 package capture
 
 import (
-	"bytes"
-	"sort"
 	"strconv"
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/schema"
 )
 
-// Design note: the message encoder.
-//
-// event.Marshal defines the message format: encoding/json of event.Event, whose row
-// images are maps (keys sorted) of encoded values. Capture builds the same bytes without
-// the maps and reflection, which cost more than decoding the row: values are encoded by
-// event.Encode into a slice in column order and written in the sorted order of the column
-// names, computed once per table definition. encode_test.go checks, on random rows
-// (control characters, invalid UTF-8, U+2028 …), that the bytes equal event.Marshal's and
-// event.Key's, so the format has one definition.
+// Messages are written by the event package's wire writer (event/wire.go): each table
+// definition has its event.Columns, and the reader fills one event.Image per row image
+// with the JSON text of each value, which appendColumn writes straight from go-mysql's
+// values for the common kinds.
 
-// rowImage is a row in event form: the JSON text of each column's value (event.Encode's
-// result as encoding/json writes it), in table order, in one buffer. The reader keeps two
-// and reuses them for every row: a message is encoded from them and they are overwritten.
+// rowImage is a row image in event form (event.Image) with what capture needs beside it.
+// The reader keeps two and reuses them for every row: a message is encoded from them and
+// they are overwritten.
 type rowImage struct {
-	buf  []byte
-	ends []int // value i is buf[ends[i-1]:ends[i]]
-	set  bool  // false: no image (the before of an insert, the after of a delete)
+	event.Image
+	set bool // false: no image (the before of an insert, the after of a delete)
 	// types holds the JSON columns' scalars whose type their text does not tell, for the
 	// event's json_types (json.go); jsonText and jsonPath are appendJSON's scratch buffers.
 	types              map[string]event.JSONTypes
@@ -33,86 +25,31 @@ type rowImage struct {
 }
 
 func (img *rowImage) reset() {
-	img.buf, img.ends, img.set = img.buf[:0], img.ends[:0], true
+	img.Image.Reset()
+	img.set = true
 	clear(img.types)
 }
 
-// value returns the JSON text of column i.
-func (img *rowImage) value(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = img.ends[i-1]
-	}
-	return img.buf[start:img.ends[i]]
-}
-
-// sortedColumns returns the column indexes in the order encoding/json writes map keys.
-func sortedColumns(names []string) []int {
-	order := make([]int, len(names))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return names[order[a]] < names[order[b]] })
-	return order
-}
-
-// appendEvent appends the JSON value of a row change event.
-func (d *tableDef) appendEvent(dst []byte, op event.Op, before, after *rowImage, tsMs int64, src *event.Source, v event.Version) []byte {
-	dst = append(dst, `{"before":`...)
-	dst = d.appendImage(dst, before)
-	dst = append(dst, `,"after":`...)
-	dst = d.appendImage(dst, after)
-	dst = append(dst, `,"op":`...)
-	dst = event.AppendJSONString(dst, string(op))
-	dst = append(dst, `,"ts_ms":`...)
-	dst = strconv.AppendInt(dst, tsMs, 10)
-	dst = append(dst, `,"source":`...)
-	dst = event.AppendSource(dst, src)
-	dst = append(dst, `,"version":`...)
-	dst = strconv.AppendUint(dst, uint64(v), 10)
-	if after != nil && after.set {
-		dst = event.AppendJSONTypes(dst, after.types) // JSON columns only: see json.go
-	}
-	return append(dst, '}')
-}
-
-func (d *tableDef) appendImage(dst []byte, img *rowImage) []byte {
+// wire returns the image as the wire writer takes it: nil when there is none.
+func (img *rowImage) wire() *event.Image {
 	if img == nil || !img.set {
-		return append(dst, "null"...)
+		return nil
 	}
-	dst = append(dst, '{')
-	for n, i := range d.order {
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, d.quotedNames[i]...)
-		dst = append(dst, ':')
-		dst = append(dst, img.value(i)...)
+	return &img.Image
+}
+
+// appendEvent appends the JSON value of a row change event; src is the encoded source.
+func (d *tableDef) appendEvent(dst []byte, op event.Op, before, after *rowImage, tsMs int64, src []byte, v event.Version) []byte {
+	h := event.Head{Op: op, TsMs: tsMs, Source: src, Version: v}
+	if after.wire() != nil {
+		h.JSONTypes = after.types // JSON columns only: see json.go
 	}
-	return append(dst, '}')
+	return d.cols.AppendEvent(dst, &h, before.wire(), after.wire())
 }
 
 // appendKey appends the message key of img: the JSON array of its primary key values.
 func (d *tableDef) appendKey(dst []byte, img *rowImage) []byte {
-	dst = append(dst, '[')
-	for n, i := range d.table.PK {
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, img.value(i)...)
-	}
-	return append(dst, ']')
-}
-
-// sameKey reports whether two images have the same primary key. The encoding is canonical:
-// equal text, equal value.
-func (d *tableDef) sameKey(a, b *rowImage) bool {
-	for _, i := range d.table.PK {
-		if !bytes.Equal(a.value(i), b.value(i)) {
-			return false
-		}
-	}
-	return true
+	return d.cols.AppendKey(dst, &img.Image)
 }
 
 // appendColumn appends the JSON text of event.Encode(col, v). The kinds and Go types that

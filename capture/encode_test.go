@@ -56,17 +56,13 @@ func TestMessagesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
 		if ncols > 1 && rng.IntN(2) == 0 {
 			tbl.PK = append(tbl.PK, (tbl.PK[0]+1)%ncols)
 		}
-		d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, ncols)}
-		for c, n := range names {
-			d.quotedNames[c] = event.AppendJSONString(nil, n)
-		}
+		d := &tableDef{table: tbl, cols: event.NewColumns(names, tbl.PK)}
 		img := func() (*rowImage, event.Row) {
 			ri := &rowImage{set: true}
 			row := event.Row{}
 			for c := 0; c < ncols; c++ {
 				v := randomValue(rng)
-				ri.buf = event.AppendValue(ri.buf, v)
-				ri.ends = append(ri.ends, len(ri.buf))
+				ri.Add(v)
 				row[names[c]] = v
 			}
 			return ri, row
@@ -87,7 +83,7 @@ func TestMessagesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := d.appendEvent(nil, op, before, after, ev.TsMs, &ev.Source, ev.Version)
+		got := d.appendEvent(nil, op, before, after, ev.TsMs, event.AppendSource(nil, &ev.Source), ev.Version)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
 		}
@@ -111,20 +107,17 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	for i, n := range names {
 		tbl.Columns[i].Name = n
 	}
-	d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, len(names))}
-	for c, n := range names {
-		d.quotedNames[c] = event.AppendJSONString(nil, n)
-	}
+	d := &tableDef{table: tbl, cols: event.NewColumns(names, tbl.PK)}
 	img := &rowImage{set: true}
 	for _, v := range []any{json.Number("123456"), json.Number("4711"), json.Number("3"), "SKU-977", "1234.50", "2024-01-01 10:00:00.000000", json.Number("17636.142857142855"), "note for order 123456", json.Number("123456")} {
-		img.buf = event.AppendValue(img.buf, v)
-		img.ends = append(img.ends, len(img.buf))
+		img.Add(v)
 	}
 	src := event.Source{Connector: "cleave", Name: "bench", DB: "shop", Table: "orders", ServerID: 1, File: "mysql-bin.000001", Pos: 123456, GTID: "0-1-42", TsMs: 1700000000000}
-	var buf []byte
+	var buf, srcBuf []byte
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		buf = d.appendEvent(buf[:0], event.OpUpdate, img, img, 1700000000000, &src, 99)
+		srcBuf = event.AppendSource(srcBuf[:0], &src)
+		buf = d.appendEvent(buf[:0], event.OpUpdate, img, img, 1700000000000, srcBuf, 99)
 	}
 }
 

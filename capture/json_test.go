@@ -416,21 +416,18 @@ func TestBinaryJSONDecodesToTheSourcesTextAndTypes(t *testing.T) {
 func TestEventsWithJSONTypesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
 	names := []string{"id", "j", "k"}
 	tbl := &schema.Table{DB: "d", Name: "t", PK: []int{0}, Columns: []schema.Column{{Name: "id"}, {Name: "j", Kind: schema.KindJSON}, {Name: "k", Kind: schema.KindJSON}}}
-	d := &tableDef{table: tbl, order: sortedColumns(names), quotedNames: make([][]byte, len(names))}
-	for c, n := range names {
-		d.quotedNames[c] = event.AppendJSONString(nil, n)
-	}
+	d := &tableDef{table: tbl, cols: event.NewColumns(names, tbl.PK)}
 	for _, g := range readGolden(t) {
 		img := &rowImage{}
 		img.reset()
-		img.buf = append(img.buf, '1')
-		img.ends = append(img.ends, len(img.buf))
+		img.Text = append(img.Text, '1')
+		img.End()
 		for _, c := range tbl.Columns[1:] {
 			var err error
-			if img.buf, err = img.appendJSON(img.buf, &c, mysqlJSON(g.binary)); err != nil {
+			if img.Text, err = img.appendJSON(img.Text, &c, mysqlJSON(g.binary)); err != nil {
 				t.Fatal(err)
 			}
-			img.ends = append(img.ends, len(img.buf))
+			img.End()
 		}
 		ev := &event.Event{Op: event.OpCreate, After: event.Row{"id": json.Number("1"), "j": g.text, "k": g.text}, Source: event.Source{Connector: "cleave"}}
 		if len(g.types) > 0 {
@@ -440,7 +437,7 @@ func TestEventsWithJSONTypesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := d.appendEvent(nil, event.OpCreate, nil, img, 0, &ev.Source, 0); !bytes.Equal(got, want) {
+		if got := d.appendEvent(nil, event.OpCreate, nil, img, 0, event.AppendSource(nil, &ev.Source), 0); !bytes.Equal(got, want) {
 			t.Fatalf("got  %s\nwant %s", got, want)
 		}
 	}

@@ -238,9 +238,9 @@ type reader struct {
 
 	nextHeartbeat time.Time
 	caughtUp      bool
-	// buf is scratch space for encoding messages; before and after hold the images of
-	// the row being encoded.
-	buf           []byte
+	// buf and srcBuf are scratch space for encoding messages and their source objects;
+	// before and after hold the images of the row being encoded.
+	buf, srcBuf   []byte
 	before, after rowImage
 
 	// wctx is what the reader waits for events with; a queued backfill chunk cancels it.
@@ -651,7 +651,7 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) (err
 				return err
 			}
 			row := i / 2
-			if !d.sameKey(before, after) {
+			if !d.cols.SameKey(&before.Image, &after.Image) {
 				// A new primary key is a new row: the old one is deleted and the new one
 				// created, each under its own key (and partition). Both carry the version
 				// of this row change; as they are different keys, each key's versions
@@ -688,7 +688,8 @@ func (r *reader) emitRow(d *tableDef, op event.Op, before, after *rowImage, now 
 	// per message, which Kafka holds until it is acknowledged.
 	r.buf = d.appendKey(r.buf[:0], keyImage(op, before, after))
 	klen := len(r.buf)
-	r.buf = d.appendEvent(r.buf, op, before, after, now, src, version)
+	r.srcBuf = event.AppendSource(r.srcBuf[:0], src)
+	r.buf = d.appendEvent(r.buf, op, before, after, now, r.srcBuf, version)
 	kv := append(make([]byte, 0, len(r.buf)), r.buf...)
 	k, val := kv[:klen:klen], kv[klen:]
 	r.watchKey(d.info, k, version)

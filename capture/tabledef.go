@@ -42,10 +42,8 @@ type tableDef struct {
 	timeFSP []int
 	// fingerprint identifies the definition for the schema history.
 	fingerprint string
-	// order lists the columns in the order the message encoder writes them; quotedNames
-	// are their names as JSON strings.
-	order       []int
-	quotedNames [][]byte
+	// cols writes its rows into messages.
+	cols *event.Columns
 }
 
 // collations maps the source's collation ids to character set names.
@@ -142,11 +140,7 @@ func buildDef(tm *replication.TableMapEvent, coll collations, topic string, pos 
 	}
 	fmt.Fprintf(&fp, "|pk%v", t.PK)
 	d.fingerprint = fp.String()
-	d.order = sortedColumns(names)
-	d.quotedNames = make([][]byte, n)
-	for i, name := range names {
-		d.quotedNames[i] = event.AppendJSONString(nil, name)
-	}
+	d.cols = event.NewColumns(names, t.PK)
 	return d, nil
 }
 
@@ -298,8 +292,8 @@ func (d *tableDef) image(img *rowImage, values []any) error {
 		v := values[i]
 		switch {
 		case v == nil:
-			img.buf = append(img.buf, "null"...)
-			img.ends = append(img.ends, len(img.buf))
+			img.Text = append(img.Text, "null"...)
+			img.End()
 			continue
 		case d.pad[i] > 0:
 			v = padBinary(v, d.pad[i])
@@ -309,16 +303,16 @@ func (d *tableDef) image(img *rowImage, values []any) error {
 		var err error
 		switch x := v.(type) {
 		case mysqlJSON:
-			img.buf, err = img.appendJSON(img.buf, &cols[i], x)
+			img.Text, err = img.appendJSON(img.Text, &cols[i], x)
 		case *jsonNode: // a document a partial JSON update changed (partialjson.go)
-			img.buf = img.appendJSONDoc(img.buf, &cols[i], x)
+			img.Text = img.appendJSONDoc(img.Text, &cols[i], x)
 		default:
-			img.buf, err = appendColumn(img.buf, &cols[i], v)
+			img.Text, err = appendColumn(img.Text, &cols[i], v)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
-		img.ends = append(img.ends, len(img.buf))
+		img.End()
 	}
 	return nil
 }

@@ -1,8 +1,6 @@
 package event
 
-// The append functions below write parts of an event byte for byte as Marshal does, for the
-// encoders on hot paths (capture's stream, the backfill's chunks) that build messages in
-// reused buffers instead of through encoding/json.
+// The append functions below write the parts of a message (wire.go) into reused buffers.
 
 import (
 	"encoding/json"
@@ -40,6 +38,8 @@ func AppendSource(dst []byte, s *Source) []byte {
 	return append(dst, '}')
 }
 
+// AppendValue appends an encoded value (Encode's result: nil, a json.Number or a string)
+// as the wire format writes it.
 func AppendValue(dst []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
@@ -49,12 +49,12 @@ func AppendValue(dst []byte, v any) []byte {
 	case string:
 		return AppendJSONString(dst, x)
 	}
-	// event.Encode returns only the three forms above; anything else goes the slow way.
-	b, err := json.Marshal(v)
+	// Encode returns only the three forms above; anything else goes the slow way.
+	out, err := appendOther(dst, v)
 	if err != nil {
 		return append(dst, "null"...)
 	}
-	return append(dst, b...)
+	return out
 }
 
 const hexDigits = "0123456789abcdef"

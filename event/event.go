@@ -1,8 +1,11 @@
 // Package event owns cleave's change event: the Debezium-style envelope that travels from
 // capture through Kafka to the sinks, the encoding of every column value by its schema.Kind,
 // the canonical encoding of a primary key used as the Kafka message key, and the version
-// that orders the changes of one row. Capture builds events at the edge of the binlog
-// reader; nothing downstream sees go-mysql's types.
+// that orders the changes of one row. It also owns the wire format, written and read in one
+// place: every writer (capture's stream, the backfill, Marshal) goes through wire.go and
+// every reader through decode.go, and wire_test.go holds them all to one definition.
+// Capture builds events at the edge of the binlog reader; nothing downstream sees
+// go-mysql's types.
 package event
 
 import (
@@ -61,44 +64,42 @@ type Event struct {
 	JSONTypes map[string]JSONTypes `json:"json_types,omitempty"`
 }
 
-// Marshal encodes e as the JSON value of its Kafka message.
-func Marshal(e *Event) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("encode event of %s.%s at %s:%d: %w", e.Source.DB, e.Source.Table, e.Source.File, e.Source.Pos, err)
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
-// Unmarshal decodes a Kafka message value into an event. Numbers stay json.Number so that
-// 64-bit integers and exact decimals survive.
-func Unmarshal(data []byte) (*Event, error) {
+// unmarshalReference decodes a message value with encoding/json: the definition of what a
+// message means, which the fast decoder (decode.go) defers to for any input outside the
+// shapes it knows.
+func unmarshalReference(data []byte) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var e Event
 	if err := dec.Decode(&e); err != nil {
 		return nil, fmt.Errorf("decode change event: %w", err)
 	}
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// check refuses an event whose op lacks what it needs.
+func (e *Event) check() error {
 	switch e.Op {
 	case OpCreate, OpUpdate, OpRead:
 		if e.After == nil {
-			return nil, fmt.Errorf("decode change event: op %q without after", e.Op)
+			return fmt.Errorf("decode change event: op %q without after", e.Op)
 		}
 	case OpDelete:
 		if e.Before == nil {
-			return nil, fmt.Errorf("decode change event: op d without before")
+			return fmt.Errorf("decode change event: op d without before")
 		}
 	case OpHeartbeat:
 	case OpDDL:
 		if e.DDL == "" {
-			return nil, fmt.Errorf("decode change event: op s without ddl")
+			return fmt.Errorf("decode change event: op s without ddl")
 		}
 	default:
-		return nil, fmt.Errorf("decode change event: unknown op %q", e.Op)
+		return fmt.Errorf("decode change event: unknown op %q", e.Op)
 	}
-	return &e, nil
+	return nil
 }
 
 // Image returns the row image that describes the row after the change: After, or Before for

@@ -24,17 +24,6 @@ func Key(t *schema.Table, row Row) ([]byte, error) {
 	return MarshalKey(vals)
 }
 
-// MarshalKey encodes already-encoded primary key values as a message key.
-func MarshalKey(vals []any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(vals); err != nil {
-		return nil, fmt.Errorf("encode key: %w", err)
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
 // UnmarshalKey decodes a message key into its values (json.Number or string or nil).
 func UnmarshalKey(key []byte) ([]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(key))

@@ -58,7 +58,7 @@ func (a *applier) release(w *work) {
 // transaction per run between schema changes. Tests drive the applier through it.
 func (a *applier) apply(ctx context.Context, batch []*message) error {
 	var items []item
-	names := &interner{}
+	dec := new(event.Decoder)
 	flush := func() error {
 		if len(items) == 0 {
 			return nil
@@ -71,7 +71,7 @@ func (a *applier) apply(ctx context.Context, batch []*message) error {
 		return a.applyPlan(ctx, p)
 	}
 	for _, m := range batch {
-		it := a.s.decode(m, names)
+		it := a.s.decode(m, dec)
 		if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
 			if err := flush(); err != nil {
 				return err

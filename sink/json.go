@@ -245,39 +245,3 @@ func valuesRow(sig string, n int) string {
 	b.WriteString("?)")
 	return b.String()
 }
-
-// jsonTypes decodes the json_types field (event/json.go) as event.Unmarshal does; what
-// encoding/json would merge or zero (a repeated field, a null inside) goes the slow way.
-func (d *decoder) jsonTypes(old map[string]event.JSONTypes) (map[string]event.JSONTypes, error) {
-	if d.null() {
-		return nil, nil
-	}
-	if old != nil {
-		return nil, errSlow
-	}
-	out := map[string]event.JSONTypes{}
-	err := d.object(func(col []byte) error {
-		if _, dup := out[string(col)]; dup || d.peek() == 'n' {
-			return errSlow
-		}
-		name := d.names.intern(col)
-		t := event.JSONTypes{}
-		if err := d.object(func(path []byte) error {
-			if _, dup := t[string(path)]; dup || d.peek() != '"' {
-				return errSlow
-			}
-			p := string(path)
-			s, err := d.str()
-			if err != nil {
-				return err
-			}
-			t[p] = event.JSONType(s)
-			return nil
-		}); err != nil {
-			return err
-		}
-		out[name] = t
-		return nil
-	})
-	return out, err
-}

@@ -21,34 +21,6 @@ import (
 	"github.com/cleave-dev/cleave/schema"
 )
 
-func TestFastDecodeReadsJSONTypesAsEventUnmarshal(t *testing.T) {
-	for _, in := range []string{
-		`{"op":"c","after":{"j":"[1]"},"json_types":{"j":{"$[0]":"UNSIGNED INTEGER"}}}`,
-		`{"op":"c","after":{"j":"{}"},"json_types":{"j":{"$.\"a\\\"b\"":"DECIMAL","$.\"é\"[3]":"DATE"},"k":{}}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":null}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{"j":null}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":null}}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":"A","$":"B"}}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":"A"},"j":{"$[1]":"B"}}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":"A"}},"json_types":{"k":{"$":"B"}}}`,
-		`{"op":"c","after":{"j":"1"},"JSON_TYPES":{"j":{"$":"A"}}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":1}}}`,
-		`{"op":"c","after":{"j":"1"},"json_types":[]}`,
-	} {
-		t.Run(in, func(t *testing.T) { sameAsReference(t, []byte(in)) })
-	}
-	ev := &event.Event{Op: event.OpCreate, After: event.Row{"id": json.Number("1"), "j": `{"a": 99.990}`},
-		JSONTypes: map[string]event.JSONTypes{"j": {`$."a"`: event.JSONDecimal}}}
-	data, err := event.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sameAsReference(t, data) {
-		t.Fatalf("an event with json_types did not take the fast path: %s", data)
-	}
-}
-
 func TestJSONValuesAreRebuiltOnlyWhereTheirTextLosesATypeOrDigits(t *testing.T) {
 	col := &schema.Column{Name: "j", Kind: schema.KindJSON}
 	for _, tc := range []struct {

@@ -168,7 +168,7 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan []*message, readEr
 			return false
 		}
 	}
-	names := &interner{}
+	dec := new(event.Decoder)
 	var pending []*message // received from a reader, not yet taken into a batch
 	// Go 1.23 timers: a stopped or reset timer never delivers a stale tick.
 	timer := time.NewTimer(time.Hour)
@@ -217,7 +217,7 @@ func (s *Sink) planLoop(ctx, abort context.Context, in <-chan []*message, readEr
 			}
 			m := pending[0]
 			pending = pending[1:]
-			it := s.decode(m, names)
+			it := s.decode(m, dec)
 			if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
 				// Everything before the change is applied first; nothing after it is
 				// planned until it is applied (the table's shape changes).
@@ -342,7 +342,7 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 		switch {
 		case len(m.Key) == 0:
 			// A heartbeat, a schema change, or a message cleave did not write.
-			if ev, ok := fastUnmarshal(m.Value); ok && ev.Op == event.OpDDL {
+			if ev, err := event.Unmarshal(m.Value); err == nil && ev.Op == event.OpDDL {
 				msg.settled = make(chan struct{})
 				hold = msg.settled
 			}

@@ -85,9 +85,9 @@ type errSchema struct{ msg string }
 
 func (e *errSchema) Error() string { return e.msg }
 
-// decode classifies a message: foreign (by its key), or decoded. names belongs to the
+// decode classifies a message: foreign (by its key), or decoded. dec belongs to the
 // calling goroutine.
-func (s *Sink) decode(m *message, names *interner) item {
+func (s *Sink) decode(m *message, dec *event.Decoder) item {
 	it := item{m: m, foreign: m.foreign}
 	if it.foreign {
 		return it
@@ -104,7 +104,7 @@ func (s *Sink) decode(m *message, names *interner) item {
 		}
 	}
 	if len(m.Value) > 0 {
-		it.ev, it.err = unmarshal(m.Value, names)
+		it.ev, it.err = dec.Decode(m.Value)
 	}
 	return it
 }

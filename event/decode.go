@@ -1,4 +1,4 @@
-package sink
+package event
 
 import (
 	"encoding/json"
@@ -8,54 +8,56 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
-
-	"github.com/cleave-dev/cleave/event"
 )
 
-// unmarshal decodes a message value into an event exactly as event.Unmarshal does, but
-// several times faster for the events capture writes: decoding is most of a sink's CPU,
-// and every sink decodes every change of its rows. Anything outside the plain shapes of
-// that format (an escape it does not know, a nested value in a row, a field name in other
-// case, a number out of range, an invalid event) goes to event.Unmarshal, which is the
-// reference: for any input both give the same event or the fast path defers.
+// Design note: the fast decoder.
 //
-// The strings of the event may share data's memory (no copy per value): data must not be
-// modified while the event is in use. Kafka hands each message its own bytes.
-func unmarshal(data []byte, names *interner) (*event.Event, error) {
-	if ev, ok := fastUnmarshalWith(data, names); ok {
+// Decoding is most of a sink's CPU, and every sink decodes every change of its rows, so
+// messages are read by a decoder made for the shapes cleave writes (flat row images,
+// known fields in their usual spelling) that does not go through reflection. Anything
+// outside those shapes (an escape it does not know, a nested value in a row, a field name
+// in other case, a number out of range, an invalid event) goes to unmarshalReference, the
+// definition of what a message means (encoding/json of Event): for any input both give
+// the same event or the fast path defers. decode_test.go holds them to that, on random
+// events, hand-picked odd inputs and a fuzz target.
+
+// Decoder decodes message values. It keeps the column and database names it has seen, so
+// that decoding the next row of a table does not allocate its keys again. It is not safe
+// for concurrent use: each goroutine that decodes has its own. The zero value is ready.
+type Decoder struct {
+	names interner
+}
+
+// Decode decodes a message value into an event, as Unmarshal does. The strings of the
+// event may share data's memory: data must not be modified while the event is in use
+// (Kafka hands each message its own bytes).
+func (d *Decoder) Decode(data []byte) (*Event, error) {
+	return decode(data, &d.names)
+}
+
+// Unmarshal decodes a Kafka message value into an event. Numbers stay json.Number so that
+// 64-bit integers and exact decimals survive. The strings of the event may share data's
+// memory: data must not be modified while the event is in use.
+func Unmarshal(data []byte) (*Event, error) {
+	return decode(data, nil)
+}
+
+func decode(data []byte, names *interner) (*Event, error) {
+	if ev, ok := fastDecode(data, names); ok {
 		return ev, nil
 	}
-	return event.Unmarshal(data)
+	return unmarshalReference(data)
 }
 
 var errSlow = errors.New("not on the fast path")
 
-func fastUnmarshal(data []byte) (*event.Event, bool) {
-	return fastUnmarshalWith(data, nil)
-}
-
-func fastUnmarshalWith(data []byte, names *interner) (*event.Event, bool) {
+func fastDecode(data []byte, names *interner) (*Event, bool) {
 	d := decoder{b: data, names: names}
-	var e event.Event
+	var e Event
 	if err := d.event(&e); err != nil {
 		return nil, false
 	}
-	// The checks event.Unmarshal makes; when one fails it also reports why.
-	switch e.Op {
-	case event.OpCreate, event.OpUpdate, event.OpRead:
-		if e.After == nil {
-			return nil, false
-		}
-	case event.OpDelete:
-		if e.Before == nil {
-			return nil, false
-		}
-	case event.OpHeartbeat:
-	case event.OpDDL:
-		if e.DDL == "" {
-			return nil, false
-		}
-	default:
+	if e.check() != nil {
 		return nil, false
 	}
 	return &e, true
@@ -187,7 +189,7 @@ func (d *decoder) object(field func(key []byte) error) error {
 	}
 }
 
-func (d *decoder) event(e *event.Event) error {
+func (d *decoder) event(e *Event) error {
 	return d.object(func(key []byte) error {
 		var err error
 		switch string(key) {
@@ -198,7 +200,7 @@ func (d *decoder) event(e *event.Event) error {
 		case "op":
 			var s string
 			if s, err = d.strOrNull(string(e.Op)); err == nil {
-				e.Op = event.Op(s)
+				e.Op = Op(s)
 			}
 		case "ts_ms":
 			e.TsMs, err = d.int64(e.TsMs)
@@ -207,7 +209,7 @@ func (d *decoder) event(e *event.Event) error {
 		case "version":
 			var u uint64
 			if u, err = d.uint64(uint64(e.Version), 64); err == nil {
-				e.Version = event.Version(u)
+				e.Version = Version(u)
 			}
 		case "ddl":
 			e.DDL, err = d.strOrNull(e.DDL)
@@ -220,7 +222,7 @@ func (d *decoder) event(e *event.Event) error {
 	})
 }
 
-func (d *decoder) source(s *event.Source) error {
+func (d *decoder) source(s *Source) error {
 	if d.null() {
 		return nil
 	}
@@ -298,7 +300,7 @@ func (d *decoder) unknown(key []byte, known ...string) error {
 }
 
 // row decodes a row image: a flat object of strings, numbers, booleans and nulls.
-func (d *decoder) row() (event.Row, error) {
+func (d *decoder) row() (Row, error) {
 	if d.null() {
 		return nil, nil
 	}
@@ -306,7 +308,7 @@ func (d *decoder) row() (event.Row, error) {
 	if d.names != nil {
 		size = d.names.rowSize
 	}
-	r := make(event.Row, size)
+	r := make(Row, size)
 	col := 0
 	err := d.object(func(key []byte) error {
 		var v any
@@ -595,4 +597,40 @@ func (d *decoder) skip(depth int) error {
 		return nil
 	}
 	return errSlow
+}
+
+// jsonTypes decodes the json_types field (event/json.go) as Unmarshal does; what
+// encoding/json would merge or zero (a repeated field, a null inside) goes the slow way.
+func (d *decoder) jsonTypes(old map[string]JSONTypes) (map[string]JSONTypes, error) {
+	if d.null() {
+		return nil, nil
+	}
+	if old != nil {
+		return nil, errSlow
+	}
+	out := map[string]JSONTypes{}
+	err := d.object(func(col []byte) error {
+		if _, dup := out[string(col)]; dup || d.peek() == 'n' {
+			return errSlow
+		}
+		name := d.names.intern(col)
+		t := JSONTypes{}
+		if err := d.object(func(path []byte) error {
+			if _, dup := t[string(path)]; dup || d.peek() != '"' {
+				return errSlow
+			}
+			p := string(path)
+			s, err := d.str()
+			if err != nil {
+				return err
+			}
+			t[p] = JSONType(s)
+			return nil
+		}); err != nil {
+			return err
+		}
+		out[name] = t
+		return nil
+	})
+	return out, err
 }

@@ -1,4 +1,4 @@
-package sink
+package event
 
 import (
 	"encoding/json"
@@ -7,31 +7,30 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/cleave-dev/cleave/event"
 )
 
-// sameAsReference checks that unmarshal gives what event.Unmarshal gives for data.
+// sameAsReference checks that the fast path and Decoder.Decode give what
+// unmarshalReference gives for data.
 func sameAsReference(t testing.TB, data []byte) (fast bool) {
 	t.Helper()
-	want, wantErr := event.Unmarshal(data)
-	got, ok := fastUnmarshal(data)
+	want, wantErr := unmarshalReference(data)
+	got, ok := fastDecode(data, nil)
 	if ok {
 		if wantErr != nil {
-			t.Fatalf("fast path accepted %q, which event.Unmarshal refuses: %v", data, wantErr)
+			t.Fatalf("fast path accepted %q, which unmarshalReference refuses: %v", data, wantErr)
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("fast path decoded %q as\n%#v\nwant\n%#v", data, got, want)
 		}
 	}
-	back, err := unmarshal(data, &interner{})
+	back, err := new(Decoder).Decode(data)
 	if (err == nil) != (wantErr == nil) || (err == nil && !reflect.DeepEqual(back, want)) {
-		t.Fatalf("unmarshal(%q) = %#v, %v; want %#v, %v", data, back, err, want, wantErr)
+		t.Fatalf("Decode(%q) = %#v, %v; want %#v, %v", data, back, err, want, wantErr)
 	}
 	return ok
 }
 
-func TestFastDecodeMatchesEventUnmarshal(t *testing.T) {
+func TestFastDecodeMatchesTheReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []string{"a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\x00", "\x1f", "é", "€", "𝄞", "<", ">", "&", "\u2028", "\ufffd"}
 	str := func() string {
@@ -54,8 +53,8 @@ func TestFastDecodeMatchesEventUnmarshal(t *testing.T) {
 		}
 		return str()
 	}
-	row := func() event.Row {
-		r := event.Row{}
+	row := func() Row {
+		r := Row{}
 		for n := rng.IntN(8); n > 0; n-- {
 			r[str()] = value()
 		}
@@ -64,9 +63,9 @@ func TestFastDecodeMatchesEventUnmarshal(t *testing.T) {
 	fast := 0
 	const n = 3000
 	for i := 0; i < n; i++ {
-		e := &event.Event{Op: []event.Op{event.OpCreate, event.OpUpdate, event.OpDelete, event.OpRead, event.OpHeartbeat, event.OpDDL}[rng.IntN(6)],
-			TsMs: rng.Int64(), Version: event.Version(rng.Uint64()),
-			Source: event.Source{Connector: str(), Name: str(), DB: str(), Table: str(), ServerID: rng.Uint32(), File: str(), Pos: rng.Uint64(), GTID: str(), TsMs: rng.Int64(), Row: rng.IntN(1000), Snapshot: rng.IntN(2) == 0}}
+		e := &Event{Op: []Op{OpCreate, OpUpdate, OpDelete, OpRead, OpHeartbeat, OpDDL}[rng.IntN(6)],
+			TsMs: rng.Int64(), Version: Version(rng.Uint64()),
+			Source: Source{Connector: str(), Name: str(), DB: str(), Table: str(), ServerID: rng.Uint32(), File: str(), Pos: rng.Uint64(), GTID: str(), TsMs: rng.Int64(), Row: rng.IntN(1000), Snapshot: rng.IntN(2) == 0}}
 		if rng.IntN(4) > 0 {
 			e.Before = row()
 		}
@@ -76,7 +75,7 @@ func TestFastDecodeMatchesEventUnmarshal(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			e.DDL = str()
 		}
-		data, err := event.Marshal(e)
+		data, err := Marshal(e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,6 +106,34 @@ func TestFastDecodeDefersWhatItDoesNotKnow(t *testing.T) {
 	}
 }
 
+func TestFastDecodeReadsJSONTypesAsTheReference(t *testing.T) {
+	for _, in := range []string{
+		`{"op":"c","after":{"j":"[1]"},"json_types":{"j":{"$[0]":"UNSIGNED INTEGER"}}}`,
+		`{"op":"c","after":{"j":"{}"},"json_types":{"j":{"$.\"a\\\"b\"":"DECIMAL","$.\"é\"[3]":"DATE"},"k":{}}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":null}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{"j":null}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":null}}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":"A","$":"B"}}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":"A"},"j":{"$[1]":"B"}}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":"A"}},"json_types":{"k":{"$":"B"}}}`,
+		`{"op":"c","after":{"j":"1"},"JSON_TYPES":{"j":{"$":"A"}}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":{"j":{"$":1}}}`,
+		`{"op":"c","after":{"j":"1"},"json_types":[]}`,
+	} {
+		t.Run(in, func(t *testing.T) { sameAsReference(t, []byte(in)) })
+	}
+	ev := &Event{Op: OpCreate, After: Row{"id": json.Number("1"), "j": `{"a": 99.990}`},
+		JSONTypes: map[string]JSONTypes{"j": {`$."a"`: JSONDecimal}}}
+	data, err := Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameAsReference(t, data) {
+		t.Fatalf("an event with json_types did not take the fast path: %s", data)
+	}
+}
+
 func FuzzFastDecode(f *testing.F) {
 	f.Add([]byte(`{"before":null,"after":{"id":1,"name":"x\u00e9"},"op":"c","ts_ms":1,"source":{"db":"d","table":"t","file":"mysql-bin.000001","pos":4,"ts_ms":1,"row":0},"version":68719476740}`))
 	f.Add([]byte(`{"op":"s","ddl":"ALTER TABLE t ADD c INT","source":{"snapshot":false}}`))
@@ -114,19 +141,20 @@ func FuzzFastDecode(f *testing.F) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	data, _ := event.Marshal(&event.Event{Op: event.OpCreate, After: benchRow(12345), Version: 999, TsMs: 1,
-		Source: event.Source{DB: "db", Table: "bench", File: "mysql-bin.000001", Pos: 1234, TsMs: 1}})
-	b.Run("event.Unmarshal", func(b *testing.B) {
+	data, _ := Marshal(&Event{Op: OpCreate, After: Row{"id": json.Number("12345"), "a": json.Number("345"), "b": json.Number("97760055"), "c": "name-12345",
+		"d": strings.Repeat("x", 65), "e": "12345.45", "f": "2024-05-26 10:45:25.012345", "g": json.Number("1763.5714285714287"), "h": json.Number("12345")}, Version: 999, TsMs: 1,
+		Source: Source{DB: "db", Table: "bench", File: "mysql-bin.000001", Pos: 1234, TsMs: 1}})
+	b.Run("reference", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if _, err := event.Unmarshal(data); err != nil {
+			if _, err := unmarshalReference(data); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	names := &interner{}
+	var d Decoder
 	b.Run("fast", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if _, err := unmarshal(data, names); err != nil {
+			if _, err := d.Decode(data); err != nil {
 				b.Fatal(err)
 			}
 		}
