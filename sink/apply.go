@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -84,30 +83,6 @@ func (a *applier) apply(ctx context.Context, batch []*message) error {
 		items = append(items, it)
 	}
 	return flush()
-}
-
-// planItems makes the plan of items, reloading the table definitions when an event does
-// not fit them: another lane or member may have applied a schema change meanwhile. It
-// tries again a few times over about three seconds, as another session may be between
-// running a schema change and recording it, a moment in which the shard's table and
-// its record of changes disagree.
-func (s *Sink) planItems(ctx context.Context, items []item) (*plan, error) {
-	p, err := s.makePlan(items)
-	var se *errSchema
-	for wait := 100 * time.Millisecond; errors.As(err, &se); wait *= 2 {
-		if rerr := s.reloadTables(ctx); rerr != nil {
-			return nil, rerr
-		}
-		if p, err = s.makePlan(items); !errors.As(err, &se) || wait > 2*time.Second {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(wait):
-		}
-	}
-	return p, err
 }
 
 // applyPlan applies a plan in one shard transaction, retried as a whole. A plan made with
