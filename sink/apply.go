@@ -53,38 +53,6 @@ func (a *applier) release(w *work) {
 	}
 }
 
-// apply plans and applies a batch of messages in order: its row changes in one shard
-// transaction per run between schema changes. Tests drive the applier through it.
-func (a *applier) apply(ctx context.Context, batch []*message) error {
-	var items []item
-	names := &interner{}
-	flush := func() error {
-		if len(items) == 0 {
-			return nil
-		}
-		p, err := a.s.planItems(ctx, items)
-		if err != nil {
-			return err
-		}
-		items = nil
-		return a.applyPlan(ctx, p)
-	}
-	for _, m := range batch {
-		it := a.s.decode(m, names)
-		if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
-			if err := flush(); err != nil {
-				return err
-			}
-			if err := a.applyDDL(ctx, m, it.ev); err != nil {
-				return err
-			}
-			continue
-		}
-		items = append(items, it)
-	}
-	return flush()
-}
-
 // applyPlan applies a plan in one shard transaction, retried as a whole. A plan made with
 // a table shape that a schema change (by another lane or member) has since replaced is
 // made again with the new one.
