@@ -449,32 +449,6 @@ func (r *reader) nextEvent(ctx context.Context, s *replication.BinlogStreamer) (
 	}
 }
 
-// readPos is how far the reader has read, between transactions: the end of the last event
-// it handled (heartbeats aside). No row change lies between the last boundary and it.
-func (r *reader) readPos() Position {
-	p := r.last
-	ev := r.prevEv
-	if ev == nil {
-		return p
-	}
-	var q Position
-	switch e := ev.Event.(type) {
-	case *replication.RotateEvent:
-		// r.file is already the file it names.
-		q = Position{File: string(e.NextLogName), Pos: e.Position}
-	default:
-		if ev.Header.LogPos == 0 {
-			return p
-		}
-		q = Position{File: r.file, Pos: uint64(ev.Header.LogPos)}
-	}
-	if p.Before(q) {
-		q.GTID = p.GTID
-		return q
-	}
-	return p
-}
-
 // weaveReady weaves every queued chunk whose snapshot position the reader has passed.
 func (r *reader) weaveReady() error {
 	at := r.readPos()
@@ -564,11 +538,4 @@ func (r *reader) watchKey(ti *tableInfo, key []byte, v event.Version) {
 			w.keys[string(key)] = uint64(v)
 		}
 	}
-}
-
-// onAcked calls fn (from the writer's completion goroutine, under the producer's lock: it
-// must not block) once every message added so far is acknowledged by Kafka.
-func (p *producer) onAcked(ctx context.Context, fn func()) error {
-	p.cur.acked = append(p.cur.acked, fn)
-	return p.flush(ctx)
 }

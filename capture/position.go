@@ -55,12 +55,25 @@ type gtidState interface {
 	// only taken after the transaction's commit.
 	begin(ev any) string
 	String() string
+	// missingFrom says which GTIDs of this state, a checkpoint's, are missing from
+	// executed, the source's whole binlog history as it reports it: "" when it has them
+	// all. A source whose binlog was reset numbers its transactions from 1 again, so a
+	// checkpoint of its old history has seen GTIDs the new one lacks.
+	missingFrom(executed string) (string, error)
 }
 
-// newGTIDState parses the stored state of flavor ("mariadb" or "mysql"). An empty string is
-// a source without GTIDs (or a MySQL source with gtid_mode=OFF); its state stays empty.
-func newGTIDState(flavor, s string) (gtidState, error) {
-	if flavor == mysql.MariaDBFlavor {
+// newGTIDState parses a GTID state in the replication dialect named dialect. An empty
+// string is a source without GTIDs (or a MySQL source with gtid_mode=OFF); its state
+// stays empty.
+//
+// The dialect, not a mysqlx.Flavor, decides the form: a GTID state is what go-mysql's
+// replication protocol of that dialect reads and sends (MariaDB's per-domain position,
+// MySQL's executed set), it is stored in checkpoints with the dialect's name
+// (source.flavor, which is go-mysql's BinlogSyncerConfig.Flavor), and it must parse the
+// same whatever version of the product the checkpoint is read against. This is the one
+// place that tells the two forms apart; everything else asks the gtidState.
+func newGTIDState(dialect, s string) (gtidState, error) {
+	if dialect == mysql.MariaDBFlavor {
 		return parseMariaDBState(s)
 	}
 	set, err := mysql.ParseMysqlGTIDSet(s)
@@ -116,6 +129,19 @@ func (s *mariadbState) String() string {
 	return strings.Join(parts, ",")
 }
 
+func (s *mariadbState) missingFrom(executed string) (string, error) {
+	have, err := parseMariaDBState(executed)
+	if err != nil {
+		return "", fmt.Errorf("%w: compare the checkpoint's GTID position %q with the source's %q: %v", ErrSource, s, executed, err)
+	}
+	for d, g := range s.domains {
+		if h, ok := have.domains[d]; !ok || h.SequenceNumber < g.SequenceNumber {
+			return fmt.Sprintf("the checkpoint has seen GTID %d-%d-%d, the source's binlog goes up to %q", g.DomainID, g.ServerID, g.SequenceNumber, executed), nil
+		}
+	}
+	return "", nil
+}
+
 // sameMariaDBState compares two MariaDB GTID positions as sets of per-domain GTIDs.
 func sameMariaDBState(a, b string) bool {
 	sa, errA := parseMariaDBState(a)
@@ -153,3 +179,14 @@ func (s *mysqlState) begin(ev any) string {
 }
 
 func (s *mysqlState) String() string { return s.set.String() }
+
+func (s *mysqlState) missingFrom(executed string) (string, error) {
+	have, err := mysql.ParseMysqlGTIDSet(executed)
+	if err != nil {
+		return "", fmt.Errorf("read the source's executed GTIDs %q: %w", executed, err)
+	}
+	if !have.Contain(s.set) {
+		return fmt.Sprintf("the checkpoint has seen GTIDs %s, the source has executed only %s", s.set, orUnset(executed)), nil
+	}
+	return "", nil
+}

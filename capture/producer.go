@@ -318,3 +318,10 @@ func (t *partitionCounts) RoundTrip(ctx context.Context, addr net.Addr, req kafk
 	}
 	return resp, nil
 }
+
+// onAcked calls fn (from the writer's completion goroutine, under the producer's lock: it
+// must not block) once every message added so far is acknowledged by Kafka.
+func (p *producer) onAcked(ctx context.Context, fn func()) error {
+	p.cur.acked = append(p.cur.acked, fn)
+	return p.flush(ctx)
+}

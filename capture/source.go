@@ -30,7 +30,8 @@ type source struct {
 	// gtids is whether the source has GTIDs capture can follow (MariaDB always; MySQL with
 	// gtid_mode=ON).
 	gtids bool
-	// fillZeroLogPos: MariaDB 11.4+ may send events with a zero log position.
+	// fillZeroLogPos: the source may send events with a zero log position
+	// (Flavor.BinlogZeroLogPos).
 	fillZeroLogPos bool
 	// compressed: every session compresses its transactions (MySQL's
 	// binlog_transaction_compression is ON globally).
@@ -177,8 +178,7 @@ func (s *source) check(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("%w at %s: %s", ErrSource, mysqlx.Addr(cfg.Source.DSN), strings.Join(problems, "; "))
 	}
 	s.gtids = s.fl.BinlogHasGTIDs(vars)
-	// A property of MariaDB's replication protocol from 11.4 (go-mysql's FillZeroLogPos).
-	s.fillZeroLogPos = s.fl.Name() == mysqlx.MariaDB && s.fl.AtLeast(11, 4)
+	s.fillZeroLogPos = s.fl.BinlogZeroLogPos()
 	return nil
 }
 
@@ -329,29 +329,16 @@ func (s *source) checkHistory(ctx context.Context, cp *Checkpoint, reset func(st
 	if err != nil {
 		return fmt.Errorf("read the source's executed GTIDs: %w", err)
 	}
-	if s.flavor == gomysql.MariaDBFlavor {
-		seen, err1 := parseMariaDBState(cp.GTID)
-		have, err2 := parseMariaDBState(executed)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("%w: compare the checkpoint's GTID position %q with the source's %q: %v", ErrSource, cp.GTID, executed, errors.Join(err1, err2))
-		}
-		for d, g := range seen.domains {
-			if h, ok := have.domains[d]; !ok || h.SequenceNumber < g.SequenceNumber {
-				return reset(fmt.Sprintf("the checkpoint has seen GTID %d-%d-%d, the source's binlog goes up to %q", g.DomainID, g.ServerID, g.SequenceNumber, executed))
-			}
-		}
-		return nil
-	}
-	seen, err := gomysql.ParseMysqlGTIDSet(cp.GTID)
+	seen, err := newGTIDState(s.flavor, cp.GTID)
 	if err != nil {
-		return fmt.Errorf("%w: the checkpoint's GTID set %q: %v", ErrSource, cp.GTID, err)
+		return fmt.Errorf("%w: the checkpoint's GTID state: %v", ErrSource, err)
 	}
-	have, err := gomysql.ParseMysqlGTIDSet(executed)
+	missing, err := seen.missingFrom(executed)
 	if err != nil {
-		return fmt.Errorf("read the source's executed GTIDs %q: %w", executed, err)
+		return err
 	}
-	if !have.Contain(seen) {
-		return reset(fmt.Sprintf("the checkpoint has seen GTIDs %s, the source has executed only %s", cp.GTID, orUnset(executed)))
+	if missing != "" {
+		return reset(missing)
 	}
 	return nil
 }

@@ -244,7 +244,7 @@ type reader struct {
 	before, after rowImage
 
 	// wctx is what the reader waits for events with; a queued backfill chunk cancels it.
-	// prevEv is the last event read other than a heartbeat (backfill.go).
+	// prevEv is the last event read other than a heartbeat (readPos).
 	wctx   context.Context
 	prevEv *replication.BinlogEvent
 
@@ -369,6 +369,32 @@ func (r *reader) boundary(p Position) error {
 	}
 	r.c.setStatus(func(s *Status) { s.Read = p })
 	return r.maybeHeartbeat(now)
+}
+
+// readPos is how far the reader has read, between transactions: the end of the last event
+// it handled (heartbeats aside). No row change lies between the last boundary and it.
+func (r *reader) readPos() Position {
+	p := r.last
+	ev := r.prevEv
+	if ev == nil {
+		return p
+	}
+	var q Position
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		// r.file is already the file it names.
+		q = Position{File: string(e.NextLogName), Pos: e.Position}
+	default:
+		if ev.Header.LogPos == 0 {
+			return p
+		}
+		q = Position{File: r.file, Pos: uint64(ev.Header.LogPos)}
+	}
+	if p.Before(q) {
+		q.GTID = p.GTID
+		return q
+	}
+	return p
 }
 
 func (r *reader) query(h *replication.EventHeader, e *replication.QueryEvent) error {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cleave-dev/cleave/route"
 )
 
 // Config is the whole configuration of one cleave deployment.
@@ -79,8 +81,8 @@ type Table struct {
 	Name string `mapstructure:"name"`
 	// ShardKey is the column whose value routes a row. Required by hash, range and list.
 	ShardKey string `mapstructure:"shard_key"`
-	// Strategy is hash, range, list, broadcast or pin.
-	Strategy string `mapstructure:"strategy"`
+	// Strategy is hash, range, list, broadcast or pin (route's strategies).
+	Strategy route.Strategy `mapstructure:"strategy"`
 	// Ranges (strategy range): ascending exclusive upper bounds; the last one has no bound.
 	Ranges []RangeBound `mapstructure:"ranges"`
 	// Values (strategy list): which shard each shard key value belongs to. A list of pairs
@@ -190,13 +192,14 @@ type Log struct {
 	MaxBackups int `mapstructure:"max_backups"`
 }
 
-// Strategies and policies accepted in the configuration.
+// Strategies and policies accepted in the configuration. The strategies are route's; these
+// names are theirs for code that builds a Config.
 const (
-	StrategyHash      = "hash"
-	StrategyRange     = "range"
-	StrategyList      = "list"
-	StrategyBroadcast = "broadcast"
-	StrategyPin       = "pin"
+	StrategyHash      = route.Hash
+	StrategyRange     = route.Range
+	StrategyList      = route.List
+	StrategyBroadcast = route.Broadcast
+	StrategyPin       = route.Pin
 
 	DDLStop      = "stop"
 	DDLPropagate = "propagate"

@@ -40,7 +40,7 @@ func (c *Config) RouteShards() ([]route.Shard, error) {
 // key compares (route.KeyInt for integer columns); it matters for range and list only.
 func (t *Table) RouteSpec(kind route.KeyKind) route.TableSpec {
 	spec := route.TableSpec{
-		Strategy: route.Strategy(t.Strategy),
+		Strategy: t.Strategy,
 		KeyKind:  kind,
 		Default:  t.DefaultShard,
 		Shard:    t.Shard,

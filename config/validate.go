@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/route"
 )
 
 var (
@@ -183,12 +184,9 @@ func (c *Config) validateStrategy(key string, t Table, shards map[string]int, ba
 			bad(k, "shard %q is not in shards (known: %s)", name, c.shardNames())
 		}
 	}
-	needsKey := false
 	switch t.Strategy {
-	case StrategyHash:
-		needsKey = true
-	case StrategyRange:
-		needsKey = true
+	case route.Hash:
+	case route.Range:
 		if len(t.Ranges) == 0 {
 			bad(key+".ranges", "required by strategy range: a list of {below, shard}, the last without below")
 		}
@@ -203,8 +201,7 @@ func (c *Config) validateStrategy(key string, t Table, shards map[string]int, ba
 				bad(rk+".below", "the last range must be unbounded (no below), or values at or above %q have no shard", r.Below)
 			}
 		}
-	case StrategyList:
-		needsKey = true
+	case route.List:
 		if len(t.Values) == 0 {
 			bad(key+".values", "required by strategy list: a list of {value, shard}")
 		}
@@ -220,14 +217,15 @@ func (c *Config) validateStrategy(key string, t Table, shards map[string]int, ba
 		if t.DefaultShard != "" {
 			shardExists(key+".default_shard", t.DefaultShard)
 		}
-	case StrategyBroadcast:
-	case StrategyPin:
+	case route.Broadcast:
+	case route.Pin:
 		shardExists(key+".shard", t.Shard)
 	case "":
 		bad(key+".strategy", "required: hash, range, list, broadcast or pin")
 	default:
 		bad(key+".strategy", "%q is not hash, range, list, broadcast or pin", t.Strategy)
 	}
+	needsKey := t.Strategy.ByKey()
 	if needsKey && t.ShardKey == "" {
 		bad(key+".shard_key", "required by strategy %s: the column whose value routes a row", t.Strategy)
 	}
@@ -237,7 +235,7 @@ func (c *Config) validateStrategy(key string, t Table, shards map[string]int, ba
 	if !needsKey && t.ShardKey != "" && t.Strategy != "" {
 		bad(key+".shard_key", "not used by strategy %s; remove it", t.Strategy)
 	}
-	if t.Strategy != StrategyPin && t.Shard != "" {
+	if t.Strategy != route.Pin && t.Shard != "" {
 		bad(key+".shard", "only strategy pin takes a shard; use strategy: pin or remove it")
 	}
 }

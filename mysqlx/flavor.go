@@ -18,8 +18,15 @@ type Flavor interface {
 	Version() string
 	// Product names the server in messages: "MariaDB 10.11.19", "MySQL 9.7.4".
 	Product() string
+	// Family names the product without its version, as an operator chooses servers:
+	// "MariaDB", "MySQL".
+	Family() string
 	// AtLeast reports whether the server's version is at least major.minor.
 	AtLeast(major, minor int) bool
+	// OldestSupported is the oldest major.minor of the product cleave works with: MariaDB
+	// 10.5 (the first to log column names, binlog_row_metadata, and to name BINLOG
+	// MONITOR), MySQL 5.7.
+	OldestSupported() (major, minor int)
 	// BinlogStatusStatement reports the binlog's end: SHOW BINARY LOG STATUS on MySQL from
 	// 8.2 (8.4 removed the old name), SHOW MASTER STATUS elsewhere.
 	BinlogStatusStatement() string
@@ -41,6 +48,16 @@ type Flavor interface {
 	// SHOW GLOBAL VARIABLES gives them) whether every transaction in its binlog carries a
 	// GTID: MariaDB's always does, MySQL's only with gtid_mode=ON.
 	BinlogHasGTIDs(vars map[string]string) bool
+	// GTIDStrictModeVariable names the global variable that must be ON for the server to
+	// refuse a GTID out of sequence within a replication domain (after a failover to a
+	// diverged replica, say), which resuming by GTID relies on: MariaDB's gtid_strict_mode.
+	// It is "" on MySQL, whose GTIDs are a set with no order to break.
+	GTIDStrictModeVariable() string
+	// BinlogZeroLogPos reports whether the server may send events of a binlog dump with log
+	// position 0, leaving the replica to compute it (go-mysql's FillZeroLogPos): MariaDB
+	// from 11.4 does; MySQL and older MariaDB always fill it in.
+	BinlogZeroLogPos() bool
+
 	// The backfill's snapshots of the source.
 
 	// SnapshotPositionStatus reports whether START TRANSACTION WITH CONSISTENT SNAPSHOT
@@ -51,6 +68,11 @@ type Flavor interface {
 
 	// Shard tables: how a source table's definition is made on a shard of this product
 	// (cleave prepare), and how rows are written to it (the sink).
+
+	// ParenthesizedDefaults reports whether the product takes an expression default
+	// (DEFAULT uuid()) and the default of a TEXT or BLOB column only in parentheses, as
+	// MySQL does (DEFAULT (uuid())); MariaDB takes and prints them bare.
+	ParenthesizedDefaults() bool
 
 	// NativeJSON reports whether JSON is a type of its own. MySQL's is (documents stored in
 	// a binary form, normalised); MariaDB's JSON is an alias for LONGTEXT COLLATE
@@ -84,6 +106,15 @@ type Flavor interface {
 	// BinlogMonitorPrivilege allows SHOW BINARY LOGS and the binlog status statement:
 	// MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (and prints the new name).
 	BinlogMonitorPrivilege() string
+	// BinlogMonitorGrants are the privileges, as SHOW GRANTS prints them, that allow what
+	// BinlogMonitorPrivilege does besides that name: MariaDB prints REPLICATION CLIENT
+	// before 10.5 and BINLOG MONITOR from it (one privilege, renamed); MySQL's SUPER
+	// includes REPLICATION CLIENT.
+	BinlogMonitorGrants() []string
+	// ShowGrantsNeedsRoles reports whether SHOW GRANTS lists the privileges of the
+	// session's active roles only when it names them (SHOW GRANTS FOR CURRENT_USER() USING
+	// r), as MySQL 8.0+ does. MariaDB lists them by itself, and MySQL 5.7 has no roles.
+	ShowGrantsNeedsRoles() bool
 	// DefaultRoleStatement makes roles active at every login of account: MySQL takes all of
 	// them (SET DEFAULT ROLE ALL TO), MariaDB one (SET DEFAULT ROLE r FOR). Without it a
 	// granted role gives nothing until a session runs SET ROLE, which cleave never does.
@@ -142,8 +173,10 @@ var _ Flavor = mariaDB{}
 
 func (f mariaDB) Name() string                  { return MariaDB }
 func (f mariaDB) Version() string               { return f.version }
-func (f mariaDB) Product() string               { return "MariaDB " + shortVersion(f.version) }
+func (f mariaDB) Product() string               { return f.Family() + " " + shortVersion(f.version) }
+func (f mariaDB) Family() string                { return "MariaDB" }
 func (f mariaDB) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
+func (f mariaDB) OldestSupported() (int, int)   { return 10, 5 }
 func (f mariaDB) BinlogStatusStatement() string { return "SHOW MASTER STATUS" }
 func (f mariaDB) BuiltinMD5() bool              { return true }
 func (f mariaDB) DefaultRoleStatement(role, account string) string {
@@ -155,6 +188,10 @@ func (f mariaDB) BinlogMonitorPrivilege() string {
 	}
 	return "REPLICATION CLIENT"
 }
+func (f mariaDB) BinlogMonitorGrants() []string {
+	return []string{"REPLICATION CLIENT", "BINLOG MONITOR"}
+}
+func (f mariaDB) ShowGrantsNeedsRoles() bool { return false }
 
 // Binlog position and GTID state (binlog.go).
 func (f mariaDB) BinlogPosition(ctx context.Context, q Querier) (string, uint64, string, error) {
@@ -168,9 +205,12 @@ func (f mariaDB) ExecutedGTIDs(ctx context.Context, q Querier) (string, error) {
 	return queryString(ctx, q, "SELECT @@GLOBAL.gtid_binlog_pos")
 }
 func (f mariaDB) BinlogHasGTIDs(map[string]string) bool { return true }
+func (f mariaDB) GTIDStrictModeVariable() string        { return "gtid_strict_mode" }
+func (f mariaDB) BinlogZeroLogPos() bool                { return f.AtLeast(11, 4) }
 func (f mariaDB) SnapshotPositionStatus() bool          { return true }
 
-func (f mariaDB) NativeJSON() bool { return false }
+func (f mariaDB) ParenthesizedDefaults() bool { return false }
+func (f mariaDB) NativeJSON() bool            { return false }
 func (f mariaDB) Collation(from Flavor, coll string) (string, bool) {
 	return collationOn(f, from, coll)
 }
@@ -183,8 +223,10 @@ var _ Flavor = mySQL{}
 
 func (f mySQL) Name() string                  { return MySQL }
 func (f mySQL) Version() string               { return f.version }
-func (f mySQL) Product() string               { return "MySQL " + shortVersion(f.version) }
+func (f mySQL) Product() string               { return f.Family() + " " + shortVersion(f.version) }
+func (f mySQL) Family() string                { return "MySQL" }
 func (f mySQL) AtLeast(major, minor int) bool { return VersionAtLeast(f.version, major, minor) }
+func (f mySQL) OldestSupported() (int, int)   { return 5, 7 }
 func (f mySQL) BinlogStatusStatement() string {
 	if f.AtLeast(8, 2) {
 		return "SHOW BINARY LOG STATUS"
@@ -206,10 +248,13 @@ func (f mySQL) ExecutedGTIDs(ctx context.Context, q Querier) (string, error) {
 func (f mySQL) BinlogHasGTIDs(vars map[string]string) bool {
 	return strings.EqualFold(vars["gtid_mode"], "ON")
 }
+func (f mySQL) GTIDStrictModeVariable() string { return "" }
+func (f mySQL) BinlogZeroLogPos() bool         { return false }
 
 func (f mySQL) SnapshotPositionStatus() bool { return false }
 
-func (f mySQL) NativeJSON() bool { return true }
+func (f mySQL) ParenthesizedDefaults() bool { return true }
+func (f mySQL) NativeJSON() bool            { return true }
 func (f mySQL) Collation(from Flavor, coll string) (string, bool) {
 	return collationOn(f, from, coll)
 }
@@ -301,6 +346,8 @@ func collationOn(to, from Flavor, coll string) (string, bool) {
 
 func (f mySQL) BuiltinMD5() bool               { return !f.AtLeast(9, 6) }
 func (f mySQL) BinlogMonitorPrivilege() string { return "REPLICATION CLIENT" }
+func (f mySQL) BinlogMonitorGrants() []string  { return []string{"SUPER"} }
+func (f mySQL) ShowGrantsNeedsRoles() bool     { return f.AtLeast(8, 0) }
 func (f mySQL) DefaultRoleStatement(_, account string) string {
 	return "SET DEFAULT ROLE ALL TO " + account
 }

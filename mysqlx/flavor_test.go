@@ -1,6 +1,10 @@
 package mysqlx
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestFlavorOfTellsTheProductByItsVersion(t *testing.T) {
 	for _, tc := range []struct {
@@ -74,5 +78,43 @@ func TestCollationIsVouchedForOnlyWhereItComparesAlike(t *testing.T) {
 				t.Errorf("%s.Collation(%s, %s) = %q, %v; want %q", tc.to.Product(), tc.from.Product(), tc.coll, got, ok, tc.want)
 			}
 		})
+	}
+}
+
+func TestFlavorNamesWhatDiffersForCaptureAndCheck(t *testing.T) {
+	for _, tc := range []struct {
+		version        string
+		family         string
+		oldest         [2]int
+		strictVar      string
+		zeroLogPos     bool
+		parenthesized  bool
+		monitorGrants  string
+		grantsNeedRole bool
+	}{
+		{"10.5.27-MariaDB", "MariaDB", [2]int{10, 5}, "gtid_strict_mode", false, false, "REPLICATION CLIENT,BINLOG MONITOR", false},
+		{"10.11.19-MariaDB-0+deb12u1-log", "MariaDB", [2]int{10, 5}, "gtid_strict_mode", false, false, "REPLICATION CLIENT,BINLOG MONITOR", false},
+		{"11.4.5-MariaDB", "MariaDB", [2]int{10, 5}, "gtid_strict_mode", true, false, "REPLICATION CLIENT,BINLOG MONITOR", false},
+		{"5.7.44-log", "MySQL", [2]int{5, 7}, "", false, true, "SUPER", false},
+		{"8.0.36", "MySQL", [2]int{5, 7}, "", false, true, "SUPER", true},
+		{"9.7.4-2", "MySQL", [2]int{5, 7}, "", false, true, "SUPER", true},
+	} {
+		f := FlavorOf(tc.version)
+		major, minor := f.OldestSupported()
+		got := fmt.Sprint(f.Family(), [2]int{major, minor}, f.GTIDStrictModeVariable(), f.BinlogZeroLogPos(),
+			f.ParenthesizedDefaults(), strings.Join(f.BinlogMonitorGrants(), ","), f.ShowGrantsNeedsRoles())
+		want := fmt.Sprint(tc.family, tc.oldest, tc.strictVar, tc.zeroLogPos, tc.parenthesized, tc.monitorGrants, tc.grantsNeedRole)
+		if got != want {
+			t.Errorf("%s: family, oldest supported, GTID strict mode variable, zero log positions, parenthesized defaults, binlog monitor grants, SHOW GRANTS needs roles =\n %s\nwant\n %s", tc.version, got, want)
+		}
+		if !f.AtLeast(major, minor) {
+			t.Errorf("%s is older than its own oldest supported %d.%d", tc.version, major, minor)
+		}
+	}
+	if f := FlavorOf("10.4.34-MariaDB"); f.AtLeast(f.OldestSupported()) {
+		t.Errorf("MariaDB 10.4 counts as supported")
+	}
+	if f := FlavorOf("5.6.51-log"); f.AtLeast(f.OldestSupported()) {
+		t.Errorf("MySQL 5.6 counts as supported")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/mysqlx"
 )
 
 // Status is the level of a finding.
@@ -143,6 +144,8 @@ func Run(ctx context.Context, cfg *config.Config) Report {
 type server struct {
 	db   *sql.DB
 	vars map[string]string
+	// fl is the server's product, told by its version: for what differs between them.
+	fl mysqlx.Flavor
 	// id distinguishes servers: two DSNs that reach one server (a shard configured on the
 	// source) have the same id.
 	id string

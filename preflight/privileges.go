@@ -50,15 +50,8 @@ type need struct {
 
 // sourceNeeds is what capture, the backfill and reconcile need on the source.
 func sourceNeeds(f mysqlx.Flavor, dbs []string) []need {
-	monitor := need{priv: f.BinlogMonitorPrivilege(), db: "*",
+	monitor := need{priv: f.BinlogMonitorPrivilege(), also: f.BinlogMonitorGrants(), db: "*",
 		why: "capture reads the binlog coordinates to start and to resume, and reconcile the source position it waits for before a re-check"}
-	switch f.Name() {
-	case mysqlx.MariaDB:
-		// SHOW GRANTS prints the name the server uses: REPLICATION CLIENT before 10.5.
-		monitor.also = []string{"REPLICATION CLIENT", "BINLOG MONITOR"}
-	default:
-		monitor.also = []string{"SUPER"}
-	}
 	if !f.SnapshotPositionStatus() {
 		monitor.why += ", and the backfill each chunk's position"
 	}
@@ -164,7 +157,7 @@ func checkShardGrants(ctx context.Context, r *Report, cfg *config.Config, key, s
 		r.fail("shard.grants", subject, err.Error(), "check that the shard answers SHOW GRANTS")
 		return
 	}
-	f := mysqlx.FlavorOf(s.vars["version"])
+	f := s.fl
 	var dbs []string
 	seen := map[string]bool{}
 	for _, t := range cfg.Tables {

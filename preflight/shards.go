@@ -47,7 +47,7 @@ func checkShard(ctx context.Context, r *Report, cfg *config.Config, i int, sc co
 		return
 	}
 	seen[s.id] = key + " " + sc.Name
-	r.ok("shard.reachable", subject, "reachable, %s", s.product())
+	r.ok("shard.reachable", subject, "reachable, %s", s.fl.Product())
 	checkShardGrants(ctx, r, cfg, key, subject, s)
 
 	if err := probeWrite(ctx, s); err != nil {

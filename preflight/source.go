@@ -61,25 +61,8 @@ func openServer(ctx context.Context, name, dsn string) (*server, error) {
 		db.Close()
 		return nil, err
 	}
-	return &server{db: db, vars: vars, id: vars["hostname"] + ":" + vars["port"] + ":" + vars["datadir"] + ":" + vars["server_id"]}, nil
-}
-
-func (s *server) mariaDB() bool {
-	return strings.Contains(strings.ToLower(s.vars["version"]), "mariadb")
-}
-
-// product is "MariaDB 10.11.19" or "MySQL 8.0.36".
-func (s *server) product() string {
-	v, _, _ := strings.Cut(s.vars["version"], "-")
-	if s.mariaDB() {
-		return "MariaDB " + v
-	}
-	return "MySQL " + v
-}
-
-// versionAtLeast compares the server's major.minor with major.minor.
-func (s *server) versionAtLeast(major, minor int) bool {
-	return mysqlx.VersionAtLeast(s.vars["version"], major, minor)
+	return &server{db: db, vars: vars, fl: mysqlx.FlavorOf(vars["version"]),
+		id: vars["hostname"] + ":" + vars["port"] + ":" + vars["datadir"] + ":" + vars["server_id"]}, nil
 }
 
 // unreachableFix says what to do about a server that did not answer.
@@ -114,21 +97,18 @@ func checkSource(ctx context.Context, r *Report, cfg *config.Config) *server {
 
 func checkFlavor(r *Report, cfg *config.Config, src *server) {
 	const subject = "source version"
-	flavor := "mysql"
-	if src.mariaDB() {
-		flavor = "mariadb"
-	}
+	f := src.fl
+	major, minor := f.OldestSupported()
 	switch {
-	case cfg.Source.Flavor != flavor:
+	case cfg.Source.Flavor != f.Name():
 		r.fail("source.version", subject,
-			fmt.Sprintf("the server is %s but source.flavor is %q: capture would speak the wrong GTID dialect of the replica protocol", src.product(), cfg.Source.Flavor),
-			"set source.flavor: "+flavor)
-	case flavor == "mariadb" && !src.versionAtLeast(10, 5):
-		r.fail("source.version", subject, src.product()+" is older than 10.5, the oldest MariaDB cleave supports", "upgrade the source to MariaDB 10.5 or later")
-	case flavor == "mysql" && !src.versionAtLeast(5, 7):
-		r.fail("source.version", subject, src.product()+" is older than 5.7, the oldest MySQL cleave supports", "upgrade the source to MySQL 5.7 or later")
+			fmt.Sprintf("the server is %s but source.flavor is %q: capture would speak the wrong GTID dialect of the replica protocol", f.Product(), cfg.Source.Flavor),
+			"set source.flavor: "+f.Name())
+	case !f.AtLeast(major, minor):
+		r.fail("source.version", subject, fmt.Sprintf("%s is older than %d.%d, the oldest %s cleave supports", f.Product(), major, minor, f.Family()),
+			fmt.Sprintf("upgrade the source to %s %d.%d or later", f.Family(), major, minor))
 	default:
-		r.ok("source.version", subject, "%s (source.flavor %s)", src.product(), cfg.Source.Flavor)
+		r.ok("source.version", subject, "%s (source.flavor %s)", f.Product(), cfg.Source.Flavor)
 	}
 }
 
@@ -163,7 +143,7 @@ func checkBinlog(r *Report, cfg *config.Config, src *server) {
 	switch meta, has := v["binlog_row_metadata"]; {
 	case !has:
 		r.fail("source.binlog_row_metadata", "source binlog_row_metadata",
-			src.product()+" cannot log column names in the binlog, and capture refuses to decode rows without them (a row logged before a schema change would decode with the wrong columns)",
+			src.fl.Product()+" cannot log column names in the binlog, and capture refuses to decode rows without them (a row logged before a schema change would decode with the wrong columns)",
 			"upgrade the source to MySQL 8.0 or later, or MariaDB 10.5 or later")
 	case strings.EqualFold(meta, "FULL"):
 		r.ok("source.binlog_row_metadata", "source binlog_row_metadata", "FULL")
@@ -213,36 +193,38 @@ func checkBinlog(r *Report, cfg *config.Config, src *server) {
 // checkGTID looks at the GTID state. Neither case is a FAIL: capture also works by binlog
 // file and position, and replaying a transaction is harmless (apply is version-checked).
 // What GTIDs buy is a position that survives a failover of the source to one of its
-// replicas, so their absence is worth a WARN.
+// replicas, so their absence is worth a WARN. A MySQL source has GTIDs with gtid_mode=ON;
+// a MariaDB source always has them, and keeps them in order only in strict mode.
 func checkGTID(r *Report, src *server) {
 	const subject = "source GTID"
 	v := src.vars
-	if src.mariaDB() {
-		pos, has := v["gtid_current_pos"]
-		if !has {
-			r.fail("source.gtid", subject, "gtid_current_pos is not readable", "use MariaDB 10.5 or later")
-			return
-		}
-		if pos == "" {
-			pos = "(empty: nothing logged yet)"
-		}
-		// Without strict mode a server accepts GTIDs out of sequence within a domain (after
-		// a failover to a diverged replica, say); resuming by GTID could then skip
-		// transactions.
-		if !strings.EqualFold(v["gtid_strict_mode"], "ON") {
-			r.warn("source.gtid", subject, "gtid_current_pos "+pos+", gtid_strict_mode "+orUnset(v["gtid_strict_mode"])+": GTIDs may go out of order within a domain after a failover, and capture resuming by GTID could then skip transactions",
-				"SET GLOBAL gtid_strict_mode=ON, and set it in the server's config file")
-			return
-		}
-		r.ok("source.gtid", subject, "gtid_current_pos %s, gtid_strict_mode ON", pos)
-		return
-	}
-	if mode := v["gtid_mode"]; !strings.EqualFold(mode, "ON") {
-		r.warn("source.gtid", subject, "gtid_mode "+orUnset(mode)+": capture follows binlog file and position, which do not survive a failover of the source to a replica",
+	if !src.fl.BinlogHasGTIDs(v) {
+		r.warn("source.gtid", subject, "gtid_mode "+orUnset(v["gtid_mode"])+": capture follows binlog file and position, which do not survive a failover of the source to a replica",
 			"SET GLOBAL enforce_gtid_consistency=ON, then raise gtid_mode step by step (OFF_PERMISSIVE, ON_PERMISSIVE, ON) and set both in the server's config file")
 		return
 	}
-	r.ok("source.gtid", subject, "gtid_mode ON")
+	strict := src.fl.GTIDStrictModeVariable()
+	if strict == "" {
+		r.ok("source.gtid", subject, "gtid_mode ON")
+		return
+	}
+	// GTIDs that may go out of order: MariaDB's, whose state is one GTID per domain.
+	pos, has := v["gtid_current_pos"]
+	if !has {
+		r.fail("source.gtid", subject, "gtid_current_pos is not readable", "use MariaDB 10.5 or later")
+		return
+	}
+	if pos == "" {
+		pos = "(empty: nothing logged yet)"
+	}
+	// Without strict mode a server accepts GTIDs out of sequence within a domain (after a
+	// failover to a diverged replica, say); resuming by GTID could then skip transactions.
+	if !strings.EqualFold(v[strict], "ON") {
+		r.warn("source.gtid", subject, "gtid_current_pos "+pos+", "+strict+" "+orUnset(v[strict])+": GTIDs may go out of order within a domain after a failover, and capture resuming by GTID could then skip transactions",
+			"SET GLOBAL "+strict+"=ON, and set it in the server's config file")
+		return
+	}
+	r.ok("source.gtid", subject, "gtid_current_pos %s, %s ON", pos, strict)
 }
 
 // binlogRetention is how long the source keeps binlogs (0: never purged) and the variable
@@ -316,7 +298,7 @@ func checkGrants(ctx context.Context, r *Report, cfg *config.Config, src *server
 		r.fail("source.grants", "source grants", err.Error(), "check that the source answers SHOW GRANTS")
 		return
 	}
-	f := mysqlx.FlavorOf(src.vars["version"])
+	f := src.fl
 	var dbs []string
 	tablesOf := map[string][]string{}
 	for _, t := range cfg.Tables {
@@ -331,8 +313,9 @@ func checkGrants(ctx context.Context, r *Report, cfg *config.Config, src *server
 		switch {
 		case n.db != "*":
 			subject += " on " + n.db
-		case f.Name() == mysqlx.MariaDB && n.priv == f.BinlogMonitorPrivilege():
-			subject = "source grant REPLICATION CLIENT (BINLOG MONITOR)"
+		case n.priv == f.BinlogMonitorPrivilege() && n.priv != "REPLICATION CLIENT":
+			// Named as well by the name every other server knows it by.
+			subject = "source grant REPLICATION CLIENT (" + n.priv + ")"
 		}
 		if n.priv == "SELECT" {
 			checkSelect(ctx, r, f, a, src, n, subject, tablesOf[n.db])
@@ -382,7 +365,7 @@ func checkSelect(ctx context.Context, r *Report, f mysqlx.Flavor, a *account, sr
 // privileges of active roles appear only with USING; MariaDB lists them by itself.
 func showGrants(ctx context.Context, src *server) ([]string, error) {
 	q := "SHOW GRANTS"
-	if !src.mariaDB() && src.versionAtLeast(8, 0) {
+	if src.fl.ShowGrantsNeedsRoles() {
 		var roles string
 		if err := src.db.QueryRowContext(ctx, "SELECT CURRENT_ROLE()").Scan(&roles); err == nil && roles != "" && !strings.EqualFold(roles, "NONE") {
 			q = "SHOW GRANTS FOR CURRENT_USER() USING " + roles

@@ -68,16 +68,8 @@ func (e *UnfaithfulError) Error() string {
 		"would compare other rows. Change each column on the source to a collation both products share "+
 		"(utf8mb4_bin, utf8mb4_general_ci, utf8mb4_unicode_ci, utf8mb4_unicode_520_ci; MySQL's utf8mb4_0900_bin is MariaDB's utf8mb4_nopad_bin), "+
 		"e.g. ALTER TABLE %s MODIFY %s %s COLLATE utf8mb4_bin (restating its other attributes), or use %s shards",
-		family(dst), quoteName(first.Table), mysqlx.QuoteIdent(first.Column), first.Type, family(src))
+		dst.Family(), quoteName(first.Table), mysqlx.QuoteIdent(first.Column), first.Type, src.Family())
 	return b.String()
-}
-
-// family names a product without its version, as an operator chooses shards.
-func family(f mysqlx.Flavor) string {
-	if f.Name() == mysqlx.MySQL {
-		return "MySQL"
-	}
-	return "MariaDB"
 }
 
 func quoteName(dbTable string) string {
@@ -112,7 +104,7 @@ func forShard(t sourceTable, p Products) (string, []string, []Refused) {
 	var notes []string
 	var refused []Refused
 	renames := map[string]string{}
-	if p.cross() && p.Shard.Name() == mysqlx.MySQL {
+	if p.cross() && p.Shard.ParenthesizedDefaults() {
 		ddl = parenthesizedDefaults(ddl, def, t.defaults)
 	}
 	for _, c := range def.Columns {

@@ -257,7 +257,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	var doneRows int64
 
 	for i, t := range tables {
-		tr := &TableReport{Table: t.Name, Strategy: t.Strategy, Drift: []DriftRow{}, InFlight: []InFlightRow{}}
+		tr := &TableReport{Table: t.Name, Strategy: string(t.Strategy), Drift: []DriftRow{}, InFlight: []InFlightRow{}}
 		for _, name := range c.shardNames {
 			tr.Shards = append(tr.Shards, &ShardReport{Shard: name, Drift: map[Kind]int{}})
 		}

@@ -43,6 +43,10 @@ const (
 	Pin Strategy = "pin"
 )
 
+// ByKey reports whether the strategy places a row by its shard key value (hash, range and
+// list); broadcast and pin place every row alike and take no shard key.
+func (s Strategy) ByKey() bool { return s == Hash || s == Range || s == List }
+
 // KeyKind says how a shard key value compares for range routing.
 type KeyKind int
 

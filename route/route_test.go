@@ -433,3 +433,11 @@ func BenchmarkRouteRangeInt(b *testing.B) {
 		}
 	}
 }
+
+func TestOnlyHashRangeAndListRouteByTheShardKey(t *testing.T) {
+	for s, want := range map[Strategy]bool{Hash: true, Range: true, List: true, Broadcast: false, Pin: false, "": false, "mod": false} {
+		if got := s.ByKey(); got != want {
+			t.Errorf("Strategy(%q).ByKey() = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -52,62 +51,6 @@ func (a *applier) release(w *work) {
 	if n > 0 {
 		a.budget.Release(n)
 	}
-}
-
-// apply plans and applies a batch of messages in order: its row changes in one shard
-// transaction per run between schema changes. Tests drive the applier through it.
-func (a *applier) apply(ctx context.Context, batch []*message) error {
-	var items []item
-	dec := new(event.Decoder)
-	flush := func() error {
-		if len(items) == 0 {
-			return nil
-		}
-		p, err := a.s.planItems(ctx, items)
-		if err != nil {
-			return err
-		}
-		items = nil
-		return a.applyPlan(ctx, p)
-	}
-	for _, m := range batch {
-		it := a.s.decode(m, dec)
-		if it.err == nil && it.ev != nil && it.ev.Op == event.OpDDL {
-			if err := flush(); err != nil {
-				return err
-			}
-			if err := a.applyDDL(ctx, m, it.ev); err != nil {
-				return err
-			}
-			continue
-		}
-		items = append(items, it)
-	}
-	return flush()
-}
-
-// planItems makes the plan of items, reloading the table definitions when an event does
-// not fit them: another lane or member may have applied a schema change meanwhile. It
-// tries again a few times over about three seconds, as another session may be between
-// running a schema change and recording it, a moment in which the shard's table and
-// its record of changes disagree.
-func (s *Sink) planItems(ctx context.Context, items []item) (*plan, error) {
-	p, err := s.makePlan(items)
-	var se *errSchema
-	for wait := 100 * time.Millisecond; errors.As(err, &se); wait *= 2 {
-		if rerr := s.reloadTables(ctx); rerr != nil {
-			return nil, rerr
-		}
-		if p, err = s.makePlan(items); !errors.As(err, &se) || wait > 2*time.Second {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(wait):
-		}
-	}
-	return p, err
 }
 
 // applyPlan applies a plan in one shard transaction, retried as a whole. A plan made with

@@ -2,11 +2,13 @@ package sink
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/route"
@@ -84,6 +86,30 @@ type item struct {
 type errSchema struct{ msg string }
 
 func (e *errSchema) Error() string { return e.msg }
+
+// planItems makes the plan of items, reloading the table definitions when an event does
+// not fit them: another lane or member may have applied a schema change meanwhile. It
+// tries again a few times over about three seconds, as another session may be between
+// running a schema change and recording it, a moment in which the shard's table and
+// its record of changes disagree.
+func (s *Sink) planItems(ctx context.Context, items []item) (*plan, error) {
+	p, err := s.makePlan(items)
+	var se *errSchema
+	for wait := 100 * time.Millisecond; errors.As(err, &se); wait *= 2 {
+		if rerr := s.reloadTables(ctx); rerr != nil {
+			return nil, rerr
+		}
+		if p, err = s.makePlan(items); !errors.As(err, &se) || wait > 2*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+	return p, err
+}
 
 // decode classifies a message: foreign (by its key), or decoded. dec belongs to the
 // calling goroutine.

@@ -162,7 +162,8 @@ func TestVersionGuardProperty(t *testing.T) {
 }
 
 // applyChanges applies changes as one batch of messages of partition 0, through the same
-// path as consumed messages.
+// path as consumed messages: decoded and planned as the planner does (planLoop), applied
+// as the applier does.
 func (a *applier) applyChanges(t *testing.T, ctx context.Context, tbl *table, changes []change) {
 	t.Helper()
 	var batch []*message
@@ -182,7 +183,16 @@ func (a *applier) applyChanges(t *testing.T, ctx context.Context, tbl *table, ch
 		m.Topic, m.Partition, m.Offset, m.Key, m.Value = tbl.topic, 0, next+int64(i), []byte(`["`+c.code+`"]`), val
 		batch = append(batch, m)
 	}
-	if err := a.apply(ctx, batch); err != nil {
+	dec := new(event.Decoder)
+	items := make([]item, len(batch))
+	for i, m := range batch {
+		items[i] = a.s.decode(m, dec)
+	}
+	p, err := a.s.planItems(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.do(ctx, &work{plan: p}); err != nil {
 		t.Fatal(err)
 	}
 }
