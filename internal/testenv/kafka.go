@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // EnvKafkaJars names the directory of the Kafka broker's jars (printed by
@@ -31,7 +34,7 @@ type Kafka struct {
 	dir      string
 	port     int
 	ctrlPort int
-	p        *proc
+	p        *core.Proc
 }
 
 // StartKafka formats a fresh log directory, starts the broker and waits until it answers
@@ -52,12 +55,12 @@ func StartKafka(t testing.TB) *Kafka {
 	k := &Kafka{t: t, java: java, jars: jars, dir: t.TempDir()}
 	t.Cleanup(func() {
 		if k.p != nil {
-			k.p.kill()
+			k.p.Kill()
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		if k.port, err = freePort(); err == nil {
-			k.ctrlPort, err = freePort()
+		if k.port, err = core.FreePort(); err == nil {
+			k.ctrlPort, err = core.FreePort()
 		}
 		if err != nil {
 			t.Fatalf("testenv: free port: %v", err)
@@ -148,7 +151,7 @@ func (k *Kafka) Addr() string { return "127.0.0.1:" + strconv.Itoa(k.port) }
 func (k *Kafka) Brokers() []string { return []string{k.Addr()} }
 
 // Running reports whether the broker process is alive.
-func (k *Kafka) Running() bool { return k.p != nil && !k.p.exited() }
+func (k *Kafka) Running() bool { return k.p != nil && !k.p.Exited() }
 
 func (k *Kafka) writeConfig() {
 	k.t.Helper()
@@ -246,19 +249,21 @@ func (k *Kafka) start() error {
 	k.p = p
 	deadline := time.Now().Add(startDeadline)
 	for {
-		err := pingBroker(k.Addr(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := core.PingBroker(ctx, k.Addr())
+		cancel()
 		if err == nil {
 			return nil
 		}
-		if p.exited() {
+		if p.Exited() {
 			if logHas(k.ServerLog(), logStart, "Address already in use") {
 				return fmt.Errorf("private Kafka on %s: %w", k.Addr(), errPortTaken)
 			}
 			return fmt.Errorf("private Kafka on %s exited during start-up (%v)\n%s\n%s",
-				k.Addr(), p.err, tail(k.ServerLog(), 30), tail(stdout, 10))
+				k.Addr(), p.Err(), tail(k.ServerLog(), 30), tail(stdout, 10))
 		}
 		if time.Now().After(deadline) {
-			k.p.kill()
+			k.p.Kill()
 			return fmt.Errorf("private Kafka on %s did not answer within %s: %v\n%s",
 				k.Addr(), startDeadline, err, tail(k.ServerLog(), 30))
 		}
@@ -273,7 +278,7 @@ func (k *Kafka) Stop() {
 	if k.p == nil {
 		return
 	}
-	if !k.p.stop() {
+	if !stopProc(k.p) {
 		k.t.Logf("testenv: private Kafka on %s did not stop within %s and was killed", k.Addr(), stopDeadline)
 	}
 }
@@ -281,7 +286,7 @@ func (k *Kafka) Stop() {
 // Kill kills the broker with SIGKILL (a crash) and waits for it to exit.
 func (k *Kafka) Kill() {
 	if k.p != nil {
-		k.p.kill()
+		k.p.Kill()
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // recorder is a testing.TB that records how a helper ended the test instead of ending it.
@@ -48,7 +50,7 @@ func (r *recorder) run(f func(testing.TB)) {
 }
 
 func TestMissingServiceFailsInCIAndSkipsElsewhere(t *testing.T) {
-	port, err := freePort() // nothing listens there once freePort returns
+	port, err := core.FreePort() // nothing listens there once freePort returns
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func testPrivateServer(t *testing.T, f Flavor) {
 		if m.Running() {
 			t.Fatal("still running after Stop")
 		}
-		if err := pingMySQL(m.DSN()); err == nil {
+		if err := core.PingMySQL(context.Background(), m.DSN()); err == nil {
 			t.Fatal("answers after Stop")
 		}
 		m.Start()
@@ -248,7 +250,9 @@ func TestPrivateKafkaKeepsMessagesAcrossRestart(t *testing.T) {
 	}
 
 	k.Stop()
-	if err := pingBroker(k.Addr(), time.Second); err == nil {
+	pingCtx, cancelPing := context.WithTimeout(context.Background(), time.Second)
+	defer cancelPing()
+	if err := core.PingBroker(pingCtx, k.Addr()); err == nil {
 		t.Fatal("broker answers after Stop")
 	}
 	k.Start()
