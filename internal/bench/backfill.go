@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
 // BackfillOptions configure the end-to-end backfill measurement.
 type BackfillOptions struct {
-	Services  Services
+	Services  core.Env
 	CleaveBin string
 	// Rows is the size of the table that exists before cleave starts.
 	Rows int
@@ -48,8 +49,8 @@ func Backfill(ctx context.Context, o BackfillOptions) ([]Figure, error) {
 			s.Close()
 		}
 	}()
-	db := "cleave_bench_backfill_" + randomHex(4)
-	prefix := "cleave-bench-backfill-" + randomHex(4)
+	db := "cleave_bench_backfill_" + core.RandomHex(4)
+	prefix := "cleave-bench-backfill-" + core.RandomHex(4)
 	defer cleanupLag(src, shards, db, prefix, LagOptions{Services: o.Services, Logf: o.Logf})
 
 	began := time.Now()
@@ -58,7 +59,7 @@ func Backfill(ctx context.Context, o BackfillOptions) ([]Figure, error) {
 	}
 	o.Logf("backfill: %d rows in %s.bench written in %s", o.Rows, db, time.Since(began).Round(time.Millisecond))
 
-	port, err := freePort()
+	port, err := core.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -73,11 +74,12 @@ func Backfill(ctx context.Context, o BackfillOptions) ([]Figure, error) {
 		return nil, fmt.Errorf("cleave prepare: %v\n%s", err, out)
 	}
 	start := time.Now()
-	run, err := startProcess("cleave run", filepath.Join(o.WorkDir, "backfill-cleave-run.log"), cleanEnv(), o.CleaveBin, "run", "--config", cfgPath)
+	run, err := core.Start(core.Command{Name: "cleave run", Argv: []string{o.CleaveBin, "run", "--config", cfgPath},
+		Env: cleanEnv(), Log: filepath.Join(o.WorkDir, "backfill-cleave-run.log")})
 	if err != nil {
 		return nil, err
 	}
-	defer run.stop(time.Minute)
+	defer run.Stop(time.Minute)
 	if err := waitStreaming(ctx, processes{run}, fmt.Sprintf("http://127.0.0.1:%d/status", port), 2*time.Minute); err != nil {
 		return nil, err
 	}
@@ -97,7 +99,7 @@ func Backfill(ctx context.Context, o BackfillOptions) ([]Figure, error) {
 			took := now.Sub(start)
 			f.Cleave = []Value{{Value: float64(o.Rows) / took.Seconds(), Unit: "rows/s"}}
 			f.Beside = []Value{{Name: "took", Value: took.Seconds(), Unit: "s"}}
-			if rss, err := PeakRSS(run.pid()); err == nil {
+			if rss, err := PeakRSS(run.Pid()); err == nil {
 				f.Beside = append(f.Beside, Value{Name: "peak RSS of cleave run", Value: float64(rss) / (1 << 20), Unit: "MiB"})
 			}
 			o.Logf("backfill: %d rows on the shards after %s (%.0f rows/s)", total, took.Round(time.Millisecond), float64(o.Rows)/took.Seconds())
@@ -114,11 +116,11 @@ func Backfill(ctx context.Context, o BackfillOptions) ([]Figure, error) {
 				return []Figure{f}, nil
 			}
 		}
-		if err := run.check(); err != nil {
+		if err := run.Alive(); err != nil {
 			return nil, err
 		}
 		if now.After(deadline) {
-			return nil, fmt.Errorf("backfill: only %d of %d rows on the shards after 10 minutes (log: %s)", total, o.Rows, run.log)
+			return nil, fmt.Errorf("backfill: only %d of %d rows on the shards after 10 minutes (log: %s)", total, o.Rows, run.Log)
 		}
 		select {
 		case <-ctx.Done():
@@ -126,7 +128,7 @@ func Backfill(ctx context.Context, o BackfillOptions) ([]Figure, error) {
 		case <-time.After(time.Second):
 		}
 	}
-	if err := run.stop(time.Minute); err != nil {
+	if err := run.Stop(time.Minute); err != nil {
 		o.Logf("backfill: %v", err)
 	}
 	return []Figure{f}, nil

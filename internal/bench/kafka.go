@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 	"github.com/cleave-dev/cleave/kafkax"
 )
 
@@ -68,55 +68,11 @@ func (c *topicCounter) count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// deleteTopics deletes the topics and consumer groups whose names start with one of
-// prefixes. It is cleanup: it returns what failed, and the caller reports it.
-func deleteTopics(brokers []string, prefixes ...string) error {
+// deleteTopics deletes the topics and consumer groups whose names start with prefix. It is
+// cleanup, so it has a deadline of its own, independent of the run's context; it returns
+// what failed, and the caller reports it.
+func deleteTopics(brokers []string, prefix string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := kafkax.Client(brokers)
-	match := func(name string) bool {
-		for _, p := range prefixes {
-			if p != "" && strings.HasPrefix(name, p) {
-				return true
-			}
-		}
-		return false
-	}
-	var errs []error
-	if groups, err := client.ListGroups(ctx, &kafka.ListGroupsRequest{Addr: kafka.TCP(brokers[0])}); err == nil {
-		var ids []string
-		for _, g := range groups.Groups {
-			if match(g.GroupID) {
-				ids = append(ids, g.GroupID)
-			}
-		}
-		if len(ids) > 0 {
-			if _, err := client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{Addr: kafka.TCP(brokers[0]), GroupIDs: ids}); err != nil {
-				errs = append(errs, fmt.Errorf("delete consumer groups %v: %w", ids, err))
-			}
-		}
-	}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list topics: %w", err))...)
-	}
-	var topics []string
-	for _, t := range md.Topics {
-		if match(t.Name) {
-			topics = append(topics, t.Name)
-		}
-	}
-	if len(topics) > 0 {
-		res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("delete topics %v: %w", topics, err))
-		} else {
-			for name, err := range res.Errors {
-				if err != nil {
-					errs = append(errs, fmt.Errorf("delete topic %s: %w", name, err))
-				}
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return core.DeleteTopics(ctx, brokers, prefix)
 }

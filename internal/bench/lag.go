@@ -22,6 +22,7 @@ import (
 
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/loadgen"
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/shardmeta"
@@ -29,7 +30,7 @@ import (
 
 // LagOptions configure the end-to-end lag measurement.
 type LagOptions struct {
-	Services  Services
+	Services  core.Env
 	CleaveBin string
 	// Rates are the offered row changes per second, one measurement each.
 	Rates []int
@@ -76,8 +77,8 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 			s.Close()
 		}
 	}()
-	db := "cleave_bench_lag_" + randomHex(4)
-	prefix := "cleave-bench-lag-" + randomHex(4)
+	db := "cleave_bench_lag_" + core.RandomHex(4)
+	prefix := "cleave-bench-lag-" + core.RandomHex(4)
 	defer cleanupLag(src, shards, db, prefix, o)
 
 	if err := loadgen.CreateSchema(ctx, src, db); err != nil {
@@ -93,7 +94,7 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 	}
 	logf("lag: seeded %s with %d rows", db, seeded)
 
-	port, err := freePort()
+	port, err := core.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 		spans = append(spans, [2]int64{first, pw.last})
 	}
 	// Capture's part of each probe's lag: when its event was sent to Kafka.
-	inKafka, err := kafkaArrivals(ctx, o.Services.Brokers, probeTopic)
+	inKafka, err := kafkaArrivals(ctx, o.Services.KafkaBrokers, probeTopic)
 	if err != nil {
 		logf("lag: reading the probe topic for capture's part of the lag: %v", err)
 	}
@@ -187,17 +188,17 @@ func Lag(ctx context.Context, o LagOptions) ([]Figure, error) {
 		rssFig.How = "VmHWM of each process (/proc/<pid>/status) at the end of the last lag measurement."
 	}
 	for _, p := range run {
-		rss, err := PeakRSS(p.pid())
+		rss, err := PeakRSS(p.Pid())
 		if err != nil {
 			rssFig.Cleave, rssFig.Missing = nil, err.Error()
 			break
 		}
 		v := Value{Value: float64(rss) / (1 << 20), Unit: "MiB"}
 		if o.Split {
-			v.Name = p.name
+			v.Name = p.Name
 		}
 		rssFig.Cleave = append(rssFig.Cleave, v)
-		logf("lag: peak RSS of %s: %d MiB", p.name, rss>>20)
+		logf("lag: peak RSS of %s: %d MiB", p.Name, rss>>20)
 	}
 	figs = append(figs, rssFig)
 	if err := run.stop(time.Minute); err != nil {
@@ -265,67 +266,22 @@ func lagAt(ctx context.Context, o LagOptions, src *sql.DB, db string, offered in
 // request: the moment the event left for Kafka. (kafka-go reads the record timestamps and
 // ignores a batch's LogAppendTime, so the broker's own append time is out of reach.)
 func kafkaArrivals(ctx context.Context, brokers []string, topic string) (map[int64]float64, error) {
-	parts, err := kafkax.Partitions(ctx, brokers, []string{topic})
-	if err != nil {
-		return nil, err
-	}
 	out := map[int64]float64{}
-	for p := 0; p < parts[topic]; p++ {
-		if err := readPartition(ctx, brokers[0], topic, p, func(m kafka.Message) {
-			ev, err := event.Unmarshal(m.Value)
-			if err != nil || ev.Op != event.OpCreate {
-				return
-			}
-			idText, _ := ev.After["id"].(json.Number)
-			tsText, _ := ev.After["ts"].(string)
-			id, err1 := idText.Int64()
-			ts, err2 := time.Parse("2006-01-02 15:04:05.999999", tsText)
-			if err1 != nil || err2 != nil {
-				return
-			}
-			out[id] = float64(m.Time.Sub(ts).Microseconds()) / 1000
-		}); err != nil {
-			return out, err
+	err := core.ReadTopic(ctx, brokers, topic, func(m kafka.Message) {
+		ev, err := event.Unmarshal(m.Value)
+		if err != nil || ev.Op != event.OpCreate {
+			return
 		}
-	}
-	return out, nil
-}
-
-// readPartition calls f with every message of one partition, from the first to the last.
-func readPartition(ctx context.Context, broker, topic string, partition int, f func(kafka.Message)) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	conn, err := kafka.DialLeader(ctx, "tcp", broker, topic, partition)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	first, last, err := conn.ReadOffsets()
-	if err != nil || last <= first {
-		return err
-	}
-	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
-		return err
-	}
-	dl, _ := ctx.Deadline()
-	_ = conn.SetReadDeadline(dl)
-	for {
-		batch := conn.ReadBatch(1, 16<<20)
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			f(m)
-			if m.Offset >= last-1 {
-				batch.Close()
-				return nil
-			}
+		idText, _ := ev.After["id"].(json.Number)
+		tsText, _ := ev.After["ts"].(string)
+		id, err1 := idText.Int64()
+		ts, err2 := time.Parse("2006-01-02 15:04:05.999999", tsText)
+		if err1 != nil || err2 != nil {
+			return
 		}
-		if err := batch.Close(); err != nil {
-			return err
-		}
-	}
+		out[id] = float64(m.Time.Sub(ts).Microseconds()) / 1000
+	})
+	return out, err
 }
 
 // startCleave starts `cleave run`, or with o.Split `cleave capture` (first, serving
@@ -337,21 +293,22 @@ func startCleave(o LagOptions, cfgPath string) (processes, error) {
 		return filepath.Join(o.WorkDir, "lag-"+strings.ReplaceAll(name, " ", "-")+".log")
 	}
 	if !o.Split {
-		p, err := startProcess("cleave run", log("cleave run"), env, o.CleaveBin, "run", "--config", cfgPath)
+		p, err := core.Start(core.Command{Name: "cleave run", Argv: []string{o.CleaveBin, "run", "--config", cfgPath}, Env: env, Log: log("cleave run")})
 		if err != nil {
 			return nil, err
 		}
 		return processes{p}, nil
 	}
 	var ps processes
-	p, err := startProcess("cleave capture", log("cleave capture"), env, o.CleaveBin, "capture", "--config", cfgPath)
+	p, err := core.Start(core.Command{Name: "cleave capture", Argv: []string{o.CleaveBin, "capture", "--config", cfgPath}, Env: env, Log: log("cleave capture")})
 	if err != nil {
 		return ps, err
 	}
 	ps = append(ps, p)
-	for i := range o.Services.ShardDSNs {
+	for i := range o.Services.ShardDSNs() {
 		name := fmt.Sprintf("cleave sink s%d", i)
-		p, err := startProcess(name, log(name), env, o.CleaveBin, "sink", "--shard", fmt.Sprintf("s%d", i), "--listen", "", "--config", cfgPath)
+		argv := []string{o.CleaveBin, "sink", "--shard", fmt.Sprintf("s%d", i), "--listen", "", "--config", cfgPath}
+		p, err := core.Start(core.Command{Name: name, Argv: argv, Env: env, Log: log(name)})
 		if err != nil {
 			return ps, err
 		}
@@ -362,29 +319,23 @@ func startCleave(o LagOptions, cfgPath string) (processes, error) {
 
 // waitStreaming polls cleave's /status until capture streams from the binlog.
 func waitStreaming(ctx context.Context, run processes, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	var last error
+	err := core.Poll(ctx, 100*time.Millisecond, timeout, func() (bool, error) {
 		var st struct {
 			Capture struct {
 				Streaming bool `json:"streaming"`
 			} `json:"capture"`
 		}
-		err := restCall(ctx, http.MethodGet, url, nil, &st)
-		if err == nil && st.Capture.Streaming {
-			return nil
+		last = restCall(ctx, http.MethodGet, url, nil, &st)
+		if last == nil && st.Capture.Streaming {
+			return true, nil
 		}
-		if err := run.check(); err != nil {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("capture in %s was not streaming within %s (last: %v; log: %s)", run[0].name, timeout, err, run[0].log)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return false, run.check()
+	})
+	if errors.Is(err, core.ErrTimeout) {
+		return fmt.Errorf("capture in %s was not streaming within %s (last: %v; log: %s)", run[0].Name, timeout, last, run[0].Log)
 	}
+	return err
 }
 
 // percentile is the nearest-rank percentile of sorted values.
@@ -537,12 +488,11 @@ func cleanupLag(src *sql.DB, shards []*sql.DB, db, prefix string, o LagOptions) 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var errs []error
-	drop := "DROP DATABASE IF EXISTS " + mysqlx.QuoteIdent(db)
-	if _, err := src.ExecContext(ctx, drop); err != nil {
+	if err := core.DropDatabase(ctx, src, db); err != nil {
 		errs = append(errs, fmt.Errorf("source: %w", err))
 	}
 	for i, s := range shards {
-		if _, err := s.ExecContext(ctx, drop); err != nil {
+		if err := core.DropDatabase(ctx, s, db); err != nil {
 			errs = append(errs, fmt.Errorf("shard s%d: %w", i, err))
 		}
 		// Bookkeeping rows of this run: its consumer groups' offsets and its schema changes.
@@ -554,7 +504,7 @@ func cleanupLag(src *sql.DB, shards []*sql.DB, db, prefix string, o LagOptions) 
 			errs = append(errs, fmt.Errorf("shard s%d applied schema changes: %w", i, err))
 		}
 	}
-	if err := deleteTopics(o.Services.Brokers, prefix+"."); err != nil {
+	if err := deleteTopics(o.Services.KafkaBrokers, prefix+"."); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -19,13 +19,14 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/cleave-dev/cleave/capture"
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
 // PeerOptions configure the catch-up comparison of cleave's capture with Debezium.
 type PeerOptions struct {
-	Services Services
+	Services core.Env
 	// CleaveBin is the cleave binary.
 	CleaveBin string
 	// Java runs Kafka Connect; DebeziumJars is the folder of scripts/debezium/pom.xml's jars.
@@ -70,9 +71,9 @@ func Peer(ctx context.Context, o PeerOptions) ([]Figure, error) {
 		return nil, err
 	}
 	defer src.Close()
-	db := "cleave_bench_peer_" + randomHex(4)
+	db := "cleave_bench_peer_" + core.RandomHex(4)
 	defer func() {
-		if _, err := src.Exec("DROP DATABASE IF EXISTS " + mysqlx.QuoteIdent(db)); err != nil {
+		if err := core.DropDatabase(context.Background(), src, db); err != nil {
 			logf("cleanup: drop database %s on the source: %v", db, err)
 		}
 	}()
@@ -231,13 +232,13 @@ func pollUntil(ctx context.Context, logf func(string, ...any), who string, began
 
 // cleaveCatchUp runs `cleave capture` from a checkpoint at the backlog's start.
 func cleaveCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, error) {
-	prefix := "cleave-bench-peer-" + randomHex(4)
+	prefix := "cleave-bench-peer-" + core.RandomHex(4)
 	defer func() {
-		if err := deleteTopics(o.Services.Brokers, prefix+"."); err != nil {
+		if err := deleteTopics(o.Services.KafkaBrokers, prefix+"."); err != nil {
 			o.Logf("cleanup: %v", err)
 		}
 	}()
-	store := capture.NewCheckpointStore(o.Services.Brokers, prefix, 1)
+	store := capture.NewCheckpointStore(o.Services.KafkaBrokers, prefix, 1)
 	defer store.Close()
 	if err := store.Ensure(ctx); err != nil {
 		return catchUp{}, err
@@ -250,10 +251,10 @@ func cleaveCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, err
 	// created a moment before the first produce costs kafka-go's writer seconds of
 	// metadata retries, which is start-up, not catch-up.
 	topic := kafkax.TableTopic(prefix, bl.db, "orders")
-	if err := kafkax.EnsureTopics(ctx, o.Services.Brokers, []kafkax.Topic{{Name: topic, Partitions: 8, ReplicationFactor: 1}}); err != nil {
+	if err := kafkax.EnsureTopics(ctx, o.Services.KafkaBrokers, []kafkax.Topic{{Name: topic, Partitions: 8, ReplicationFactor: 1}}); err != nil {
 		return catchUp{}, err
 	}
-	port, err := freePort()
+	port, err := core.FreePort()
 	if err != nil {
 		return catchUp{}, err
 	}
@@ -263,12 +264,13 @@ func cleaveCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, err
 		return catchUp{}, err
 	}
 	began := time.Now()
-	p, err := startProcess("cleave capture", filepath.Join(o.WorkDir, "peer-cleave-capture.log"), cleanEnv(), o.CleaveBin, "capture", "--config", cfgPath)
+	p, err := core.Start(core.Command{Name: "cleave capture", Argv: []string{o.CleaveBin, "capture", "--config", cfgPath},
+		Env: cleanEnv(), Log: filepath.Join(o.WorkDir, "peer-cleave-capture.log")})
 	if err != nil {
 		return catchUp{}, err
 	}
-	defer p.stop(time.Minute)
-	counter := newTopicCounter(o.Services.Brokers, topic)
+	defer p.Stop(time.Minute)
+	counter := newTopicCounter(o.Services.KafkaBrokers, topic)
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	// Heartbeats share the table topic; capture counts them in its metrics.
 	count := func(ctx context.Context) (int64, error) {
@@ -282,18 +284,18 @@ func cleaveCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, err
 		}
 		return n - int64(hb), nil
 	}
-	res, err := pollUntil(ctx, o.Logf, "cleave capture", began, int64(bl.rows), 10*time.Minute, p.check, count)
+	res, err := pollUntil(ctx, o.Logf, "cleave capture", began, int64(bl.rows), 10*time.Minute, p.Alive, count)
 	if err != nil {
-		return res, fmt.Errorf("%w (log: %s)", err, p.log)
+		return res, fmt.Errorf("%w (log: %s)", err, p.Log)
 	}
-	if res.PeakRSS, err = PeakRSS(p.pid()); err != nil {
+	if res.PeakRSS, err = PeakRSS(p.Pid()); err != nil {
 		return res, err
 	}
 	// A backfill copying the table into the same topic would make the count meaningless.
 	if copied, err := promValue(ctx, metricsURL, "cleave_backfill_rows_copied_total"); err == nil && copied > 0 {
 		return res, fmt.Errorf("cleave capture also backfilled %.0f rows of the table into its topic: the catch-up count is not comparable", copied)
 	}
-	if err := p.stop(time.Minute); err != nil {
+	if err := p.Stop(time.Minute); err != nil {
 		return res, fmt.Errorf("cleave capture did not stop cleanly on SIGTERM: %w", err)
 	}
 	return res, nil
@@ -336,9 +338,9 @@ func promValue(ctx context.Context, url, name string) (float64, error) {
 // debeziumCatchUp runs Kafka Connect standalone with Debezium's MariaDB connector, created
 // stopped, its offsets set to the backlog's start, then resumed.
 func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, error) {
-	prefix := "dbz-bench-" + randomHex(4)
+	prefix := "dbz-bench-" + core.RandomHex(4)
 	defer func() {
-		if err := deleteTopics(o.Services.Brokers, prefix+"."); err != nil {
+		if err := deleteTopics(o.Services.KafkaBrokers, prefix+"."); err != nil {
 			o.Logf("cleanup: %v", err)
 		}
 	}()
@@ -347,12 +349,12 @@ func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return catchUp{}, err
 	}
-	port, err := freePort()
+	port, err := core.FreePort()
 	if err != nil {
 		return catchUp{}, err
 	}
 	worker := strings.Join([]string{
-		"bootstrap.servers=" + strings.Join(o.Services.Brokers, ","),
+		"bootstrap.servers=" + strings.Join(o.Services.KafkaBrokers, ","),
 		"key.converter=org.apache.kafka.connect.json.JsonConverter",
 		"value.converter=org.apache.kafka.connect.json.JsonConverter",
 		"key.converter.schemas.enable=false",
@@ -384,15 +386,16 @@ func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, e
 		return catchUp{}, err
 	}
 	// The JVM options connect-standalone.sh and kafka-run-class.sh use by default.
-	p, err := startProcess("Kafka Connect", filepath.Join(dir, "stdout.log"), cleanEnv(), o.Java,
+	argv := []string{o.Java,
 		"-Xms256m", "-Xmx2g", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
 		"-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
-		"-Dlog4j2.configurationFile="+log4jPath, "-cp", filepath.Join(o.DebeziumJars, "*"),
-		"org.apache.kafka.connect.cli.ConnectStandalone", workerPath)
+		"-Dlog4j2.configurationFile=" + log4jPath, "-cp", filepath.Join(o.DebeziumJars, "*"),
+		"org.apache.kafka.connect.cli.ConnectStandalone", workerPath}
+	p, err := core.Start(core.Command{Name: "Kafka Connect", Argv: argv, Env: cleanEnv(), Log: filepath.Join(dir, "stdout.log")})
 	if err != nil {
 		return catchUp{}, err
 	}
-	defer p.stop(time.Minute)
+	defer p.Stop(time.Minute)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if err := waitHTTP(ctx, p, base+"/", 2*time.Minute); err != nil {
 		return catchUp{}, err
@@ -416,7 +419,7 @@ func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, e
 			"topic.prefix":          prefix,
 			"database.include.list": bl.db,
 			"table.include.list":    bl.db + ".orders",
-			"schema.history.internal.kafka.bootstrap.servers":           strings.Join(o.Services.Brokers, ","),
+			"schema.history.internal.kafka.bootstrap.servers":           strings.Join(o.Services.KafkaBrokers, ","),
 			"schema.history.internal.kafka.topic":                       prefix + ".schema-history",
 			"schema.history.internal.store.only.captured.tables.ddl":    "true",
 			"schema.history.internal.store.only.captured.databases.ddl": "true",
@@ -435,7 +438,7 @@ func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, e
 	}
 	// The topic exists before the connector starts, as for cleave.
 	topic := prefix + "." + bl.db + ".orders"
-	if err := kafkax.EnsureTopics(ctx, o.Services.Brokers, []kafkax.Topic{{Name: topic, Partitions: 8, ReplicationFactor: 1}}); err != nil {
+	if err := kafkax.EnsureTopics(ctx, o.Services.KafkaBrokers, []kafkax.Topic{{Name: topic, Partitions: 8, ReplicationFactor: 1}}); err != nil {
 		return catchUp{}, err
 	}
 	if err := restCall(ctx, http.MethodPost, base+"/connectors", conn, nil); err != nil {
@@ -452,10 +455,10 @@ func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, e
 	if err := restCall(ctx, http.MethodPut, base+"/connectors/"+name+"/resume", nil, nil); err != nil {
 		return catchUp{}, fmt.Errorf("resume the connector: %w", err)
 	}
-	counter := newTopicCounter(o.Services.Brokers, topic)
+	counter := newTopicCounter(o.Services.KafkaBrokers, topic)
 	lastStatus := time.Now()
 	alive := func() error {
-		if err := p.check(); err != nil {
+		if err := p.Alive(); err != nil {
 			return err
 		}
 		if time.Since(lastStatus) < 2*time.Second {
@@ -483,12 +486,12 @@ func debeziumCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, e
 	if err != nil {
 		return res, err
 	}
-	if res.PeakRSS, err = PeakRSS(p.pid()); err != nil {
+	if res.PeakRSS, err = PeakRSS(p.Pid()); err != nil {
 		return res, err
 	}
 	_ = restCall(ctx, http.MethodDelete, base+"/connectors/"+name, nil, nil)
 	// The JVM exits 143 on SIGTERM, however cleanly it shut down.
-	if err := p.stop(time.Minute); err != nil && !exitedWith(err, 143) {
+	if err := p.Stop(time.Minute); err != nil && !exitedWith(err, 143) {
 		o.Logf("peer: Kafka Connect: %v", err)
 	}
 	return res, nil

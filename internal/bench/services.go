@@ -4,35 +4,26 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"math/big"
 	"os"
 	"strings"
 
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
-// Services are the addresses of the local services (scripts/services.sh env).
-type Services struct {
-	SourceDSN string
-	ShardDSNs []string
-	Brokers   []string
-}
-
-// ServicesFromEnv reads the addresses that `scripts/services.sh env` exports.
-func ServicesFromEnv() (Services, error) {
-	s := Services{
-		SourceDSN: os.Getenv("CLEAVE_TEST_SOURCE_DSN"),
-		ShardDSNs: []string{os.Getenv("CLEAVE_TEST_SHARD0_DSN"), os.Getenv("CLEAVE_TEST_SHARD1_DSN")},
+// ServicesFromEnv reads the addresses that `scripts/services.sh env` exports. Unlike a
+// test, a benchmark does not fall back on the default addresses: each variable must be
+// set, so that a run never measures services it was not pointed at.
+func ServicesFromEnv() (core.Env, error) {
+	for _, key := range []string{core.EnvSourceDSN, core.EnvShard0DSN, core.EnvShard1DSN, core.EnvKafkaBrokers} {
+		if os.Getenv(key) == "" {
+			return core.Env{}, fmt.Errorf(`%s, %s, %s and %s must be set: run eval "$(scripts/services.sh env)" after scripts/services.sh up`,
+				core.EnvSourceDSN, core.EnvShard0DSN, core.EnvShard1DSN, core.EnvKafkaBrokers)
+		}
 	}
-	if b := os.Getenv("CLEAVE_TEST_KAFKA_BROKERS"); b != "" {
-		s.Brokers = strings.Split(b, ",")
-	}
-	if s.SourceDSN == "" || s.ShardDSNs[0] == "" || s.ShardDSNs[1] == "" || len(s.Brokers) == 0 {
-		return s, fmt.Errorf(`CLEAVE_TEST_SOURCE_DSN, CLEAVE_TEST_SHARD0_DSN, CLEAVE_TEST_SHARD1_DSN and CLEAVE_TEST_KAFKA_BROKERS must be set: run eval "$(scripts/services.sh env)" after scripts/services.sh up`)
-	}
-	return s, nil
+	return core.FromEnv(), nil
 }
 
 // binlogPos is a transaction boundary in the source's binlog.
@@ -59,13 +50,6 @@ func currentPos(ctx context.Context, db *sql.DB) (binlogPos, error) {
 	return p, nil
 }
 
-// randomHex returns n random bytes as hex, for names that no other run uses.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // randomServerID is a replica server_id unlikely to collide with any other reader's.
 func randomServerID() uint32 {
 	n, _ := rand.Int(rand.Reader, big.NewInt(1<<31))
@@ -78,16 +62,16 @@ type tableConfig struct {
 }
 
 // writeConfig writes a cleave configuration for the local services to path.
-func writeConfig(path string, s Services, prefix string, serverID uint32, listen string, tables []tableConfig, extra string) error {
+func writeConfig(path string, s core.Env, prefix string, serverID uint32, listen string, tables []tableConfig, extra string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: mariadb\n  server_id: %d\n", s.SourceDSN, serverID)
-	quoted := make([]string, len(s.Brokers))
-	for i, br := range s.Brokers {
+	quoted := make([]string, len(s.KafkaBrokers))
+	for i, br := range s.KafkaBrokers {
 		quoted[i] = fmt.Sprintf("%q", br)
 	}
 	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  topic_prefix: %q\n  partitions: 8\n  replication_factor: 1\n", strings.Join(quoted, ", "), prefix)
 	b.WriteString("shards:\n")
-	for i, dsn := range s.ShardDSNs {
+	for i, dsn := range s.ShardDSNs() {
 		fmt.Fprintf(&b, "  - name: s%d\n    dsn: %q\n", i, dsn)
 	}
 	b.WriteString("tables:\n")
@@ -103,13 +87,13 @@ func writeConfig(path string, s Services, prefix string, serverID uint32, listen
 }
 
 // openAll opens the source and every shard.
-func openAll(ctx context.Context, s Services) (*sql.DB, []*sql.DB, error) {
+func openAll(ctx context.Context, s core.Env) (*sql.DB, []*sql.DB, error) {
 	src, err := mysqlx.Open(ctx, "source", s.SourceDSN)
 	if err != nil {
 		return nil, nil, err
 	}
 	var shards []*sql.DB
-	for i, dsn := range s.ShardDSNs {
+	for i, dsn := range s.ShardDSNs() {
 		db, err := mysqlx.Open(ctx, fmt.Sprintf("shard s%d", i), dsn)
 		if err != nil {
 			src.Close()

@@ -11,5 +11,6 @@
 // testenv never stops or reconfigures the shared services: tests of other packages run
 // against them at the same time. Anything destructive happens on a private instance from
 // StartMariaDB or StartKafka, whose processes and files are removed at t.Cleanup. Only
-// test code imports this package.
+// test code imports this package; what it does without a testing.TB lives in
+// internal/testenv/core, which the benchmark driver (internal/bench) uses as well.
 package testenv

@@ -2,16 +2,12 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"net"
-	"strings"
+	"errors"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/segmentio/kafka-go"
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // cleanupTimeout bounds each cleanup step, so a dead server cannot hang a test's end.
@@ -26,16 +22,16 @@ func NewDatabase(t testing.TB, dsn string) string {
 	db := openDB(t, dsn)
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
+	if err := core.CreateDatabase(ctx, db, name); err != nil {
 		db.Close()
-		t.Fatalf("testenv: create database %s on %s: %v", name, dsnAddr(dsn), err)
+		t.Fatalf("testenv: create database %s on %s: %v", name, core.DSNAddr(dsn), err)
 	}
 	t.Cleanup(func() {
 		defer db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-			t.Logf("testenv: drop database %s on %s: %v", name, dsnAddr(dsn), err)
+		if err := core.DropDatabase(ctx, db, name); err != nil {
+			t.Logf("testenv: drop database %s on %s: %v", name, core.DSNAddr(dsn), err)
 		}
 	})
 	return name
@@ -44,12 +40,11 @@ func NewDatabase(t testing.TB, dsn string) string {
 // DSNWithDB returns dsn with its database set to db.
 func DSNWithDB(t testing.TB, dsn, db string) string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
+	out, err := core.DSNWithDB(dsn, db)
 	if err != nil {
-		t.Fatalf("testenv: parse DSN for %s: %v", dsnAddr(dsn), err)
+		t.Fatalf("testenv: %v", err)
 	}
-	cfg.DBName = db
-	return cfg.FormatDSN()
+	return out
 }
 
 // OpenDB opens dsn (plain go-sql-driver, no session settings) and closes it at t.Cleanup.
@@ -62,16 +57,9 @@ func OpenDB(t testing.TB, dsn string) *sql.DB {
 
 func openDB(t testing.TB, dsn string) *sql.DB {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
+	db, err := core.OpenDB(dsn)
 	if err != nil {
-		t.Fatalf("testenv: parse DSN for %s: %v", dsnAddr(dsn), err)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = pingTimeout
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatalf("testenv: open %s: %v", cfg.Addr, err)
+		t.Fatalf("testenv: %v", err)
 	}
 	return db
 }
@@ -91,96 +79,25 @@ func TopicPrefix(t testing.TB) string {
 // the cluster at brokers. Failures are logged: it is meant for cleanup.
 func DeleteTopics(t testing.TB, brokers []string, prefix string) {
 	t.Helper()
-	if len(brokers) == 0 || prefix == "" {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	addr := kafka.TCP(brokers...)
-	client := &kafka.Client{Addr: addr, Timeout: cleanupTimeout}
-
-	if groups, err := client.ListGroups(ctx, &kafka.ListGroupsRequest{Addr: brokerAddr(brokers)}); err == nil {
-		var ids []string
-		for _, g := range groups.Groups {
-			if strings.HasPrefix(g.GroupID, prefix) {
-				ids = append(ids, g.GroupID)
-			}
-		}
-		if len(ids) > 0 {
-			res, err := client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{Addr: brokerAddr(brokers), GroupIDs: ids})
-			if err != nil {
-				t.Logf("testenv: delete consumer groups %v: %v", ids, err)
-			} else {
-				for id, err := range res.Errors {
-					if err != nil {
-						t.Logf("testenv: delete consumer group %s: %v", id, err)
-					}
-				}
-			}
-		}
+	err := core.DeleteTopics(ctx, brokers, prefix)
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return
 	}
-
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
-	if err != nil {
+	for _, err := range joined.Unwrap() {
 		// Kafka gone (not started, or a test's own broker): nothing to clean.
-		return
-	}
-	var topics []string
-	for _, tp := range meta.Topics {
-		if strings.HasPrefix(tp.Name, prefix) {
-			topics = append(topics, tp.Name)
-		}
-	}
-	if len(topics) == 0 {
-		return
-	}
-	res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
-	if err != nil {
-		t.Logf("testenv: delete topics %v: %v", topics, err)
-		return
-	}
-	for name, err := range res.Errors {
-		if err != nil {
-			t.Logf("testenv: delete topic %s: %v", name, err)
+		if !errors.Is(err, core.ErrUnreachable) {
+			t.Logf("testenv: %v", err)
 		}
 	}
 }
-
-func brokerAddr(brokers []string) net.Addr { return kafka.TCP(brokers[0]) }
 
 // UniqueName returns prefix + the sanitized test name + sep + 8 random hex digits, at most
 // maxLen bytes, using only [a-z0-9] and sep. Database names, topic prefixes and file
 // names built from it are valid and never collide between parallel test processes.
 func UniqueName(t testing.TB, prefix string, sep byte, maxLen int) string {
 	t.Helper()
-	suffix := randomHex(t, 4)
-	var b strings.Builder
-	lastSep := true
-	for _, r := range strings.ToLower(t.Name()) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-			lastSep = false
-		case !lastSep:
-			b.WriteByte(sep)
-			lastSep = true
-		}
-	}
-	body := strings.TrimRight(b.String(), string(sep))
-	if room := maxLen - len(prefix) - 1 - len(suffix); len(body) > room {
-		body = strings.TrimRight(body[:max(room, 0)], string(sep))
-	}
-	if body == "" {
-		return prefix + suffix
-	}
-	return prefix + body + string(sep) + suffix
-}
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	buf := make([]byte, n)
-	if _, err := rand.Read(buf); err != nil {
-		t.Fatalf("testenv: random: %v", err)
-	}
-	return hex.EncodeToString(buf)
+	return core.UniqueName(prefix, t.Name(), sep, maxLen)
 }

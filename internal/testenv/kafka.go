@@ -1,18 +1,23 @@
 package testenv
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // EnvKafkaJars names the directory of the Kafka broker's jars (printed by
@@ -31,7 +36,7 @@ type Kafka struct {
 	dir      string
 	port     int
 	ctrlPort int
-	p        *proc
+	p        *core.Proc
 }
 
 // StartKafka formats a fresh log directory, starts the broker and waits until it answers
@@ -52,12 +57,12 @@ func StartKafka(t testing.TB) *Kafka {
 	k := &Kafka{t: t, java: java, jars: jars, dir: t.TempDir()}
 	t.Cleanup(func() {
 		if k.p != nil {
-			k.p.kill()
+			k.p.Kill()
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		if k.port, err = freePort(); err == nil {
-			k.ctrlPort, err = freePort()
+		if k.port, err = core.FreePort(); err == nil {
+			k.ctrlPort, err = core.FreePort()
 		}
 		if err != nil {
 			t.Fatalf("testenv: free port: %v", err)
@@ -148,36 +153,69 @@ func (k *Kafka) Addr() string { return "127.0.0.1:" + strconv.Itoa(k.port) }
 func (k *Kafka) Brokers() []string { return []string{k.Addr()} }
 
 // Running reports whether the broker process is alive.
-func (k *Kafka) Running() bool { return k.p != nil && !k.p.exited() }
+func (k *Kafka) Running() bool { return k.p != nil && !k.p.Exited() }
+
+// kafkaTemplate is the server.properties of every local broker, relative to the
+// repository: scripts/services.sh renders the same file for the shared one.
+const kafkaTemplate = "scripts/kafka/server.properties.tmpl"
+
+// privateKafkaSizing fills the template's sizing for a broker that lives for one test on
+// a busy machine: fewer internal partitions and threads than the shared broker's, and
+// Kafka's default segment size.
+var privateKafkaSizing = map[string]string{
+	"OFFSETS_PARTITIONS": "4",
+	"TXN_PARTITIONS":     "2",
+	"SEGMENT_BYTES":      "1073741824",
+	"NETWORK_THREADS":    "2",
+	"IO_THREADS":         "2",
+}
+
+var placeholder = regexp.MustCompile(`@[A-Z_]+@`)
+
+// renderTemplate returns the file at path with its lines that start with "##" dropped
+// and each @NAME@ replaced by vars[NAME], as kafka_properties in scripts/services.sh does.
+// A placeholder without a value is an error.
+func renderTemplate(path string, vars map[string]string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	var missing []string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "##") {
+			continue
+		}
+		out.WriteString(placeholder.ReplaceAllStringFunc(line, func(p string) string {
+			v, ok := vars[strings.Trim(p, "@")]
+			if !ok {
+				missing = append(missing, p)
+			}
+			return v
+		}))
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s: no value for %s", path, strings.Join(missing, ", "))
+	}
+	return out.String(), nil
+}
 
 func (k *Kafka) writeConfig() {
 	k.t.Helper()
-	cfg := fmt.Sprintf(`process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:%[2]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=%[3]s
-num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=2
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-auto.create.topics.enable=false
-delete.topic.enable=true
-group.initial.rebalance.delay.ms=0
-log.retention.hours=-1
-num.network.threads=2
-num.io.threads=2
-`, k.port, k.ctrlPort, k.logDir())
+	root, err := repoRoot()
+	if err != nil {
+		k.t.Fatalf("testenv: Kafka config template: %v", err)
+	}
+	vars := map[string]string{
+		"PORT":            strconv.Itoa(k.port),
+		"CONTROLLER_PORT": strconv.Itoa(k.ctrlPort),
+		"LOG_DIR":         k.logDir(),
+	}
+	maps.Copy(vars, privateKafkaSizing)
+	cfg, err := renderTemplate(filepath.Join(root, kafkaTemplate), vars)
+	if err != nil {
+		k.t.Fatalf("testenv: Kafka config: %v", err)
+	}
 	logCfg := fmt.Sprintf(`status = warn
 appender.server.type = File
 appender.server.name = SERVER
@@ -246,19 +284,21 @@ func (k *Kafka) start() error {
 	k.p = p
 	deadline := time.Now().Add(startDeadline)
 	for {
-		err := pingBroker(k.Addr(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := core.PingBroker(ctx, k.Addr())
+		cancel()
 		if err == nil {
 			return nil
 		}
-		if p.exited() {
+		if p.Exited() {
 			if logHas(k.ServerLog(), logStart, "Address already in use") {
 				return fmt.Errorf("private Kafka on %s: %w", k.Addr(), errPortTaken)
 			}
 			return fmt.Errorf("private Kafka on %s exited during start-up (%v)\n%s\n%s",
-				k.Addr(), p.err, tail(k.ServerLog(), 30), tail(stdout, 10))
+				k.Addr(), p.Err(), tail(k.ServerLog(), 30), tail(stdout, 10))
 		}
 		if time.Now().After(deadline) {
-			k.p.kill()
+			k.p.Kill()
 			return fmt.Errorf("private Kafka on %s did not answer within %s: %v\n%s",
 				k.Addr(), startDeadline, err, tail(k.ServerLog(), 30))
 		}
@@ -273,7 +313,7 @@ func (k *Kafka) Stop() {
 	if k.p == nil {
 		return
 	}
-	if !k.p.stop() {
+	if !stopProc(k.p) {
 		k.t.Logf("testenv: private Kafka on %s did not stop within %s and was killed", k.Addr(), stopDeadline)
 	}
 }
@@ -281,7 +321,7 @@ func (k *Kafka) Stop() {
 // Kill kills the broker with SIGKILL (a crash) and waits for it to exit.
 func (k *Kafka) Kill() {
 	if k.p != nil {
-		k.p.kill()
+		k.p.Kill()
 	}
 }
 

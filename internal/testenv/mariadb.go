@@ -69,7 +69,7 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
 		if m.p != nil {
-			m.p.kill()
+			m.p.Kill()
 		}
 		os.RemoveAll(m.sockDir)
 	})

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // Server is a private database server of either flavor, for tests that stop, crash or
@@ -72,7 +74,7 @@ type PrivateMySQL struct {
 // MySQLRoot returns the root MySQL runs in, or fails (CI) or skips the test.
 func MySQLRoot(t testing.TB) string {
 	t.Helper()
-	root := getenv(EnvMySQLRoot, "")
+	root := strings.TrimSpace(os.Getenv(EnvMySQLRoot))
 	if root == "" {
 		if r, err := repoRoot(); err == nil {
 			root = filepath.Join(r, ".local", "mysql-root")
@@ -108,7 +110,7 @@ func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 	if opts.ServerID == 0 {
 		opts.ServerID = uint32(1000 + rand.IntN(999000))
 	}
-	m := &PrivateMySQL{serverProc: serverProc{t: t, what: "private mysqld"}, opts: opts, root: root, inner: "/srv/p-" + randomHex(t, 5)}
+	m := &PrivateMySQL{serverProc: serverProc{t: t, what: "private mysqld"}, opts: opts, root: root, inner: "/srv/p-" + core.RandomHex(5)}
 	m.rootDSN, m.socket, m.errorLog, m.stdout = m.RootDSN, m.host("mysqld.sock"), m.ErrorLog(), m.host("stdout.log")
 	m.command = func() (string, []string) {
 		return "chroot", append([]string{m.root, "mysqld", "--defaults-file=" + m.inner + "/my.cnf"}, m.opts.ExtraArgs...)
@@ -124,7 +126,7 @@ func StartMySQL(t testing.TB, opts ServerOptions) *PrivateMySQL {
 	}
 	t.Cleanup(func() {
 		if m.p != nil {
-			m.p.kill()
+			m.p.Kill()
 		}
 		os.RemoveAll(m.host(""))
 	})

@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // startDeadline bounds how long a private server may take to answer after it is launched.
@@ -20,82 +20,16 @@ const startDeadline = 90 * time.Second
 // stopDeadline bounds a graceful stop before the process is killed.
 const stopDeadline = 60 * time.Second
 
-// proc is one run of a private server process.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // set before done is closed
-}
-
 // startProc launches name with args, its stdout and stderr appended to logPath, in its own
 // process group, killed by the kernel if the test binary dies.
-func startProc(logPath, name string, args ...string) (*proc, error) {
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	return p, nil
+func startProc(logPath, name string, args ...string) (*core.Proc, error) {
+	return core.Start(core.Command{Name: name, Argv: append([]string{name}, args...), Log: logPath, DieWithParent: true})
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends TERM and waits for the exit, killing the process group after stopDeadline.
-// It reports whether the process exited by itself.
-func (p *proc) stop() bool {
-	if p.exited() {
-		return true
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return true
-	case <-time.After(stopDeadline):
-		p.kill()
-		return false
-	}
-}
-
-// kill sends KILL to the process group and waits for the exit.
-func (p *proc) kill() {
-	if p.exited() {
-		return
-	}
-	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// stopProc stops p gracefully within stopDeadline and reports whether it exited by itself
+// (rather than being killed).
+func stopProc(p *core.Proc) bool {
+	return !errors.Is(p.Stop(stopDeadline), core.ErrKilled)
 }
 
 // tail returns the last n lines of the file at path, for failure messages.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // serverProc is what the private servers of both flavors share: the port and process of the
@@ -20,7 +22,7 @@ type serverProc struct {
 	t    testing.TB
 	what string // names the server in messages: "private mariadbd"
 	port int
-	p    *proc
+	p    *core.Proc
 	// Set by the flavor:
 	rootDSN  func() string                      // root over the unix socket
 	command  func() (bin string, args []string) // the server's command line
@@ -52,7 +54,7 @@ func (s *serverProc) DSNFor(user, password string) string {
 }
 
 // Running reports whether the server process is alive.
-func (s *serverProc) Running() bool { return s.p != nil && !s.p.exited() }
+func (s *serverProc) Running() bool { return s.p != nil && !s.p.Exited() }
 
 // String names the instance in messages.
 func (s *serverProc) String() string { return fmt.Sprintf("%s %s", s.what, s.Addr()) }
@@ -79,7 +81,7 @@ func (s *serverProc) startOnFreePort(before func(attempt int)) {
 	s.t.Helper()
 	for attempt := 1; ; attempt++ {
 		var err error
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = core.FreePort(); err != nil {
 			s.t.Fatalf("testenv: free port: %v", err)
 		}
 		before(attempt)
@@ -123,15 +125,15 @@ func (s *serverProc) start() error {
 		if err == nil {
 			return nil
 		}
-		if p.exited() {
+		if p.Exited() {
 			if logHas(s.errorLog, logStart, "Address already in use") {
 				return fmt.Errorf("%s: %w", s, errPortTaken)
 			}
 			return fmt.Errorf("%s exited during start-up (%v)\ncommand: %s %s\n%s",
-				s, p.err, bin, quoteArgs(args), tail(s.errorLog, 30))
+				s, p.Err(), bin, quoteArgs(args), tail(s.errorLog, 30))
 		}
 		if time.Now().After(deadline) {
-			s.p.kill()
+			s.p.Kill()
 			return fmt.Errorf("%s did not answer within %s: %v\n%s", s, startDeadline, err, tail(s.errorLog, 30))
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -156,7 +158,7 @@ func (s *serverProc) Stop() {
 	if s.p == nil {
 		return
 	}
-	if !s.p.stop() {
+	if !stopProc(s.p) {
 		s.t.Logf("testenv: %s did not stop within %s and was killed", s, stopDeadline)
 	}
 }
@@ -164,6 +166,6 @@ func (s *serverProc) Stop() {
 // Kill kills the server with SIGKILL (a crash) and waits for it to exit.
 func (s *serverProc) Kill() {
 	if s.p != nil {
-		s.p.kill()
+		s.p.Kill()
 	}
 }

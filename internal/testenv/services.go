@@ -2,30 +2,26 @@ package testenv
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/segmentio/kafka-go"
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
-// Environment variables printed by `scripts/services.sh env`, with the same defaults.
-// They are named CLEAVE_TEST_* because CLEAVE_SOURCE_DSN, CLEAVE_KAFKA_BROKERS and the like
-// are cleave's own configuration overrides, which must not leak into every test.
+// Environment variables printed by `scripts/services.sh env`, with the same defaults
+// (core documents them).
 const (
-	EnvSourceDSN    = "CLEAVE_TEST_SOURCE_DSN"
-	EnvShard0DSN    = "CLEAVE_TEST_SHARD0_DSN"
-	EnvShard1DSN    = "CLEAVE_TEST_SHARD1_DSN"
-	EnvKafkaBrokers = "CLEAVE_TEST_KAFKA_BROKERS"
+	EnvSourceDSN    = core.EnvSourceDSN
+	EnvShard0DSN    = core.EnvShard0DSN
+	EnvShard1DSN    = core.EnvShard1DSN
+	EnvKafkaBrokers = core.EnvKafkaBrokers
 
-	EnvMySQLSourceDSN = "CLEAVE_TEST_MYSQL_SOURCE_DSN"
-	EnvMySQLShard0DSN = "CLEAVE_TEST_MYSQL_SHARD0_DSN"
-	EnvMySQLShard1DSN = "CLEAVE_TEST_MYSQL_SHARD1_DSN"
+	EnvMySQLSourceDSN = core.EnvMySQLSourceDSN
+	EnvMySQLShard0DSN = core.EnvMySQLShard0DSN
+	EnvMySQLShard1DSN = core.EnvMySQLShard1DSN
 	// EnvMySQLRoot is the root MySQL runs in (scripts/services.sh builds it); private
 	// MySQL servers start inside it.
 	EnvMySQLRoot = "CLEAVE_MYSQL_ROOT"
@@ -33,80 +29,38 @@ const (
 	// CI runs every flavor.
 	EnvFlavors = "CLEAVE_TEST_FLAVORS"
 
-	DefaultSourceDSN    = "cleave:cleave@tcp(127.0.0.1:3307)/"
-	DefaultShard0DSN    = "cleave:cleave@tcp(127.0.0.1:3308)/"
-	DefaultShard1DSN    = "cleave:cleave@tcp(127.0.0.1:3309)/"
-	DefaultKafkaBrokers = "127.0.0.1:9092"
+	DefaultSourceDSN    = core.DefaultSourceDSN
+	DefaultShard0DSN    = core.DefaultShard0DSN
+	DefaultShard1DSN    = core.DefaultShard1DSN
+	DefaultKafkaBrokers = core.DefaultKafkaBrokers
 
-	DefaultMySQLSourceDSN = "cleave:cleave@tcp(127.0.0.1:3317)/"
-	DefaultMySQLShard0DSN = "cleave:cleave@tcp(127.0.0.1:3318)/"
-	DefaultMySQLShard1DSN = "cleave:cleave@tcp(127.0.0.1:3319)/"
+	DefaultMySQLSourceDSN = core.DefaultMySQLSourceDSN
+	DefaultMySQLShard0DSN = core.DefaultMySQLShard0DSN
+	DefaultMySQLShard1DSN = core.DefaultMySQLShard1DSN
 )
 
 // Flavor is a server product: the local services run a source and two shards of each.
-type Flavor string
+type Flavor = core.Flavor
 
 // The flavors the suite runs against.
 const (
-	MariaDBFlavor Flavor = "mariadb"
-	MySQLFlavor   Flavor = "mysql"
+	MariaDBFlavor = core.MariaDBFlavor
+	MySQLFlavor   = core.MySQLFlavor
 )
 
 // Flavors is every flavor, in the order the matrix runs them.
-var Flavors = []Flavor{MariaDBFlavor, MySQLFlavor}
-
-// Product names the flavor in messages ("MariaDB", "MySQL").
-func (f Flavor) Product() string {
-	if f == MySQLFlavor {
-		return "MySQL"
-	}
-	return "MariaDB"
-}
-
-// pingTimeout bounds each reachability check, so a missing service costs a test seconds.
-const pingTimeout = 5 * time.Second
+var Flavors = core.Flavors
 
 // Env is where the shared local services are. DSNs are go-sql-driver DSNs without a
 // database name, for the user cleave, which has all privileges.
-type Env struct {
-	SourceDSN    string
-	Shard0DSN    string
-	Shard1DSN    string
-	KafkaBrokers []string
-	// SourceFlavor is what the source runs (source.flavor in a config), ShardFlavor what
-	// both shards run.
-	SourceFlavor Flavor
-	ShardFlavor  Flavor
-}
-
-// ShardDSNs returns the shard DSNs in shard order.
-func (e Env) ShardDSNs() []string { return []string{e.Shard0DSN, e.Shard1DSN} }
+type Env = core.Env
 
 // FromEnv reads the MariaDB service addresses from the environment, without checking them.
-func FromEnv() Env { return FromEnvFor(MariaDBFlavor, MariaDBFlavor) }
+func FromEnv() Env { return core.FromEnv() }
 
 // FromEnvFor reads the addresses of a source of one flavor and shards of another from the
 // environment, without checking them.
-func FromEnvFor(source, shards Flavor) Env {
-	e := Env{
-		KafkaBrokers: splitBrokers(getenv(EnvKafkaBrokers, DefaultKafkaBrokers)),
-		SourceFlavor: source,
-		ShardFlavor:  shards,
-	}
-	if source == MySQLFlavor {
-		e.SourceDSN = getenv(EnvMySQLSourceDSN, DefaultMySQLSourceDSN)
-	} else {
-		e.SourceDSN = getenv(EnvSourceDSN, DefaultSourceDSN)
-	}
-	if shards == MySQLFlavor {
-		e.Shard0DSN = getenv(EnvMySQLShard0DSN, DefaultMySQLShard0DSN)
-		e.Shard1DSN = getenv(EnvMySQLShard1DSN, DefaultMySQLShard1DSN)
-	} else {
-		e.Shard0DSN = getenv(EnvShard0DSN, DefaultShard0DSN)
-		e.Shard1DSN = getenv(EnvShard1DSN, DefaultShard1DSN)
-	}
-	return e
-}
+func FromEnvFor(source, shards Flavor) Env { return core.FromEnvFor(source, shards) }
 
 // Services returns the shared MariaDB source, shards and Kafka after checking that each
 // answers. An unreachable service skips the test, or fails it when CI=true.
@@ -258,8 +212,8 @@ func checkMySQL(t testing.TB, e Env) {
 		if _, ok := reachable.Load(s.dsn); ok {
 			continue
 		}
-		if err := pingMySQL(s.dsn); err != nil {
-			unavailable(t, s.name, dsnAddr(s.dsn), err)
+		if err := core.PingMySQL(context.Background(), s.dsn); err != nil {
+			unavailable(t, s.name, core.DSNAddr(s.dsn), err)
 			return
 		}
 		reachable.Store(s.dsn, true)
@@ -278,80 +232,11 @@ func checkKafka(t testing.TB, brokers []string) {
 	if _, ok := reachable.Load(key); ok {
 		return
 	}
-	if err := pingKafka(brokers); err != nil {
+	if err := core.PingKafka(context.Background(), brokers); err != nil {
 		unavailable(t, "Kafka", strings.Join(brokers, ","), err)
 		return
 	}
 	reachable.Store(key, true)
-}
-
-func pingMySQL(dsn string) error {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return fmt.Errorf("parse DSN: %w", err)
-	}
-	cfg.Timeout = pingTimeout
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
-	defer cancel()
-	return db.PingContext(ctx)
-}
-
-func pingKafka(brokers []string) error {
-	if len(brokers) == 0 {
-		return fmt.Errorf("no brokers configured (%s is empty)", EnvKafkaBrokers)
-	}
-	var lastErr error
-	for _, b := range brokers {
-		if lastErr = pingBroker(b, pingTimeout); lastErr == nil {
-			return nil
-		}
-	}
-	return lastErr
-}
-
-// pingBroker asks the broker at addr for the cluster's brokers (a metadata request).
-func pingBroker(addr string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	conn, err := kafka.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	_, err = conn.Brokers()
-	return err
-}
-
-// dsnAddr is the host:port of a DSN, for messages (never the password).
-func dsnAddr(dsn string) string {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return "(unparsable DSN)"
-	}
-	return cfg.Addr
-}
-
-func getenv(key, def string) string {
-	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
-		return v
-	}
-	return def
-}
-
-func splitBrokers(s string) []string {
-	var out []string
-	for _, b := range strings.Split(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // EnvBenchFlavor picks the flavor a benchmark runs against (scripts/bench.sh sets it for its

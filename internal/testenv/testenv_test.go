@@ -3,6 +3,8 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"maps"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // recorder is a testing.TB that records how a helper ended the test instead of ending it.
@@ -48,7 +52,7 @@ func (r *recorder) run(f func(testing.TB)) {
 }
 
 func TestMissingServiceFailsInCIAndSkipsElsewhere(t *testing.T) {
-	port, err := freePort() // nothing listens there once freePort returns
+	port, err := core.FreePort() // nothing listens there once freePort returns
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +134,41 @@ func TestUniqueName(t *testing.T) {
 	}
 }
 
+func TestKafkaTemplate(t *testing.T) {
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, kafkaTemplate)
+	vars := map[string]string{"PORT": "19092", "CONTROLLER_PORT": "19093", "LOG_DIR": "/kafka & co/data"}
+	maps.Copy(vars, privateKafkaSizing)
+	t.Run("a private broker fills every placeholder, notes dropped", func(t *testing.T) {
+		cfg, err := renderTemplate(path, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			"\nlisteners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\n",
+			"\nlog.dirs=/kafka & co/data\n",
+			"\noffsets.topic.num.partitions=4\n",
+		} {
+			if !strings.Contains(cfg, want) {
+				t.Errorf("config lacks %q:\n%s", want, cfg)
+			}
+		}
+		if strings.Contains(cfg, "@") || strings.Contains(cfg, "##") {
+			t.Errorf("a placeholder or a template note is left:\n%s", cfg)
+		}
+	})
+	t.Run("a placeholder without a value is an error naming it", func(t *testing.T) {
+		partial := maps.Clone(vars)
+		delete(partial, "IO_THREADS")
+		if _, err := renderTemplate(path, partial); err == nil || !strings.Contains(err.Error(), "@IO_THREADS@") {
+			t.Fatalf("err = %v, want one naming @IO_THREADS@", err)
+		}
+	})
+}
+
 func TestNewDatabaseIsCreatedAndDroppedAtCleanup(t *testing.T) {
 	env := MySQL(t)
 	var name string
@@ -207,7 +246,7 @@ func testPrivateServer(t *testing.T, f Flavor) {
 		if m.Running() {
 			t.Fatal("still running after Stop")
 		}
-		if err := pingMySQL(m.DSN()); err == nil {
+		if err := core.PingMySQL(context.Background(), m.DSN()); err == nil {
 			t.Fatal("answers after Stop")
 		}
 		m.Start()
@@ -248,7 +287,9 @@ func TestPrivateKafkaKeepsMessagesAcrossRestart(t *testing.T) {
 	}
 
 	k.Stop()
-	if err := pingBroker(k.Addr(), time.Second); err == nil {
+	pingCtx, cancelPing := context.WithTimeout(context.Background(), time.Second)
+	defer cancelPing()
+	if err := core.PingBroker(pingCtx, k.Addr()); err == nil {
 		t.Fatal("broker answers after Stop")
 	}
 	k.Start()

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // ServerTLS is what a private server needs to accept TLS connections: a certificate for
@@ -85,7 +87,7 @@ func NewServerTLS(t testing.TB) *ServerTLS {
 // the CA (tls=<name> in a DSN), removed at t.Cleanup, and returns its name.
 func (s *ServerTLS) RegisterClientConfig(t testing.TB) string {
 	t.Helper()
-	name := "cleave-test-" + randomHex(t, 6)
+	name := "cleave-test-" + core.RandomHex(6)
 	if err := mysql.RegisterTLSConfig(name, &tls.Config{RootCAs: s.pool}); err != nil {
 		t.Fatalf("testenv: register TLS config: %v", err)
 	}
@@ -99,7 +101,7 @@ func WithTLS(t testing.TB, dsn, mode string) string {
 	t.Helper()
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		t.Fatalf("testenv: parse DSN for %s: %v", dsnAddr(dsn), err)
+		t.Fatalf("testenv: parse DSN for %s: %v", core.DSNAddr(dsn), err)
 	}
 	cfg.TLS = nil
 	cfg.TLSConfig = mode

@@ -1,8 +1,11 @@
 package testenv
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/cleave-dev/cleave/internal/testenv/core"
 )
 
 // Eventually polls cond every 50ms until it returns true, and fails the test naming what
@@ -10,11 +13,8 @@ import (
 // for another process or goroutine to catch up.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	err := core.Poll(context.Background(), 50*time.Millisecond, timeout, func() (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
 }
