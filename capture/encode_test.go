@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
-	"strconv"
 	"testing"
 
 	"github.com/cleave-dev/cleave/event"
@@ -20,85 +19,6 @@ func randomText(rng *rand.Rand) string {
 		b = append(b, pieces[rng.IntN(len(pieces))]...)
 	}
 	return string(b)
-}
-
-func randomValue(rng *rand.Rand) any {
-	switch rng.IntN(5) {
-	case 0:
-		return nil
-	case 1:
-		return json.Number(strconv.FormatInt(rng.Int64()-rng.Int64(), 10))
-	case 2:
-		return json.Number(strconv.FormatUint(rng.Uint64(), 10))
-	case 3:
-		return json.Number(strconv.FormatFloat(rng.NormFloat64()*1e10, 'g', -1, 64))
-	}
-	return randomText(rng)
-}
-
-func TestMessagesAreByteForByteWhatEventMarshalWrites(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 2000; i++ {
-		ncols := 1 + rng.IntN(8)
-		names := make([]string, ncols)
-		seen := map[string]bool{}
-		for c := range names {
-			for names[c] == "" || seen[names[c]] {
-				names[c] = randomText(rng) + strconv.Itoa(c)
-			}
-			seen[names[c]] = true
-		}
-		tbl := &schema.Table{DB: randomText(rng), Name: randomText(rng), Columns: make([]schema.Column, ncols)}
-		for c := range names {
-			tbl.Columns[c].Name = names[c]
-		}
-		tbl.PK = []int{rng.IntN(ncols)}
-		if ncols > 1 && rng.IntN(2) == 0 {
-			tbl.PK = append(tbl.PK, (tbl.PK[0]+1)%ncols)
-		}
-		d := &tableDef{table: tbl, cols: event.NewColumns(names, tbl.PK)}
-		img := func() (*rowImage, event.Row) {
-			ri := &rowImage{set: true}
-			row := event.Row{}
-			for c := 0; c < ncols; c++ {
-				v := randomValue(rng)
-				ri.Add(v)
-				row[names[c]] = v
-			}
-			return ri, row
-		}
-		before, beforeRow := img()
-		after, afterRow := img()
-		op := []event.Op{event.OpCreate, event.OpUpdate, event.OpDelete}[rng.IntN(3)]
-		ev := &event.Event{Before: beforeRow, After: afterRow, Op: op, TsMs: rng.Int64(), Version: event.Version(rng.Uint64()),
-			Source: event.Source{Connector: "cleave", Name: randomText(rng), DB: tbl.DB, Table: tbl.Name, ServerID: rng.Uint32(),
-				File: randomText(rng), Pos: rng.Uint64(), GTID: []string{"", "0-1-42", randomText(rng)}[rng.IntN(3)], TsMs: rng.Int64(), Row: rng.IntN(1000)}}
-		switch op {
-		case event.OpCreate:
-			before, ev.Before = nil, nil
-		case event.OpDelete:
-			after, ev.After = nil, nil
-		}
-		want, err := event.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := d.appendEvent(nil, op, before, after, ev.TsMs, event.AppendSource(nil, &ev.Source), ev.Version)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
-		}
-		image, imageRow := after, afterRow
-		if op == event.OpDelete {
-			image, imageRow = before, beforeRow
-		}
-		wantKey, err := event.Key(tbl, imageRow)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gotKey := d.appendKey(nil, image); !bytes.Equal(gotKey, wantKey) {
-			t.Fatalf("case %d key:\n got %s\nwant %s", i, gotKey, wantKey)
-		}
-	}
 }
 
 func BenchmarkEncodeEvent(b *testing.B) {

@@ -548,15 +548,11 @@ func (d *decoder) escaped(start int) (string, error) {
 }
 
 func (d *decoder) hex4() (rune, bool) {
-	if d.i+4 > len(d.b) {
-		return 0, false
+	r, ok := hex4(alias(d.b[d.i:]))
+	if ok {
+		d.i += 4
 	}
-	v, err := strconv.ParseUint(string(d.b[d.i:d.i+4]), 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	d.i += 4
-	return rune(v), true
+	return r, ok
 }
 
 // skip passes over any JSON value.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Design note: JSON values and the types their text cannot tell.
@@ -281,55 +282,40 @@ const maxJSONDepth = 100
 // ScanJSON calls fn for every scalar of the JSON text, in document order, with its path.
 // It stops at the first error fn returns, or at ErrJSONSyntax.
 func ScanJSON(text string, fn func(s *JSONScalar) error) error {
-	sc := jsonScanner{s: text, fn: fn, cur: JSONScalar{Path: append(make([]byte, 0, 64), '$')}}
+	sc := jsonScanner{decoder: decoder{b: unsafe.Slice(unsafe.StringData(text), len(text))}, fn: fn,
+		cur: JSONScalar{Path: append(make([]byte, 0, 64), '$')}}
 	if err := sc.value(0); err != nil {
 		return err
 	}
 	sc.ws()
-	if sc.i != len(sc.s) {
+	if sc.i != len(sc.b) {
 		return ErrJSONSyntax
 	}
 	return nil
 }
 
+// jsonScanner walks a document with the message decoder's lexer (decode.go), over the
+// text's bytes without a copy; the tokens it hands out alias the text.
 type jsonScanner struct {
-	s   string
-	i   int
+	decoder
 	fn  func(s *JSONScalar) error
 	cur JSONScalar
 }
 
-func (sc *jsonScanner) ws() {
-	for sc.i < len(sc.s) {
-		switch sc.s[sc.i] {
-		case ' ', '\t', '\n', '\r':
-			sc.i++
-		default:
-			return
-		}
-	}
-}
-
 func (sc *jsonScanner) value(depth int) error {
-	sc.ws()
-	if sc.i >= len(sc.s) {
-		return ErrJSONSyntax
-	}
-	start := sc.i
-	switch c := sc.s[sc.i]; {
+	switch c := sc.peek(); {
 	case c == '{':
 		if depth >= maxJSONDepth {
 			return ErrJSONSyntax
 		}
 		sc.i++
-		sc.ws()
-		if sc.i < len(sc.s) && sc.s[sc.i] == '}' {
+		if sc.peek() == '}' {
 			sc.i++
 			return nil
 		}
 		for {
 			sc.ws()
-			tok, err := sc.str()
+			tok, err := sc.token()
 			if err != nil {
 				return err
 			}
@@ -337,8 +323,7 @@ func (sc *jsonScanner) value(depth int) error {
 			if !ok {
 				return ErrJSONSyntax
 			}
-			sc.ws()
-			if sc.i >= len(sc.s) || sc.s[sc.i] != ':' {
+			if sc.peek() != ':' {
 				return ErrJSONSyntax
 			}
 			sc.i++
@@ -357,8 +342,7 @@ func (sc *jsonScanner) value(depth int) error {
 			return ErrJSONSyntax
 		}
 		sc.i++
-		sc.ws()
-		if sc.i < len(sc.s) && sc.s[sc.i] == ']' {
+		if sc.peek() == ']' {
 			sc.i++
 			return nil
 		}
@@ -374,20 +358,20 @@ func (sc *jsonScanner) value(depth int) error {
 			}
 		}
 	case c == '"':
-		tok, err := sc.str()
+		tok, err := sc.token()
 		if err != nil {
 			return err
 		}
 		sc.cur.Token = tok
 	case c == '-' || (c >= '0' && c <= '9'):
-		if err := sc.number(); err != nil {
-			return err
+		tok, err := sc.number()
+		if err != nil {
+			return ErrJSONSyntax
 		}
-		sc.cur.Token = sc.s[start:sc.i]
+		sc.cur.Token = tok
 	default:
 		for _, lit := range []string{"true", "false", "null"} {
-			if strings.HasPrefix(sc.s[sc.i:], lit) {
-				sc.i += len(lit)
+			if sc.lit(lit) {
 				sc.cur.Token = lit
 				return sc.fn(&sc.cur)
 			}
@@ -399,11 +383,7 @@ func (sc *jsonScanner) value(depth int) error {
 
 // next passes a ',' (false) or the closing byte (true) of a container.
 func (sc *jsonScanner) next(closing byte) (end bool, err error) {
-	sc.ws()
-	if sc.i >= len(sc.s) {
-		return false, ErrJSONSyntax
-	}
-	switch sc.s[sc.i] {
+	switch sc.peek() {
 	case ',':
 		sc.i++
 		return false, nil
@@ -414,60 +394,24 @@ func (sc *jsonScanner) next(closing byte) (end bool, err error) {
 	return false, ErrJSONSyntax
 }
 
-// str passes a string and returns it with its quotes.
-func (sc *jsonScanner) str() (string, error) {
-	if sc.i >= len(sc.s) || sc.s[sc.i] != '"' {
+// token passes a string and returns it with its quotes and escapes, as it stands.
+func (sc *jsonScanner) token() (string, error) {
+	if sc.i >= len(sc.b) || sc.b[sc.i] != '"' {
 		return "", ErrJSONSyntax
 	}
 	start := sc.i
-	for sc.i++; sc.i < len(sc.s); sc.i++ {
-		switch c := sc.s[sc.i]; {
+	for sc.i++; sc.i < len(sc.b); sc.i++ {
+		switch c := sc.b[sc.i]; {
 		case c == '\\':
 			sc.i++
 		case c == '"':
 			sc.i++
-			return sc.s[start:sc.i], nil
+			return alias(sc.b[start:sc.i]), nil
 		case c < 0x20:
 			return "", ErrJSONSyntax
 		}
 	}
 	return "", ErrJSONSyntax
-}
-
-// number passes a number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-func (sc *jsonScanner) number() error {
-	digits := func() int {
-		n := 0
-		for sc.i < len(sc.s) && sc.s[sc.i] >= '0' && sc.s[sc.i] <= '9' {
-			sc.i++
-			n++
-		}
-		return n
-	}
-	if sc.s[sc.i] == '-' {
-		sc.i++
-	}
-	if sc.i < len(sc.s) && sc.s[sc.i] == '0' {
-		sc.i++
-	} else if digits() == 0 {
-		return ErrJSONSyntax
-	}
-	if sc.i < len(sc.s) && sc.s[sc.i] == '.' {
-		sc.i++
-		if digits() == 0 {
-			return ErrJSONSyntax
-		}
-	}
-	if sc.i < len(sc.s) && (sc.s[sc.i] == 'e' || sc.s[sc.i] == 'E') {
-		sc.i++
-		if sc.i < len(sc.s) && (sc.s[sc.i] == '+' || sc.s[sc.i] == '-') {
-			sc.i++
-		}
-		if digits() == 0 {
-			return ErrJSONSyntax
-		}
-	}
-	return nil
 }
 
 // UnquoteJSON decodes a JSON string token (with its quotes). ok is false for anything else.
