@@ -490,7 +490,6 @@ func (n *jsonNode) appendText(dst []byte) []byte {
 // appendMySQLString appends s quoted as MySQL's double_quote does: '"', '\\' and the bytes
 // below 0x20 escaped (\b \t \n \f \r, the others as \u00xx), everything else as it is.
 func appendMySQLString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -499,22 +498,7 @@ func appendMySQLString(dst []byte, s string) []byte {
 			continue
 		}
 		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\b':
-			dst = append(dst, '\\', 'b')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\f':
-			dst = append(dst, '\\', 'f')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
+		dst = event.AppendJSONEscape(dst, c) // the same escapes as MySQL's double_quote
 		start = i + 1
 	}
 	dst = append(dst, s[start:]...)

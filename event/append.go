@@ -59,6 +59,26 @@ func AppendValue(dst []byte, v any) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONEscape appends the escape of an ASCII byte that a JSON string cannot hold as
+// it is ('"', '\\', a control character): \b \f \n \r \t where JSON has one, else \u00XX.
+func AppendJSONEscape(dst []byte, b byte) []byte {
+	switch b {
+	case '\\', '"':
+		return append(dst, '\\', b)
+	case '\b':
+		return append(dst, '\\', 'b')
+	case '\f':
+		return append(dst, '\\', 'f')
+	case '\n':
+		return append(dst, '\\', 'n')
+	case '\r':
+		return append(dst, '\\', 'r')
+	case '\t':
+		return append(dst, '\\', 't')
+	}
+	return append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+}
+
 // AppendJSONString appends s as encoding/json writes a string with HTML escaping off:
 // '"' and '\\' escaped, control characters as \b \f \n \r \t or \u00XX, invalid UTF-8 as
 // \ufffd, U+2028 and U+2029 escaped.
@@ -72,22 +92,7 @@ func AppendJSONString(dst []byte, s string) []byte {
 				continue
 			}
 			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
+			dst = AppendJSONEscape(dst, b)
 			i++
 			start = i
 			continue
