@@ -48,11 +48,8 @@ func (t *Table) RouteSpec(kind route.KeyKind) route.TableSpec {
 	for _, r := range t.Ranges {
 		spec.Ranges = append(spec.Ranges, route.RangeBound{Below: r.Below, Shard: r.Shard})
 	}
-	if len(t.Values) > 0 {
-		spec.Values = make(map[string]string, len(t.Values))
-		for _, v := range t.Values {
-			spec.Values[v.Value] = v.Shard
-		}
+	for _, v := range t.Values {
+		spec.Values = append(spec.Values, route.ListValue{Value: v.Value, Shard: v.Shard})
 	}
 	return spec
 }
