@@ -48,8 +48,11 @@ func newJSONFixture(t *testing.T, env testenv.Env, table string) (*fixture, *con
 // binlogEnd is the source's binlog position, read with the statement of its flavor.
 func (f *fixture) binlogEnd() Position {
 	f.t.Helper()
-	stmt := mysqlx.BinlogStatusStatement(f.env.SourceFlavor == testenv.MySQLFlavor, "9.7")
-	file, pos, _, err := mysqlx.BinlogStatus(context.Background(), f.src, stmt)
+	flavor, err := mysqlx.DetectFlavor(context.Background(), f.src)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	file, pos, _, err := mysqlx.BinlogStatus(context.Background(), f.src, flavor.BinlogStatusStatement())
 	if err != nil {
 		f.t.Fatal(err)
 	}

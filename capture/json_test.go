@@ -268,7 +268,11 @@ func (s *jsonServer) exec(stmts ...string) {
 
 func (s *jsonServer) position() Position {
 	s.t.Helper()
-	file, pos, _, err := mysqlx.BinlogStatus(context.Background(), s.db, mysqlx.BinlogStatusStatement(true, "9.7"))
+	flavor, err := mysqlx.DetectFlavor(context.Background(), s.db)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	file, pos, _, err := mysqlx.BinlogStatus(context.Background(), s.db, flavor.BinlogStatusStatement())
 	if err != nil {
 		s.t.Fatal(err)
 	}

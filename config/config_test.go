@@ -1,11 +1,14 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cleave-dev/cleave/route"
 )
 
 const validYAML = `
@@ -126,15 +129,21 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 		{"shard without dsn", [2]string{"    dsn: \"cleave:pw@tcp(127.0.0.1:3309)/\"\n", ""}, "", "shards[1].dsn", "CLEAVE_SHARD_S1_DSN"},
 		{"table name without db", [2]string{"name: shop.users", "name: users"}, "", "tables[0].name", "db.table"},
 		{"duplicate table", [2]string{"name: shop.countries", "name: shop.users"}, "", "tables[1].name", "already configured as tables[0]"},
-		{"unknown strategy", [2]string{"strategy: hash", "strategy: modulo"}, "", "tables[0].strategy", "not hash, range, list, broadcast or pin"},
+		{"unknown strategy", [2]string{"strategy: hash", "strategy: modulo"}, "", "tables[0].strategy", `"modulo" is not one of hash, range, list, broadcast, pin`},
 		{"hash without shard key", [2]string{"    shard_key: id\n", ""}, "", "tables[0].shard_key", "required by strategy hash"},
 		{"broadcast with a shard key", [2]string{"    strategy: broadcast", "    strategy: broadcast\n    shard_key: code"}, "", "tables[1].shard_key", "not used by strategy broadcast"},
-		{"pin to unknown shard", [2]string{"    strategy: broadcast", "    strategy: pin\n    shard: s9"}, "", "tables[1].shard", `shard "s9" is not in shards`},
+		{"pin to unknown shard", [2]string{"    strategy: broadcast", "    strategy: pin\n    shard: s9"}, "", "tables[1].shard", `"s9" is not one of the shards ("s0", "s1")`},
 		{"range without ranges", [2]string{"strategy: hash", "strategy: range"}, "", "tables[0].ranges", "required by strategy range"},
 		{"range whose last bound is bounded", [2]string{"strategy: hash", "strategy: range\n    ranges:\n      - below: \"100\"\n        shard: s0"}, "", "tables[0].ranges[0].below", "last range must be unbounded"},
 		{"range with a middle range unbounded", [2]string{"strategy: hash", "strategy: range\n    ranges:\n      - shard: s0\n      - shard: s1"}, "", "tables[0].ranges[0].below", "only the last range may be unbounded"},
-		{"list value to unknown shard", [2]string{"strategy: hash", "strategy: list\n    values:\n      - value: eu\n        shard: s7"}, "", "tables[0].values[0].shard", `shard "s7"`},
-		{"list value listed twice", [2]string{"strategy: hash", "strategy: list\n    values:\n      - {value: EU, shard: s0}\n      - {value: EU, shard: s1}"}, "", "tables[0].values[1].value", `"EU" is already listed`},
+		{"list value to unknown shard", [2]string{"strategy: hash", "strategy: list\n    values:\n      - value: eu\n        shard: s7"}, "", "tables[0].values[0].shard", `"s7" is not one of the shards ("s0", "s1")`},
+		{"list value listed twice", [2]string{"strategy: hash", "strategy: list\n    values:\n      - {value: EU, shard: s0}\n      - {value: EU, shard: s1}"}, "", "tables[0].values[1].value", `"EU" is already listed as values[0]; list each value once`},
+		{"pin without a shard", [2]string{"    strategy: broadcast", "    strategy: pin"}, "", "tables[1].shard", `required: the name of one of the shards ("s0", "s1")`},
+		{"ranges under another strategy", [2]string{"strategy: hash", "strategy: hash\n    ranges:\n      - shard: s0"}, "", "tables[0].ranges", "belongs to strategy range only, and the strategy is hash"},
+		{"default shard under another strategy", [2]string{"strategy: hash", "strategy: hash\n    default_shard: s0"}, "", "tables[0].default_shard", "belongs to strategy list only, and the strategy is hash"},
+		{"shard under another strategy", [2]string{"    strategy: broadcast", "    strategy: broadcast\n    shard: s0"}, "", "tables[1].shard", "belongs to strategy pin only, and the strategy is broadcast"},
+		{"list default to unknown shard", [2]string{"strategy: hash", "strategy: list\n    values:\n      - {value: eu, shard: s0}\n    default_shard: rest"}, "", "tables[0].default_shard", `"rest" is not one of the shards`},
+		{"list without values", [2]string{"strategy: hash", "strategy: list"}, "", "tables[0].values", "required by strategy list"},
 		{"ddl policy typo", [2]string{}, "ddl:\n  policy: ignore\n", "ddl.policy", "not stop or propagate"},
 		{"on_error typo", [2]string{}, "sink:\n  on_error: skip\n", "sink.on_error", "not stop or dead_letter"},
 		{"negative batch wait", [2]string{}, "sink:\n  batch_wait: -1s\n", "sink.batch_wait", "negative"},
@@ -164,6 +173,33 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 				t.Fatalf("error does not say %q: %v", tc.wantMsg, err)
 			}
 		})
+	}
+}
+
+// TestEachProblemIsReportedOnce: a mistake that breaks several rules at once (an unknown
+// strategy, which also makes the shard key's use unknown) is one line naming one key.
+func TestEachProblemIsReportedOnce(t *testing.T) {
+	body := strings.Replace(validYAML, "strategy: hash", "strategy: modulo\n    ranges:\n      - shard: s9", 1)
+	_, err := Load(writeConfig(t, body))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if n := strings.Count(err.Error(), "tables[0]."); n != 1 {
+		t.Fatalf("%d problems with tables[0], want 1 (the strategy): %v", n, err)
+	}
+	if !strings.Contains(err.Error(), `tables[0].strategy: "modulo" is not one of`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestRoutingProblemsAreRoutesErrors: a routing problem that config reports by its key is
+// still route's *route.FieldError, for a caller that classifies errors.
+func TestRoutingProblemsAreRoutesErrors(t *testing.T) {
+	body := strings.Replace(validYAML, "strategy: broadcast", "strategy: pin\n    shard: s9", 1)
+	_, err := Load(writeConfig(t, body))
+	var fe *route.FieldError
+	if !errors.As(err, &fe) || fe.Table != "shop.countries" || fe.Field != "shard" {
+		t.Fatalf("errors.As(%v) = %+v, want route's error on shop.countries' shard", err, fe)
 	}
 }
 

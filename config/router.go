@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cleave-dev/cleave/route"
@@ -8,7 +9,7 @@ import (
 
 // RouteShards converts the shards into route's form: each shard's keyspace range, parsed
 // from shards[i].keyspace, or an even split of the keyspace in shard order when no shard
-// sets one.
+// sets one. Every keyspace that does not parse is named by its key.
 func (c *Config) RouteShards() ([]route.Shard, error) {
 	out := make([]route.Shard, len(c.Shards))
 	even := true
@@ -21,6 +22,7 @@ func (c *Config) RouteShards() ([]route.Shard, error) {
 	if even {
 		split = route.EvenKeyspace(len(c.Shards))
 	}
+	var errs []error
 	for i, s := range c.Shards {
 		out[i].Name = s.Name
 		if even {
@@ -29,9 +31,13 @@ func (c *Config) RouteShards() ([]route.Shard, error) {
 		}
 		start, end, err := route.ParseKeyRange(s.Keyspace)
 		if err != nil {
-			return nil, fmt.Errorf("shards[%d].keyspace: %w", i, err)
+			errs = append(errs, fmt.Errorf("shards[%d].keyspace: %w", i, err))
+			continue
 		}
 		out[i].Start, out[i].End = start, end
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }
@@ -48,11 +54,8 @@ func (t *Table) RouteSpec(kind route.KeyKind) route.TableSpec {
 	for _, r := range t.Ranges {
 		spec.Ranges = append(spec.Ranges, route.RangeBound{Below: r.Below, Shard: r.Shard})
 	}
-	if len(t.Values) > 0 {
-		spec.Values = make(map[string]string, len(t.Values))
-		for _, v := range t.Values {
-			spec.Values[v.Value] = v.Shard
-		}
+	for _, v := range t.Values {
+		spec.Values = append(spec.Values, route.ListValue{Value: v.Value, Shard: v.Shard})
 	}
 	return spec
 }
@@ -62,8 +65,9 @@ func (t *Table) RouteSpec(kind route.KeyKind) route.TableSpec {
 // gives the key kind of each table's shard key column (read from its schema: route.KeyInt
 // for integer columns); a table missing from kinds compares its key as bytes.
 //
-// Validate has checked the configuration's own consistency; route.New checks what only
-// the key kinds reveal (range bounds that are not integers, or not ascending as integers).
+// Validate has checked what holds whatever the key kinds; route.New checks what only they
+// reveal (range bounds that are not integers, or not ascending as integers). Each of its
+// problems is named by its config key, like Validate's.
 func (c *Config) Router(kinds map[string]route.KeyKind) (*route.Router, error) {
 	shards, err := c.RouteShards()
 	if err != nil {
@@ -76,7 +80,7 @@ func (c *Config) Router(kinds map[string]route.KeyKind) (*route.Router, error) {
 	}
 	r, err := route.New(shards, tables)
 	if err != nil {
-		return nil, fmt.Errorf("routing: %w", err)
+		return nil, fmt.Errorf("routing: %w", errors.Join(c.routeErrors(err, "")...))
 	}
 	return r, nil
 }

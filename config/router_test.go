@@ -95,12 +95,31 @@ func TestRouterHashUsesTheKeyspace(t *testing.T) {
 	}
 }
 
+// TestRouterNamesWhatTheKeyKindRejects: what only the column's type reveals is found when
+// the Router is built, and named by its config key like Validate's problems.
 func TestRouterNamesWhatTheKeyKindRejects(t *testing.T) {
-	c := routerConfig("", "")
-	c.Tables[1].Ranges[0].Below = "abc"
-	_, err := c.Router(map[string]route.KeyKind{"shop.invoices": route.KeyInt})
-	if err == nil || !strings.Contains(err.Error(), "shop.invoices") || !strings.Contains(err.Error(), `"abc"`) {
-		t.Fatalf("err = %v, want one naming the table and the bound", err)
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		want   string
+	}{
+		{"a range bound that is not an integer", func(c *Config) { c.Tables[1].Ranges[0].Below = "abc" },
+			`tables[1].ranges[0].below: "abc" is not an integer`},
+		{"one integer listed twice", func(c *Config) {
+			c.Tables[2].Values = []ListValue{{Value: "7", Shard: "s0"}, {Value: "007", Shard: "s1"}}
+		}, `tables[2].values[1].value: "007" is already listed as values[0] ("7", the same integer)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := routerConfig("", "")
+			tc.change(c)
+			if err := c.Validate(); err != nil && strings.Contains(err.Error(), "tables[") {
+				t.Fatalf("Validate already refuses it, without the key kind: %v", err)
+			}
+			_, err := c.Router(map[string]route.KeyKind{"shop.invoices": route.KeyInt, "shop.stores": route.KeyInt})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %s", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -115,12 +134,12 @@ func TestValidateKeyspaces(t *testing.T) {
 		{"whole keyspace on one shard", []string{"-"}, nil},
 		{"any order, uneven", []string{"c0-", "-40", "40-c0"}, nil},
 		{"some set, some not", []string{"-80", ""}, []string{"shards[1].keyspace: required"}},
-		{"not a range", []string{"-80", "zz-"}, []string{"shards[1].keyspace", "not hex"}},
-		{"gap between ranges", []string{"-40", "80-"}, []string{"shards[1].keyspace", `no shard owns "40-80"`}},
-		{"overlap", []string{"-90", "80-"}, []string{"shards[1].keyspace", "overlaps shards[0].keyspace"}},
-		{"bottom not covered", []string{"10-80", "80-"}, []string{"shards[0].keyspace", `"-10"`}},
-		{"top not covered", []string{"-80", "80-f0"}, []string{"shards[1].keyspace", `"f0-"`}},
-		{"two open-ended ranges", []string{"-", "80-"}, []string{"overlaps"}},
+		{"not a range", []string{"-80", "zz-"}, []string{`shards[1].keyspace: key range "zz-": start: "zz" is not hex`}},
+		{"gap between ranges", []string{"-40", "80-"}, []string{`shards[1].keyspace: no shard owns 40-80, between shard "s0" (-40) and shard "s1" (80-)`}},
+		{"overlap", []string{"-90", "80-"}, []string{`shards[1].keyspace: shard "s1" (80-) overlaps shard "s0" (-90)`}},
+		{"bottom not covered", []string{"10-80", "80-"}, []string{`shards[0].keyspace: no shard owns -10: the lowest, shard "s0" (10-80), must start at the bottom`}},
+		{"top not covered", []string{"-80", "80-f0"}, []string{`shards[1].keyspace: no shard owns f0-: the highest, shard "s1" (80-f0), must reach the top`}},
+		{"two open-ended ranges", []string{"-", "80-"}, []string{`shards[1].keyspace: shard "s1" (80-) overlaps shard "s0" (-)`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

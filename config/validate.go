@@ -10,7 +10,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/cleave-dev/cleave/mysqlx"
-	"github.com/cleave-dev/cleave/route"
 )
 
 var (
@@ -108,7 +107,8 @@ func (c *Config) Validate() error {
 		if t.VersionColumn != "" && !identRe.MatchString(t.VersionColumn) {
 			bad(key+".version_column", "%q is not a column name", t.VersionColumn)
 		}
-		c.validateStrategy(key, t, seenShard, bad)
+		errs = append(errs, c.validateTableRouting(i)...)
+		validateShardKey(key, t, bad)
 	}
 
 	if c.DDL.Policy != DDLStop && c.DDL.Policy != DDLPropagate {
@@ -176,76 +176,19 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) validateStrategy(key string, t Table, shards map[string]int, bad func(string, string, ...any)) {
-	shardExists := func(k, name string) {
-		if name == "" {
-			bad(k, "required: a shard name")
-		} else if _, ok := shards[name]; !ok {
-			bad(k, "shard %q is not in shards (known: %s)", name, c.shardNames())
+// validateShardKey checks tables[i].shard_key, which only the configuration names: route
+// sees the key's values, never its column.
+func validateShardKey(key string, t Table, bad func(string, string, ...any)) {
+	switch {
+	case t.ShardKey == "":
+		if t.Strategy.ByKey() {
+			bad(key+".shard_key", "required by strategy %s: the column whose value routes a row", t.Strategy)
 		}
-	}
-	switch t.Strategy {
-	case route.Hash:
-	case route.Range:
-		if len(t.Ranges) == 0 {
-			bad(key+".ranges", "required by strategy range: a list of {below, shard}, the last without below")
-		}
-		for j, r := range t.Ranges {
-			rk := fmt.Sprintf("%s.ranges[%d]", key, j)
-			shardExists(rk+".shard", r.Shard)
-			last := j == len(t.Ranges)-1
-			if r.Below == "" && !last {
-				bad(rk+".below", "required: only the last range may be unbounded")
-			}
-			if r.Below != "" && last {
-				bad(rk+".below", "the last range must be unbounded (no below), or values at or above %q have no shard", r.Below)
-			}
-		}
-	case route.List:
-		if len(t.Values) == 0 {
-			bad(key+".values", "required by strategy list: a list of {value, shard}")
-		}
-		seenValue := map[string]int{}
-		for j, lv := range t.Values {
-			vk := fmt.Sprintf("%s.values[%d]", key, j)
-			shardExists(vk+".shard", lv.Shard)
-			if k, dup := seenValue[lv.Value]; dup {
-				bad(vk+".value", "%q is already listed as values[%d]", lv.Value, k)
-			}
-			seenValue[lv.Value] = j
-		}
-		if t.DefaultShard != "" {
-			shardExists(key+".default_shard", t.DefaultShard)
-		}
-	case route.Broadcast:
-	case route.Pin:
-		shardExists(key+".shard", t.Shard)
-	case "":
-		bad(key+".strategy", "required: hash, range, list, broadcast or pin")
-	default:
-		bad(key+".strategy", "%q is not hash, range, list, broadcast or pin", t.Strategy)
-	}
-	needsKey := t.Strategy.ByKey()
-	if needsKey && t.ShardKey == "" {
-		bad(key+".shard_key", "required by strategy %s: the column whose value routes a row", t.Strategy)
-	}
-	if t.ShardKey != "" && !identRe.MatchString(t.ShardKey) {
+	case !identRe.MatchString(t.ShardKey):
 		bad(key+".shard_key", "%q is not a column name", t.ShardKey)
-	}
-	if !needsKey && t.ShardKey != "" && t.Strategy != "" {
+	case t.Strategy.Valid() && !t.Strategy.ByKey():
 		bad(key+".shard_key", "not used by strategy %s; remove it", t.Strategy)
 	}
-	if t.Strategy != route.Pin && t.Shard != "" {
-		bad(key+".shard", "only strategy pin takes a shard; use strategy: pin or remove it")
-	}
-}
-
-func (c *Config) shardNames() string {
-	names := make([]string, len(c.Shards))
-	for i, s := range c.Shards {
-		names[i] = s.Name
-	}
-	return strings.Join(names, ", ")
 }
 
 // checkDSN parses a go-sql-driver DSN without ever echoing the password.

@@ -24,15 +24,6 @@ func VersionAtLeast(version string, major, minor int) bool {
 	return ma > major || ma == major && mi >= minor
 }
 
-// BinlogStatusStatement is the statement that reports a server's binlog end: SHOW BINARY
-// LOG STATUS on MySQL from 8.2 (8.4 removed the old name), SHOW MASTER STATUS elsewhere.
-func BinlogStatusStatement(mysqlFlavor bool, version string) string {
-	if mysqlFlavor {
-		return mySQL{version: version}.BinlogStatusStatement()
-	}
-	return mariaDB{version: version}.BinlogStatusStatement()
-}
-
 // ErrNoBinlog: the server reports no binlog position (log_bin is off).
 var ErrNoBinlog = errors.New("the source has no binary log")
 
@@ -41,7 +32,7 @@ type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// BinlogStatus runs stmt (BinlogStatusStatement) and returns the binlog file and position
+// BinlogStatus runs stmt (Flavor.BinlogStatusStatement) and returns the binlog file and position
 // it reports, with every column of its row (MySQL's Executed_Gtid_Set is the fifth).
 func BinlogStatus(ctx context.Context, q Querier, stmt string) (file string, pos uint64, row []sql.NullString, err error) {
 	rows, err := q.QueryContext(ctx, stmt)

@@ -22,19 +22,3 @@ func TestVersionAtLeastReadsMajorAndMinor(t *testing.T) {
 		}
 	}
 }
-
-func TestBinlogStatusStatementFollowsMySQLsRename(t *testing.T) {
-	for _, tc := range []struct {
-		mysql   bool
-		version string
-		want    string
-	}{
-		{false, "11.8.1-MariaDB", "SHOW MASTER STATUS"},
-		{true, "8.0.36", "SHOW MASTER STATUS"},
-		{true, "8.4.3", "SHOW BINARY LOG STATUS"},
-	} {
-		if got := BinlogStatusStatement(tc.mysql, tc.version); got != tc.want {
-			t.Errorf("BinlogStatusStatement(%v, %q) = %q, want %q", tc.mysql, tc.version, got, tc.want)
-		}
-	}
-}

@@ -2,8 +2,10 @@ package route
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/bits"
+	"sort"
 	"strings"
 )
 
@@ -96,4 +98,58 @@ func formatKeyBound(v uint64) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// CheckKeyspace reports whether the shards' keyspaces partition [0, 2^64) exactly, the rule
+// New holds them to: each [Start, End) is non-empty, and together they leave no hash without
+// a shard and give none to two. Each problem is a *FieldError on "shards[i].keyspace" of the
+// shard at fault (the later one in keyspace order for a gap or an overlap), joined; nil when
+// there is none.
+func CheckKeyspace(shards []Shard) error {
+	_, errs := keyspaceOrder(shards)
+	return errors.Join(errs...)
+}
+
+// keyspaceOrder returns the shard indexes sorted by keyspace start, and the problems of the
+// keyspace (CheckKeyspace).
+func keyspaceOrder(shards []Shard) ([]int, []error) {
+	if len(shards) == 0 {
+		return nil, []error{errors.New("route: no shards")}
+	}
+	var errs []error
+	fail := func(i int, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: fmt.Sprintf("shards[%d].keyspace", i), Msg: fmt.Sprintf(format, args...)})
+	}
+	desc := func(i int) string {
+		return fmt.Sprintf("shard %q (%s)", shards[i].Name, FormatKeyRange(shards[i].Start, shards[i].End))
+	}
+	order := make([]int, len(shards))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return shards[order[a]].Start < shards[order[b]].Start })
+	for _, i := range order {
+		if s := shards[i]; s.End != 0 && s.End <= s.Start {
+			fail(i, "%s is empty or reversed (start %#016x, end %#016x); End must be above Start, or 0 for the top", desc(i), s.Start, s.End)
+		}
+	}
+	if len(errs) > 0 {
+		return order, errs
+	}
+	if first := order[0]; shards[first].Start != 0 {
+		fail(first, "no shard owns %s: the lowest, %s, must start at the bottom of the keyspace (a range like \"-80\")", FormatKeyRange(0, shards[first].Start), desc(first))
+	}
+	for k := 1; k < len(order); k++ {
+		prev, cur := shards[order[k-1]], shards[order[k]]
+		switch {
+		case prev.End == 0 || prev.End > cur.Start:
+			fail(order[k], "%s overlaps %s; each hash must belong to exactly one shard", desc(order[k]), desc(order[k-1]))
+		case prev.End < cur.Start:
+			fail(order[k], "no shard owns %s, between %s and %s; the ranges must meet", FormatKeyRange(prev.End, cur.Start), desc(order[k-1]), desc(order[k]))
+		}
+	}
+	if last := order[len(order)-1]; shards[last].End != 0 {
+		fail(last, "no shard owns %s: the highest, %s, must reach the top of the keyspace (a range like \"80-\")", FormatKeyRange(shards[last].End, 0), desc(last))
+	}
+	return order, errs
 }

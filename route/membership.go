@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 )
 
@@ -30,8 +29,8 @@ func (spec TableSpec) CanOwn(shard string) bool {
 		if spec.Default == shard {
 			return true
 		}
-		for _, s := range spec.Values {
-			if s == shard {
+		for _, v := range spec.Values {
+			if v.Shard == shard {
 				return true
 			}
 		}
@@ -127,18 +126,13 @@ func (spec TableSpec) MemberSQL(column string, shards []Shard, i int) (string, e
 		return "(" + strings.Join(ors, " OR ") + ")", nil
 	case List:
 		var mine, all []string
-		vals := make([]string, 0, len(spec.Values))
-		for v := range spec.Values {
-			vals = append(vals, v)
-		}
-		sort.Strings(vals)
-		for _, v := range vals {
-			l, err := lit(v)
+		for _, v := range spec.Values {
+			l, err := lit(v.Value)
 			if err != nil {
 				return "", err
 			}
 			all = append(all, l)
-			if spec.Values[v] == name {
+			if v.Shard == name {
 				mine = append(mine, l)
 			}
 		}

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // Strategy says how the rows of a table are spread over the shards.
@@ -84,10 +83,18 @@ func (s Shard) Contains(h uint64) bool {
 // RangeBound is one range of a range-routed table: the values at or above the previous
 // bound and below Below belong to Shard.
 type RangeBound struct {
-	// Below is the exclusive upper bound in canonical form; "" means unbounded and is
-	// allowed on the last range only.
+	// Below is the exclusive upper bound in canonical form; "" means unbounded, which the
+	// last range must be and no other may be.
 	Below string
 	// Shard names the shard that owns the range.
+	Shard string
+}
+
+// ListValue assigns one shard key value of a list-routed table to a shard.
+type ListValue struct {
+	// Value is the shard key value in canonical form.
+	Value string
+	// Shard names the shard that owns the rows with that value.
 	Shard string
 }
 
@@ -96,10 +103,10 @@ type TableSpec struct {
 	Strategy Strategy
 	// KeyKind is how the shard key compares (Range; List canonicalises integer values).
 	KeyKind KeyKind
-	// Ranges (Range): ascending exclusive upper bounds; an unbounded one may come last.
+	// Ranges (Range): ascending exclusive upper bounds, the last one unbounded.
 	Ranges []RangeBound
-	// Values (List): canonical value -> shard name.
-	Values map[string]string
+	// Values (List): which shard each value belongs to, each value listed once.
+	Values []ListValue
 	// Default (List): shard for values not listed; "" makes them an error.
 	Default string
 	// Shard (Pin): the shard that holds every row.
@@ -150,8 +157,7 @@ func (v Value) String() string {
 var (
 	// ErrUnknownTable: Route was asked about a table the Router was not built with.
 	ErrUnknownTable = errors.New("table has no routing")
-	// ErrNoShard: the value has no shard (beyond the last range bound, or not listed in a
-	// list without default).
+	// ErrNoShard: the value has no shard (not listed in a list without default).
 	ErrNoShard = errors.New("no shard for shard key value")
 	// ErrBadKey: the value cannot be compared the way the table says (not an integer for
 	// KeyInt).
@@ -188,31 +194,31 @@ type table struct {
 }
 
 // New checks the shards and tables and builds a Router. Shard indexes in Route's results
-// are positions in shards. The shards' keyspaces must partition [0, 2^64) exactly: every
-// shard owns one contiguous range and no hash is owned twice or not at all. Every problem
-// found is reported, each naming the shard or table and what is wrong.
+// are positions in shards. The shards' keyspaces must partition [0, 2^64) exactly
+// (CheckKeyspace), and every table's routing must hold to CheckTable and to its key kind.
+// Every problem found is reported, each a *FieldError naming the shard or table and the
+// field at fault, joined.
 func New(shards []Shard, tables map[string]TableSpec) (*Router, error) {
 	r := &Router{
 		shards: append([]Shard(nil), shards...),
 		tables: make(map[string]*table, len(tables)),
 	}
 	var errs []error
-	byName := make(map[string]int, len(shards))
+	names := make([]string, len(shards))
+	first := make(map[string]int, len(shards))
 	for i, s := range shards {
-		switch _, dup := byName[s.Name]; {
+		names[i] = s.Name
+		field := fmt.Sprintf("shards[%d].name", i)
+		switch j, dup := first[s.Name]; {
 		case s.Name == "":
-			errs = append(errs, fmt.Errorf("route: shards[%d] has no name", i))
+			errs = append(errs, &FieldError{Field: field, Msg: "required: every shard needs a name"})
 		case dup:
-			errs = append(errs, fmt.Errorf("route: shard name %q is used twice (shards[%d] and shards[%d]); shard names must be unique", s.Name, byName[s.Name], i))
+			errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf("%q is already the name of shards[%d]; shard names must be unique", s.Name, j)})
 		default:
-			byName[s.Name] = i
+			first[s.Name] = i
 		}
 	}
-	if len(shards) == 0 {
-		errs = append(errs, errors.New("route: no shards"))
-	} else {
-		errs = append(errs, r.buildKeyspace()...)
-	}
+	errs = append(errs, r.buildKeyspace()...)
 	r.one = make([][]int, len(shards))
 	r.all = make([]int, len(shards))
 	for i := range shards {
@@ -220,13 +226,14 @@ func New(shards []Shard, tables map[string]TableSpec) (*Router, error) {
 		r.all[i] = i
 	}
 
-	names := make([]string, 0, len(tables))
+	set := newShardSet(names)
+	tableNames := make([]string, 0, len(tables))
 	for name := range tables {
-		names = append(names, name)
+		tableNames = append(tableNames, name)
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		t, tErrs := compileTable(name, tables[name], byName)
+	sort.Strings(tableNames)
+	for _, name := range tableNames {
+		t, tErrs := compileTable(name, tables[name], set)
 		errs = append(errs, tErrs...)
 		if len(tErrs) == 0 {
 			r.tables[name] = t
@@ -240,37 +247,7 @@ func New(shards []Shard, tables map[string]TableSpec) (*Router, error) {
 
 // buildKeyspace sorts the shards by keyspace start and checks that they tile [0, 2^64).
 func (r *Router) buildKeyspace() []error {
-	var errs []error
-	order := make([]int, len(r.shards))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return r.shards[order[a]].Start < r.shards[order[b]].Start })
-	for _, i := range order {
-		s := r.shards[i]
-		if s.End != 0 && s.End <= s.Start {
-			errs = append(errs, fmt.Errorf("route: shard %q: keyspace %s is empty or reversed (start %#016x, end %#016x); End must be above Start, or 0 for the top", s.Name, FormatKeyRange(s.Start, s.End), s.Start, s.End))
-		}
-	}
-	if len(errs) > 0 {
-		return errs
-	}
-	first := r.shards[order[0]]
-	if first.Start != 0 {
-		errs = append(errs, fmt.Errorf("route: no shard owns the keyspace from 0 to %#016x (%s); the lowest shard %q starts at %#016x", first.Start, FormatKeyRange(0, first.Start), first.Name, first.Start))
-	}
-	for k := 1; k < len(order); k++ {
-		prev, cur := r.shards[order[k-1]], r.shards[order[k]]
-		switch {
-		case prev.End == 0 || prev.End > cur.Start:
-			errs = append(errs, fmt.Errorf("route: shards %q (%s) and %q (%s) overlap in the keyspace; each hash must belong to exactly one shard", prev.Name, FormatKeyRange(prev.Start, prev.End), cur.Name, FormatKeyRange(cur.Start, cur.End)))
-		case prev.End < cur.Start:
-			errs = append(errs, fmt.Errorf("route: no shard owns the keyspace %s between shards %q (%s) and %q (%s)", FormatKeyRange(prev.End, cur.Start), prev.Name, FormatKeyRange(prev.Start, prev.End), cur.Name, FormatKeyRange(cur.Start, cur.End)))
-		}
-	}
-	if last := r.shards[order[len(order)-1]]; last.End != 0 {
-		errs = append(errs, fmt.Errorf("route: no shard owns the keyspace from %#016x to the top (%s); the highest shard %q ends at %#016x", last.End, FormatKeyRange(last.End, 0), last.Name, last.End))
-	}
+	order, errs := keyspaceOrder(r.shards)
 	r.byStart = order
 	r.starts = make([]uint64, len(order))
 	for k, i := range order {
@@ -279,135 +256,90 @@ func (r *Router) buildKeyspace() []error {
 	return errs
 }
 
-func compileTable(name string, spec TableSpec, byName map[string]int) (*table, []error) {
-	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("route: table %q: "+format, append([]any{name}, args...)...))
+// compileTable checks the routing of one table (checkTable, then what depends on its key
+// kind) and builds its lookup structures.
+func compileTable(name string, spec TableSpec, shards shardSet) (*table, []error) {
+	if name == "" {
+		return nil, []error{errors.New("route: a table name is empty")}
 	}
-	shardIndex := func(what, shard string) int {
-		if shard == "" {
-			fail("%s names no shard", what)
-			return -1
+	errs := checkTable(name, spec, shards)
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Table: name, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	index := func(shard string) int {
+		if i, ok := shards.index[shard]; ok {
+			return i
 		}
-		i, ok := byName[shard]
-		if !ok {
-			fail("%s names shard %q, which is not one of the shards (%s)", what, shard, knownShards(byName))
-			return -1
-		}
-		return i
+		return -1 // checkTable has reported it
 	}
 	t := &table{name: name, strategy: spec.Strategy, kind: spec.KeyKind, def: -1, pin: -1}
-	if name == "" {
-		fail("table name is empty")
-	}
 	if spec.KeyKind != KeyBytes && spec.KeyKind != KeyInt {
-		fail("unknown key kind %d (want KeyBytes or KeyInt)", spec.KeyKind)
+		fail("key_kind", "unknown key kind %d; want KeyBytes or KeyInt", spec.KeyKind)
+		return t, errs
 	}
-	// Parameters of another strategy are a typo or a half-changed config: refuse them
-	// rather than route by something the operator did not mean.
-	if spec.Strategy != Range && len(spec.Ranges) > 0 {
-		fail("ranges are given but the strategy is %q; ranges belong to strategy range", spec.Strategy)
-	}
-	if spec.Strategy != List && len(spec.Values) > 0 {
-		fail("list values are given but the strategy is %q; values belong to strategy list", spec.Strategy)
-	}
-	if spec.Strategy != List && spec.Default != "" {
-		fail("a default shard is given but the strategy is %q; a default belongs to strategy list", spec.Strategy)
-	}
-	if spec.Strategy != Pin && spec.Shard != "" {
-		fail("a pinned shard is given but the strategy is %q; a pinned shard belongs to strategy pin", spec.Strategy)
-	}
-
 	switch spec.Strategy {
-	case Hash, Broadcast:
 	case Pin:
-		t.pin = shardIndex("strategy pin", spec.Shard)
+		t.pin = index(spec.Shard)
 	case Range:
-		compileRanges(t, spec, shardIndex, fail)
+		compileRanges(t, spec, index, fail)
 	case List:
-		compileList(t, spec, shardIndex, fail)
-	case "":
-		fail("no strategy; want one of hash, range, list, broadcast, pin")
-	default:
-		fail("unknown strategy %q; want one of hash, range, list, broadcast, pin", spec.Strategy)
+		compileList(t, spec, index, fail)
 	}
 	return t, errs
 }
 
-func compileRanges(t *table, spec TableSpec, shardIndex func(what, shard string) int, fail func(string, ...any)) {
-	if len(spec.Ranges) == 0 {
-		fail("strategy range needs at least one range")
-		return
-	}
+func compileRanges(t *table, spec TableSpec, index func(string) int, fail func(string, string, ...any)) {
 	for i, rb := range spec.Ranges {
-		t.rangeShard = append(t.rangeShard, shardIndex(fmt.Sprintf("ranges[%d]", i), rb.Shard))
+		t.rangeShard = append(t.rangeShard, index(rb.Shard))
 		if rb.Below == "" {
-			if i != len(spec.Ranges)-1 {
-				fail("ranges[%d] is unbounded (no below) but is not the last range; only the last range may be unbounded", i)
-			}
 			continue
 		}
+		field := fmt.Sprintf("ranges[%d].below", i)
 		switch t.kind {
 		case KeyInt:
 			k, ok := parseIntKey([]byte(rb.Below))
 			if !ok {
-				fail("ranges[%d].below %q is not an integer; the table's key kind is int", i, rb.Below)
+				fail(field, "%q is not an integer, and the table's shard key compares as one", rb.Below)
 				continue
 			}
 			if n := len(t.belowInt); n > 0 && compareIntKey(t.belowInt[n-1], k) >= 0 {
-				fail("ranges[%d].below %q is not above the previous bound %q; bounds must strictly increase", i, rb.Below, spec.Ranges[i-1].Below)
+				fail(field, "%q is not above the previous bound %q (as integers); bounds must strictly increase", rb.Below, spec.Ranges[i-1].Below)
 			}
 			t.belowInt = append(t.belowInt, k)
 		default:
-			b := []byte(rb.Below)
 			if n := len(t.below); n > 0 && string(t.below[n-1]) >= rb.Below {
-				fail("ranges[%d].below %q is not above the previous bound %q; bounds must strictly increase (byte-wise)", i, rb.Below, spec.Ranges[i-1].Below)
+				fail(field, "%q is not above the previous bound %q (byte-wise); bounds must strictly increase", rb.Below, spec.Ranges[i-1].Below)
 			}
-			t.below = append(t.below, b)
+			t.below = append(t.below, []byte(rb.Below))
 		}
 	}
 }
 
-func compileList(t *table, spec TableSpec, shardIndex func(what, shard string) int, fail func(string, ...any)) {
-	if len(spec.Values) == 0 {
-		fail("strategy list needs at least one value")
-	}
+func compileList(t *table, spec TableSpec, index func(string) int, fail func(string, string, ...any)) {
 	if spec.Default != "" {
-		t.def = shardIndex("default", spec.Default)
+		t.def = index(spec.Default)
 	}
 	t.values = make(map[string]int, len(spec.Values))
-	seen := make(map[string]string, len(spec.Values)) // canonical -> value as written
-	vals := make([]string, 0, len(spec.Values))
-	for v := range spec.Values {
-		vals = append(vals, v)
-	}
-	sort.Strings(vals)
-	for _, v := range vals {
-		key := v
+	at := make(map[string]int, len(spec.Values)) // canonical value -> its first index
+	for i, lv := range spec.Values {
+		key := lv.Value
 		if t.kind == KeyInt {
-			k, ok := parseIntKey([]byte(v))
+			k, ok := parseIntKey([]byte(lv.Value))
 			if !ok {
-				fail("list value %q is not an integer; the table's key kind is int", v)
+				fail(fmt.Sprintf("values[%d].value", i), "%q is not an integer, and the table's shard key compares as one", lv.Value)
 				continue
 			}
 			key = string(k.appendCanonical(nil))
-			if prev, dup := seen[key]; dup {
-				fail("list values %q and %q are the same integer", prev, v)
-				continue
-			}
-			seen[key] = v
 		}
-		t.values[key] = shardIndex(fmt.Sprintf("list value %q", v), spec.Values[v])
+		if j, dup := at[key]; dup {
+			if prev := spec.Values[j].Value; prev != lv.Value { // checkTable has reported the same text
+				fail(fmt.Sprintf("values[%d].value", i), "%s", listedTwice(lv.Value, j, prev))
+			}
+			continue
+		}
+		at[key] = i
+		t.values[key] = index(lv.Shard)
 	}
-}
-
-func knownShards(byName map[string]int) string {
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, strconv.Quote(n))
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
 }
 
 // Shards returns the shards in the order Route's indexes refer to.
@@ -512,15 +444,7 @@ func (t *table) rangeIndex(key Value) (int, error) {
 		}
 		i = lo
 	}
-	if i >= len(t.rangeShard) {
-		last := ""
-		if t.kind == KeyInt {
-			last = string(t.belowInt[n-1].appendCanonical(nil))
-		} else {
-			last = string(t.below[n-1])
-		}
-		return 0, fmt.Errorf("route: table %q: shard key %s is at or above the last range bound %q and no range is unbounded: %w", t.name, key, last, ErrNoShard)
-	}
+	// New requires the last range to be unbounded, so every key has a range.
 	return i, nil
 }
 

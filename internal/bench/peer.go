@@ -243,7 +243,7 @@ func cleaveCatchUp(ctx context.Context, o PeerOptions, bl backlog) (catchUp, err
 	if err := store.Ensure(ctx); err != nil {
 		return catchUp{}, err
 	}
-	cp := capture.Checkpoint{Position: capture.Position{File: bl.start.File, Pos: bl.start.Pos, GTID: bl.start.GTID}, SourceServerID: bl.serverID, Flavor: "mariadb"}
+	cp := capture.Checkpoint{Position: capture.Position{File: bl.start.File, Pos: bl.start.Pos, GTID: bl.start.GTID}, SourceServerID: bl.serverID, Flavor: mysqlx.MariaDB}
 	if err := store.Store(ctx, cp); err != nil {
 		return catchUp{}, err
 	}
