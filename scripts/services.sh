@@ -3,6 +3,7 @@
 #   source        MariaDB with binlog ROW/FULL/FULL metadata and GTID   127.0.0.1:3307
 #   shard0        MariaDB                                              127.0.0.1:3308
 #   shard1        MariaDB                                              127.0.0.1:3309
+#   shard2 …      MariaDB, with CLEAVE_SHARDS above 2 (up to 16)         127.0.0.1:3340+N
 #   mysql-source  MySQL 9.7 with binlog ROW/FULL/FULL metadata, GTID   127.0.0.1:3317
 #   mysql-shard0  MySQL 9.7                                            127.0.0.1:3318
 #   mysql-shard1  MySQL 9.7                                            127.0.0.1:3319
@@ -27,7 +28,9 @@
 # CLEAVE_KAFKA_CONTROLLER_PORT (9093), CLEAVE_MYSQL_SOURCE_PORT (3317),
 # CLEAVE_MYSQL_SHARD0_PORT (3318), CLEAVE_MYSQL_SHARD1_PORT (3319), CLEAVE_MYSQL_ROOT
 # (default <local>/mysql-root), CLEAVE_FLAVORS (which servers `up` starts: "mariadb mysql",
-# the default, or one of them), CLEAVE_SERVICES_TIMEOUT (seconds, 90).
+# the default, or one of them), CLEAVE_SHARDS (how many MariaDB shards `up` starts, 2 to 16,
+# default 2: shardN for N >= 2 listens on 3340+N unless CLEAVE_SHARDN_PORT says otherwise,
+# each a server of its own with its own data folder), CLEAVE_SERVICES_TIMEOUT (seconds, 90).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,7 +66,15 @@ KAFKA_DIR=$LOCAL/kafka
 # server.properties of every local broker, shared with testenv's private brokers.
 KAFKA_TEMPLATE=$ROOT/scripts/kafka/server.properties.tmpl
 
-ALL=(source shard0 shard1 mysql-source mysql-shard0 mysql-shard1 kafka)
+SHARDS=${CLEAVE_SHARDS:-2}
+[[ $SHARDS =~ ^[0-9]+$ ]] && ((SHARDS >= 2 && SHARDS <= 16)) ||
+	{ echo "services: error: CLEAVE_SHARDS=$SHARDS: give a number of MariaDB shards from 2 to 16" >&2; exit 1; }
+# MARIADB_SHARDS are the MariaDB shards `up` starts: shard0 and shard1, and shard2 … with
+# CLEAVE_SHARDS above 2.
+MARIADB_SHARDS=()
+for ((i = 0; i < SHARDS; i++)); do MARIADB_SHARDS+=("shard$i"); done
+
+ALL=(source "${MARIADB_SHARDS[@]}" mysql-source mysql-shard0 mysql-shard1 kafka)
 
 # up_services lists what `up` starts: every service of the flavors in CLEAVE_FLAVORS, and Kafka.
 up_services() {
@@ -71,7 +82,7 @@ up_services() {
 	local -a out=()
 	for f in $flavors; do
 		case $f in
-		mariadb) out+=(source shard0 shard1) ;;
+		mariadb) out+=(source "${MARIADB_SHARDS[@]}") ;;
 		mysql) out+=(mysql-source mysql-shard0 mysql-shard1) ;;
 		*) die "CLEAVE_FLAVORS: unknown flavor '$f' (expected mariadb and/or mysql)" ;;
 		esac
@@ -98,6 +109,10 @@ port_of() {
 	mysql-shard0) echo "$MYSQL_SHARD0_PORT" ;;
 	mysql-shard1) echo "$MYSQL_SHARD1_PORT" ;;
 	kafka) echo "$KAFKA_PORT" ;;
+	shard[0-9] | shard1[0-5])
+		local var=CLEAVE_${1^^}_PORT
+		echo "${!var:-$((3340 + ${1#shard}))}"
+		;;
 	*) die "unknown service '$1' (expected one of: ${ALL[*]})" ;;
 	esac
 }
@@ -110,6 +125,7 @@ server_id_of() {
 	mysql-source) echo 11 ;;
 	mysql-shard0) echo 12 ;;
 	mysql-shard1) echo 13 ;;
+	shard*) echo $((20 + ${1#shard})) ;;
 	esac
 }
 
@@ -676,6 +692,10 @@ print_env() {
 	q CLEAVE_TEST_SOURCE_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SOURCE_PORT)/"
 	q CLEAVE_TEST_SHARD0_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SHARD0_PORT)/"
 	q CLEAVE_TEST_SHARD1_DSN "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$SHARD1_PORT)/"
+	local n
+	for n in "${MARIADB_SHARDS[@]:2}"; do
+		q "CLEAVE_TEST_${n^^}_DSN" "$USER_NAME:$USER_PASS@tcp(127.0.0.1:$(port_of "$n"))/"
+	done
 	q CLEAVE_TEST_KAFKA_BROKERS "127.0.0.1:$KAFKA_PORT"
 	q CLEAVE_TEST_SOURCE_SOCKET "$(socket_of source)"
 	q CLEAVE_TEST_SHARD0_SOCKET "$(socket_of shard0)"
@@ -714,7 +734,14 @@ main() {
 		;;
 	down)
 		lock
-		stop_services "${ALL[@]}"
+		# Also the extra shards a run with a larger CLEAVE_SHARDS left running.
+		extra=()
+		for f in "$LOCAL"/run/shard*.pid; do
+			[[ -e $f ]] || continue
+			n=$(basename "$f" .pid)
+			[[ " ${ALL[*]} " == *" $n "* ]] || extra+=("$n")
+		done
+		stop_services "${ALL[@]}" "${extra[@]}"
 		;;
 	start)
 		[[ $# -gt 0 ]] || die "start: name a service (${ALL[*]})"
