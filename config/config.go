@@ -190,6 +190,9 @@ type Log struct {
 	MaxSizeMB int `mapstructure:"max_size_mb"`
 	// MaxBackups is how many rotated files are kept.
 	MaxBackups int `mapstructure:"max_backups"`
+	// MaxAgeDays removes rotated files older than this many days; 0 keeps them (up to
+	// MaxBackups).
+	MaxAgeDays int `mapstructure:"max_age_days"`
 }
 
 // Strategies and policies accepted in the configuration. The strategies are route's; these
@@ -235,6 +238,7 @@ var defaults = map[string]any{
 	"log.format":                    "auto",
 	"log.max_size_mb":               100,
 	"log.max_backups":               5,
+	"log.max_age_days":              0,
 }
 
 // Table returns the configured table named db.table, or nil.

@@ -173,6 +173,12 @@ func (c *Config) Validate() error {
 	if c.Log.File != "" && c.Log.MaxSizeMB < 1 {
 		bad("log.max_size_mb", "must be at least 1, got %d", c.Log.MaxSizeMB)
 	}
+	if c.Log.MaxBackups < 0 {
+		bad("log.max_backups", "must be 0 (keep every rotated file) or more, got %d", c.Log.MaxBackups)
+	}
+	if c.Log.MaxAgeDays < 0 {
+		bad("log.max_age_days", "must be 0 (no age limit) or more days, got %d", c.Log.MaxAgeDays)
+	}
 	return errors.Join(errs...)
 }
 

@@ -1,6 +1,7 @@
 // Package logging builds cleave's zap logger from the log configuration: JSON by default,
-// console when stderr is a terminal, and a size-rotated file when log.file is set. It owns
-// no global logger: the one it returns is passed to every part that logs.
+// console when stderr is a terminal, and a file rotated by size (rotated files compressed,
+// kept by count and age) when log.file is set. It owns no global logger: the one it
+// returns is passed to every part that logs.
 package logging
 
 import (
@@ -28,6 +29,7 @@ func New(cfg config.Log) (*zap.Logger, error) {
 			Filename:   cfg.File,
 			MaxSize:    cfg.MaxSizeMB,
 			MaxBackups: cfg.MaxBackups,
+			MaxAge:     cfg.MaxAgeDays,
 			Compress:   true,
 		})
 		console = cfg.Format == "console"
