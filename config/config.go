@@ -96,6 +96,12 @@ type Table struct {
 	// example an optimistic-lock counter). Empty: cleave keeps the version in a bookkeeping
 	// column that `cleave prepare` adds to the shard table.
 	VersionColumn string `mapstructure:"version_column"`
+	// DriftAlertAbove is how many drifted rows of this table (over every shard and kind) a
+	// check may find before the drift alert fires for it: the webhook and the
+	// CleaveDriftDetected rule. 0, the default, alerts on any. Reports, `cleave status` and
+	// cleave_reconcile_drift_rows still show every drifted row; this is for a noisy legacy
+	// table whose known drift should not page anyone.
+	DriftAlertAbove int `mapstructure:"drift_alert_above"`
 }
 
 // RangeBound is one range of a range-routed table.

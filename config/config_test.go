@@ -131,6 +131,8 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 		{"duplicate table", [2]string{"name: shop.countries", "name: shop.users"}, "", "tables[1].name", "already configured as tables[0]"},
 		{"unknown strategy", [2]string{"strategy: hash", "strategy: modulo"}, "", "tables[0].strategy", `"modulo" is not one of hash, range, list, broadcast, pin`},
 		{"hash without shard key", [2]string{"    shard_key: id\n", ""}, "", "tables[0].shard_key", "required by strategy hash"},
+		{"negative drift alert threshold", [2]string{"    shard_key: id\n", "    shard_key: id\n    drift_alert_above: -1\n"}, "", "tables[0].drift_alert_above", "must be 0 (alert on any drifted row) or more"},
+		{"negative log age", [2]string{"  server_id: 1001", "  server_id: 1001"}, "log:\n  max_age_days: -2\n", "log.max_age_days", "must be 0 (no age limit) or more"},
 		{"broadcast with a shard key", [2]string{"    strategy: broadcast", "    strategy: broadcast\n    shard_key: code"}, "", "tables[1].shard_key", "not used by strategy broadcast"},
 		{"pin to unknown shard", [2]string{"    strategy: broadcast", "    strategy: pin\n    shard: s9"}, "", "tables[1].shard", `"s9" is not one of the shards ("s0", "s1")`},
 		{"range without ranges", [2]string{"strategy: hash", "strategy: range"}, "", "tables[0].ranges", "required by strategy range"},

@@ -107,6 +107,9 @@ func (c *Config) Validate() error {
 		if t.VersionColumn != "" && !identRe.MatchString(t.VersionColumn) {
 			bad(key+".version_column", "%q is not a column name", t.VersionColumn)
 		}
+		if t.DriftAlertAbove < 0 {
+			bad(key+".drift_alert_above", "must be 0 (alert on any drifted row) or more rows, got %d", t.DriftAlertAbove)
+		}
 		errs = append(errs, c.validateTableRouting(i)...)
 		validateShardKey(key, t, bad)
 	}

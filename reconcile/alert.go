@@ -111,18 +111,27 @@ func (a *alertState) save() error {
 }
 
 // alertsFor computes the message for a finished run, updating the state; nil when there
-// is nothing to say (no drift now and none firing before).
-func (a *alertState) alertsFor(rep *Report, now time.Time) *WebhookMessage {
+// is nothing to say (no drift now and none firing before). A table alerts only when its
+// drifted rows, over every shard and kind, are more than above(table) (its
+// drift_alert_above); a table at or below that resolves like one without drift.
+func (a *alertState) alertsFor(rep *Report, now time.Time, above func(table string) int) *WebhookMessage {
 	current := map[string]map[Kind]int{}
 	checked := map[string]bool{}
 	for _, t := range rep.Tables {
+		total := 0
+		for _, s := range t.Shards {
+			for _, n := range s.Drift {
+				total += n
+			}
+		}
+		quiet := total <= above(t.Table)
 		for _, s := range t.Shards {
 			id := t.Table + " " + s.Shard
 			if t.Error == "" {
 				checked[id] = true
 			}
 			for k, n := range s.Drift {
-				if n > 0 {
+				if n > 0 && !quiet {
 					if current[id] == nil {
 						current[id] = map[Kind]int{}
 					}
@@ -212,10 +221,20 @@ func alertFingerprint(table, shard string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// driftAlertAbove is the drift_alert_above of a configured table.
+func (c *Checker) driftAlertAbove(table string) int {
+	for i := range c.cfg.Tables {
+		if c.cfg.Tables[i].Name == table {
+			return c.cfg.Tables[i].DriftAlertAbove
+		}
+	}
+	return 0
+}
+
 // alert posts the run's webhook message, if any. A failed post is logged, not fatal: the
 // report and the metrics still carry the result.
 func (c *Checker) alert(ctx context.Context, rep *Report) {
-	msg := c.alerts.alertsFor(rep, c.now())
+	msg := c.alerts.alertsFor(rep, c.now(), c.driftAlertAbove)
 	if err := c.alerts.save(); err != nil {
 		c.log.Warn("save alert state", zap.Error(err))
 	}

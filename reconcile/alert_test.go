@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,52 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 		}
 	}
 	return 0
+}
+
+// A table's drift_alert_above counts its drifted rows over every shard and kind: at or
+// below it the table does not fire (and a firing alert resolves), above it every shard
+// with drift fires; other tables keep alerting on any drifted row.
+func TestDriftAlertsFireOnlyAboveTheTablesThreshold(t *testing.T) {
+	a, err := newAlertState(filepath.Join(t.TempDir(), "alerts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	above := func(table string) int {
+		if table == "shop.legacy" {
+			return 3
+		}
+		return 0
+	}
+	run := func(legacy0, legacy1, users int) *WebhookMessage {
+		rep := &Report{Tables: []*TableReport{
+			{Table: "shop.legacy", Shards: []*ShardReport{
+				{Shard: "s0", Drift: map[Kind]int{Missing: legacy0}},
+				{Shard: "s1", Drift: map[Kind]int{Changed: legacy1}}}},
+			{Table: "shop.users", Shards: []*ShardReport{{Shard: "s0", Drift: map[Kind]int{Extra: users}}}},
+		}}
+		return a.alertsFor(rep, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), above)
+	}
+	alerts := func(msg *WebhookMessage) []string {
+		var out []string
+		if msg != nil {
+			for _, al := range msg.Alerts {
+				out = append(out, al.Labels["table"]+" "+al.Labels["shard"]+" "+al.Status)
+			}
+		}
+		return out
+	}
+	for _, step := range []struct {
+		name                   string
+		legacy0, legacy1, user int
+		want                   []string
+	}{
+		{"three drifted rows of the legacy table, at its threshold: no alert", 2, 1, 0, nil},
+		{"one drifted row of another table alerts at once", 2, 1, 1, []string{"shop.users s0 firing"}},
+		{"four rows of the legacy table: both of its shards fire", 3, 1, 1, []string{"shop.legacy s0 firing", "shop.legacy s1 firing", "shop.users s0 firing"}},
+		{"back to three: the legacy alerts resolve", 3, 0, 1, []string{"shop.users s0 firing", "shop.legacy s0 resolved", "shop.legacy s1 resolved"}},
+	} {
+		if got := alerts(run(step.legacy0, step.legacy1, step.user)); !slices.Equal(got, step.want) {
+			t.Errorf("%s: alerts %v, want %v", step.name, got, step.want)
+		}
+	}
 }

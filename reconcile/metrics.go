@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	drift       *prometheus.GaugeVec
 	inFlight    *prometheus.GaugeVec
+	alertAbove  *prometheus.GaugeVec
 	rows        *prometheus.CounterVec
 	chunks      *prometheus.CounterVec
 	duration    prometheus.Gauge
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cleave_reconcile_drift_rows",
 			Help: "Rows that differ between the source and a shard at the last check, by table, shard and kind (missing, extra, wrong_shard, duplicate, changed).",
 		}, []string{"table", "shard", "kind"}),
+		alertAbove: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cleave_reconcile_drift_alert_above_rows",
+			Help: "The table's drift_alert_above: CleaveDriftDetected fires for it only when more of its rows drifted than this.",
+		}, []string{"table"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cleave_reconcile_in_flight_rows",
 			Help: "Rows that still differed after the last re-check round of the last check but were changing or waiting for a lagging sink (not drift).",
@@ -67,6 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.drift = reg1(m.drift).(*prometheus.GaugeVec)
 	m.inFlight = reg1(m.inFlight).(*prometheus.GaugeVec)
+	m.alertAbove = reg1(m.alertAbove).(*prometheus.GaugeVec)
 	m.rows = reg1(m.rows).(*prometheus.CounterVec)
 	m.chunks = reg1(m.chunks).(*prometheus.CounterVec)
 	m.duration = reg1(m.duration).(prometheus.Gauge)
@@ -104,6 +110,7 @@ func (c *Checker) observe(rep *Report) {
 			}
 		}
 		c.m.inFlight.WithLabelValues(t.Table).Set(float64(len(t.InFlight)))
+		c.m.alertAbove.WithLabelValues(t.Table).Set(float64(c.driftAlertAbove(t.Table)))
 	}
 	c.m.duration.Set(rep.DurationSeconds)
 	if complete {

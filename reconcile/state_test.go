@@ -96,7 +96,7 @@ func TestAlertStateOfAnOlderCleaveIsUnderstoodAndANewerOneRefused(t *testing.T) 
 		t.Fatal(err)
 	}
 	rep := &Report{Tables: []*TableReport{{Table: "shop.orders", Shards: []*ShardReport{{Shard: "s0", Drift: map[Kind]int{}}, {Shard: "s1", Drift: map[Kind]int{}}}}}}
-	msg := a.alertsFor(rep, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))
+	msg := a.alertsFor(rep, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), func(string) int { return 0 })
 	if msg == nil || len(msg.Alerts) != 1 || msg.Alerts[0].Status != "resolved" ||
 		!msg.Alerts[0].StartsAt.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Fatalf("a clean run after an older cleave's firing alert sent %+v, want it resolved with its start", msg)
