@@ -48,12 +48,7 @@ func newDeployment(t *testing.T, env testenv.Env, shardDSNs []string, tune func(
 
 	c := &dep.Config
 	c.Kafka.Partitions = 2
-	c.Tables = []config.Table{
-		{Name: dep.Table("users"), ShardKey: "id", Strategy: config.StrategyHash},
-		{Name: dep.Table("orders"), ShardKey: "user_id", Strategy: config.StrategyHash},
-		{Name: dep.Table("order_items"), ShardKey: "user_id", Strategy: config.StrategyHash},
-		{Name: dep.Table("countries"), Strategy: config.StrategyBroadcast},
-	}
+	c.Tables = deploy.ShopTables(dep.DB)
 	c.Capture.HeartbeatInterval = 500 * time.Millisecond
 	c.Sink.BatchWait = 20 * time.Millisecond
 	c.HTTP.Listen = "127.0.0.1:0"

@@ -275,3 +275,16 @@ func (d *Deployment) removeFromShard(db *sql.DB, name string) {
 	_, _ = db.ExecContext(ctx, "DELETE FROM "+mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)+" WHERE consumer_group LIKE ?", d.Prefix+".%")
 	_, _ = db.ExecContext(ctx, "DELETE FROM "+mysqlx.QuoteTable(shardmeta.Database, shardmeta.AppliedDDL)+" WHERE db = ?", d.DB)
 }
+
+// ShopTables configures the tables of the sample shop (users, orders, order_items and
+// countries, as internal/loadgen and the demo make them) in database db, routed as
+// configs/demo.yaml routes them: users by id, orders and order_items with
+// their user, countries on every shard.
+func ShopTables(db string) []config.Table {
+	return []config.Table{
+		{Name: db + ".users", ShardKey: "id", Strategy: config.StrategyHash},
+		{Name: db + ".orders", ShardKey: "user_id", Strategy: config.StrategyHash},
+		{Name: db + ".order_items", ShardKey: "user_id", Strategy: config.StrategyHash},
+		{Name: db + ".countries", Strategy: config.StrategyBroadcast},
+	}
+}
