@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
@@ -23,22 +24,22 @@ func TestEveryKeyKindIsCopiedUnderWrites(t *testing.T) {
 			specs = append(specs, k.spec)
 		}
 		// Throttled so that the copy of 12,000 rows takes seconds of writes.
-		w := newWorld(t, e, specs, "backfill:\n  chunk_size: 50\n  max_rows_per_second: 4000\n")
+		w := newWorld(t, e, specs, func(c *config.Config) { c.Backfill.ChunkSize, c.Backfill.MaxRowsPerSecond = 50, 4000 })
 		// The table added later exists from the start, as in a monolith: only the
 		// configuration changes.
 		late := kind{
-			spec:    tableSpec{"late", "id INT NOT NULL PRIMARY KEY, v VARCHAR(20) NOT NULL", "strategy: hash, shard_key: id"},
+			spec:    tableSpec{"late", "id INT NOT NULL PRIMARY KEY, v VARCHAR(20) NOT NULL", hashOn("id")},
 			key:     func(r *rand.Rand) []any { return []any{r.IntN(100000)} },
 			row:     func(r *rand.Rand) []any { return []any{randomWord(r, []string{"x", "y"}, 8)} },
 			keyCols: []string{"id"}, rowCols: []string{"v"},
 		}
 		w.create(late.spec)
 		r := rand.New(rand.NewPCG(7, 7))
-		seed(t, w.src, w.db, late, 3000, r)
+		seed(t, w.Source, w.DB, late, 3000, r)
 		for _, k := range ks {
-			seed(t, w.src, w.db, k, 1500, r)
+			seed(t, w.Source, w.DB, k, 1500, r)
 		}
-		wr := startWriter(t, w.src, w.db, ks, 4, 400)
+		wr := startWriter(t, w.Source, w.DB, ks, 4, 400)
 		p := w.start(Options{PollInterval: 200 * time.Millisecond})
 		w.waitDone(t, p, 2*time.Minute)
 
@@ -71,11 +72,11 @@ func TestEveryKeyKindIsCopiedUnderWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Writes to the new table while nothing captures it: the copy must bring them.
-			wr0 := startWriter(t, w.src, w.db, []kind{late}, 2, 200)
+			wr0 := startWriter(t, w.Source, w.DB, []kind{late}, 2, 200)
 			w.configure(late.spec)
 			wr0.halt(t)
 			all := append(ks, late)
-			wr := startWriter(t, w.src, w.db, all, 4, 400)
+			wr := startWriter(t, w.Source, w.DB, all, 4, 400)
 			p := w.start(Options{PollInterval: 200 * time.Millisecond, LockTables: true})
 			w.waitDone(t, p, 2*time.Minute)
 			wr.halt(t)

@@ -3,7 +3,6 @@ package backfill
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -43,21 +43,21 @@ func BenchmarkBackfill(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		w := newWorld(b, testenv.Services(b), nil, fmt.Sprintf("backfill:\n  chunk_size: %d\n", chunk))
+		w := newWorld(b, testenv.Services(b), nil, func(c *config.Config) { c.Backfill.ChunkSize = chunk })
 		ctx := context.Background()
-		if err := loadgen.CreateSchema(ctx, w.src, w.db); err != nil {
+		if err := loadgen.CreateSchema(ctx, w.Source, w.DB); err != nil {
 			b.Fatal(err)
 		}
 		seeded := time.Now()
-		if _, err := loadgen.Seed(ctx, w.src, w.db, users, 1); err != nil {
+		if _, err := loadgen.Seed(ctx, w.Source, w.DB, users, 1); err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("seeded %d users (%d order_items) in %s", users, 4*users, time.Since(seeded).Round(time.Second))
-		w.configure(tableSpec{name: "order_items", routing: "strategy: hash, shard_key: user_id"})
+		w.configure(tableSpec{name: "order_items", routing: hashOn("user_id")})
 		table := w.table("order_items")
 
 		loadCtx, stopLoad := context.WithCancel(ctx)
-		load := &loadgen.Load{DB: w.src, Database: w.db, Rate: 1000, Workers: 8, Seed: 9}
+		load := &loadgen.Load{DB: w.Source, Database: w.DB, Rate: 1000, Workers: 8, Seed: 9}
 		loadDone := make(chan error, 1)
 		go func() { _, err := load.Run(loadCtx); loadDone <- err }()
 
@@ -90,14 +90,14 @@ func BenchmarkBackfill(b *testing.B) {
 			QueryRow(string, ...any) *sql.Row
 		}) int64 {
 			var n int64
-			if err := db.QueryRow("SELECT COUNT(*) FROM " + mysqlx.QuoteTable(w.db, "order_items")).Scan(&n); err != nil {
+			if err := db.QueryRow("SELECT COUNT(*) FROM " + mysqlx.QuoteTable(w.DB, "order_items")).Scan(&n); err != nil {
 				b.Fatal(err)
 			}
 			return n
 		}
-		n := count(w.src)
+		n := count(w.Source)
 		testenv.Eventually(b, 30*time.Minute, "the shards to hold the source's row count", func() bool {
-			return count(w.shards[0])+count(w.shards[1]) == n
+			return count(w.Shards[0])+count(w.Shards[1]) == n
 		})
 		total := time.Since(began)
 		b.StopTimer()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -128,12 +129,12 @@ func coordOf(t *testing.T, file string, pos uint64) uint64 {
 func TestKill9DuringTheCopy(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
 		const rows, chunk, kills = 60_000, 500, 5
-		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-			fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 5000\n", chunk))
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, hashOn("id")}},
+			func(c *config.Config) { c.Backfill.ChunkSize, c.Backfill.MaxRowsPerSecond = chunk, 5000 })
 		seedItems(t, w, rows)
 		table := w.table("items")
 		bin := testenv.CleaveBinary(t)
-		store := NewStore(w.env.KafkaBrokers, w.prefix, 1)
+		store := NewStore(w.Env.KafkaBrokers, w.Prefix, 1)
 		defer store.Close()
 		ctx := context.Background()
 		progress := func() Progress {
@@ -147,7 +148,7 @@ func TestKill9DuringTheCopy(t *testing.T) {
 		}
 
 		var cursor atomicKey
-		load := &cursorLoad{db: w.db, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{}, cursor: cursor.get}
+		load := &cursorLoad{db: w.DB, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{}, cursor: cursor.get}
 		lctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		for i := 0; i < 2; i++ {
@@ -165,7 +166,7 @@ func TestKill9DuringTheCopy(t *testing.T) {
 
 		logPath := filepath.Join(t.TempDir(), "cleave.log")
 		for i := 0; i < kills; i++ {
-			p := startRun(t, bin, w.cfgPath, logPath)
+			p := startRun(t, bin, w.Path, logPath)
 			before := progress().Chunks
 			testenv.Eventually(t, time.Minute, fmt.Sprintf("run %d to store 4 chunks", i+1), func() bool {
 				if p.exited() {
@@ -183,7 +184,7 @@ func TestKill9DuringTheCopy(t *testing.T) {
 			}
 			<-p.done
 		}
-		p := startRun(t, bin, w.cfgPath, logPath)
+		p := startRun(t, bin, w.Path, logPath)
 		testenv.Eventually(t, 3*time.Minute, "the copy to finish", func() bool {
 			if p.exited() {
 				t.Fatalf("cleave run exited: %v\n%s", p.err, tail(logPath, 30))
@@ -209,7 +210,7 @@ func TestKill9DuringTheCopy(t *testing.T) {
 
 		// Which rows were copied at which snapshot, from the topic; what was stored when.
 		final := progress()
-		history := progressHistory(t, w.env.KafkaBrokers, w.prefix, table)
+		history := progressHistory(t, w.Env.KafkaBrokers, w.Prefix, table)
 		type stored struct {
 			at      uint64
 			lastKey int64
@@ -230,7 +231,7 @@ func TestKill9DuringTheCopy(t *testing.T) {
 		}
 		snapshots := map[uint64]int{}
 		copies := 0
-		for _, r := range readTopic(t, w.env.KafkaBrokers, kafkax.TableTopic(w.prefix, w.db, "items")) {
+		for _, r := range readTopic(t, w.Env.KafkaBrokers, kafkax.TableTopic(w.Prefix, w.DB, "items")) {
 			if r.ev.Op != event.OpRead {
 				continue
 			}

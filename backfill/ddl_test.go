@@ -1,10 +1,10 @@
 package backfill
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
@@ -15,8 +15,11 @@ import (
 func TestSchemaChangeDuringTheCopy(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
 		const rows, chunk = 30_000, 300
-		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-			fmt.Sprintf("ddl:\n  policy: propagate\nbackfill:\n  chunk_size: %d\n  max_rows_per_second: 10000\n", chunk))
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, hashOn("id")}},
+			func(c *config.Config) {
+				c.DDL.Policy = config.DDLPropagate
+				c.Backfill.ChunkSize, c.Backfill.MaxRowsPerSecond = chunk, 10000
+			})
 		seedItems(t, w, rows)
 		table := w.table("items")
 		p := w.start(Options{PollInterval: 200 * time.Millisecond})

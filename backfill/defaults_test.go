@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
@@ -56,8 +57,8 @@ func writeStamps(t *testing.T, w *world, lo, hi int, before int) {
 // the source's product and of the other product alike.
 func TestServerMadeValuesAreCopiedAsTheSourceHoldsThem(t *testing.T) {
 	run := func(t *testing.T, e testenv.Env) {
-		w := newWorld(t, e, []tableSpec{{"stamps", stampsColumns, "strategy: hash, shard_key: id"}},
-			"backfill:\n  chunk_size: 100\n")
+		w := newWorld(t, e, []tableSpec{{"stamps", stampsColumns, hashOn("id")}},
+			func(c *config.Config) { c.Backfill.ChunkSize = 100 })
 		writeStamps(t, w, 1, 300, 0) // copied by the backfill
 		p := w.start(Options{PollInterval: 200 * time.Millisecond})
 		w.waitDone(t, p, 2*time.Minute)

@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -21,60 +18,57 @@ import (
 	"github.com/cleave-dev/cleave/capture"
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/mysqlx"
-	"github.com/cleave-dev/cleave/prepare"
 	"github.com/cleave-dev/cleave/sink"
 )
 
-// world is one test's deployment on the local services: a database of its own on the
-// source, the same database on both shards (prepared by cleave prepare), and a topic
-// prefix of its own. Everything is removed at the end of the test.
+// world is one test's deployment on the local services (testenv/deploy): a database of
+// its own on the source, the same database on both shards (prepared by cleave prepare), and
+// a topic prefix of its own. Everything is removed at the end of the test.
 type world struct {
-	t       testing.TB
-	env     testenv.Env
-	db      string
-	prefix  string
-	src     *sql.DB
-	shards  []*sql.DB
-	tables  []tableSpec
-	extra   string
-	cfgPath string
-	cfg     *config.Config
+	*deploy.Deployment
+	t      testing.TB
+	tables []tableSpec
+	cfg    *config.Config // as loaded from the written file
 	// collate is appended to the tables' DEFAULT CHARSET (" COLLATE=..."): shards of
 	// another product need a collation both products have.
 	collate string
 }
 
 // tableSpec is a source table of a test: its name, its CREATE TABLE body and its routing
-// as YAML flow-map entries ("strategy: hash, shard_key: id").
+// (a config.Table without its name).
 type tableSpec struct {
-	name, columns, routing string
+	name, columns string
+	routing       config.Table
 }
 
-// newWorld makes a world on env's source and shards (one flavor pair of testenv.EachFlavor).
-func newWorld(t testing.TB, env testenv.Env, tables []tableSpec, extraYAML string) *world {
+// The routings of the test tables.
+func hashOn(key string) config.Table {
+	return config.Table{Strategy: config.StrategyHash, ShardKey: key}
+}
+
+func pinTo(shard string) config.Table {
+	return config.Table{Strategy: config.StrategyPin, Shard: shard}
+}
+
+var broadcast = config.Table{Strategy: config.StrategyBroadcast}
+
+// newWorld makes a world on env's source and shards (one flavor pair of testenv.EachFlavor),
+// its configuration changed by tune (nil: as it is).
+func newWorld(t testing.TB, env testenv.Env, tables []tableSpec, tune func(*config.Config)) *world {
 	t.Helper()
-	w := &world{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t), extra: extraYAML}
-	ctx := context.Background()
-	var err error
-	if w.src, err = mysqlx.Open(ctx, "source", testenv.DSNWithDB(t, env.SourceDSN, w.db)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.src.Close() })
-	for i, dsn := range env.ShardDSNs() {
-		db, err := mysqlx.Open(ctx, fmt.Sprintf("shard%d", i), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.shards = append(w.shards, db)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+mysqlx.QuoteIdent(w.db)); err != nil {
-				t.Logf("drop %s on shard%d: %v", w.db, i, err)
-			}
-			db.Close()
-		})
+	w := &world{Deployment: deploy.New(t, env, deploy.Options{}), t: t}
+	c := &w.Config
+	c.Kafka.Partitions = 4
+	c.Capture.HeartbeatInterval = 500 * time.Millisecond
+	c.Capture.CheckpointInterval = 200 * time.Millisecond
+	c.Sink.BatchWait = 20 * time.Millisecond
+	c.Reconcile.Interval = 0
+	c.HTTP.Listen = ""
+	c.Log.Format = "json"
+	if tune != nil {
+		tune(c)
 	}
 	if len(tables) > 0 {
 		w.addTables(tables...)
@@ -102,49 +96,25 @@ func (w *world) addTables(tables ...tableSpec) {
 func (w *world) configure(tables ...tableSpec) {
 	w.t.Helper()
 	w.tables = append(w.tables, tables...)
-	var b strings.Builder
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", w.env.SourceDSN, w.env.SourceFlavor, 1<<24+rand.Uint32N(1<<30))
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", w.env.KafkaBrokers[0], w.prefix)
-	b.WriteString("shards:\n")
-	for i, dsn := range w.env.ShardDSNs() {
-		fmt.Fprintf(&b, "  - name: shard%d\n    dsn: %q\n", i, dsn)
+	for _, tb := range tables {
+		tc := tb.routing
+		tc.Name = w.table(tb.name)
+		w.Config.Tables = append(w.Config.Tables, tc)
 	}
-	b.WriteString("tables:\n")
-	for _, tb := range w.tables {
-		fmt.Fprintf(&b, "  - {name: %s.%s, %s}\n", w.db, tb.name, tb.routing)
-	}
-	b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
-	b.WriteString("sink:\n  batch_wait: 20ms\n")
-	b.WriteString("reconcile:\n  interval: 0s\n")
-	b.WriteString("http:\n  listen: \"\"\n")
-	b.WriteString("log:\n  level: info\n  format: json\n")
-	b.WriteString(w.extra)
-	w.cfgPath = filepath.Join(w.t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(w.cfgPath, []byte(b.String()), 0o600); err != nil {
-		w.t.Fatal(err)
-	}
-	cfg, err := config.Load(w.cfgPath)
-	if err != nil {
-		w.t.Fatalf("config: %v\n%s", err, b.String())
-	}
-	w.cfg = cfg
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := prepare.Run(ctx, cfg, func(prepare.Step) {}); err != nil {
-		w.t.Fatalf("prepare: %v", err)
-	}
+	w.cfg = w.Write()
+	w.Prepare(w.cfg)
 }
 
 func (w *world) exec(stmts ...string) {
 	w.t.Helper()
 	for _, s := range stmts {
-		if _, err := w.src.Exec(s); err != nil {
+		if _, err := w.Source.Exec(s); err != nil {
 			w.t.Fatalf("%s: %v", s, err)
 		}
 	}
 }
 
-func (w *world) table(name string) string { return w.db + "." + name }
+func (w *world) table(name string) string { return w.Table(name) }
 
 // pipeline is capture, the backfill and a sink per shard running in the test process.
 type pipeline struct {
@@ -281,7 +251,7 @@ func (w *world) waitDone(t testing.TB, p *pipeline, timeout time.Duration) {
 // column QUOTEd (NULL stays distinct from 'NULL'), keyed by the primary key.
 func (w *world) rowsOf(db *sql.DB, table string) (map[string]string, error) {
 	var cols, pk []string
-	rows, err := w.src.Query("SELECT COLUMN_NAME, COLUMN_KEY, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", w.db, table)
+	rows, err := w.Source.Query("SELECT COLUMN_NAME, COLUMN_KEY, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", w.DB, table)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +275,7 @@ func (w *world) rowsOf(db *sql.DB, table string) (map[string]string, error) {
 		cols = append(cols, q)
 	}
 	rows.Close()
-	q := fmt.Sprintf("SELECT CONCAT_WS(',', %s), CONCAT_WS(',', %s) FROM %s", strings.Join(pk, ", "), strings.Join(cols, ", "), mysqlx.QuoteTable(w.db, table))
+	q := fmt.Sprintf("SELECT CONCAT_WS(',', %s), CONCAT_WS(',', %s) FROM %s", strings.Join(pk, ", "), strings.Join(cols, ", "), mysqlx.QuoteTable(w.DB, table))
 	rs, err := db.Query(q)
 	if err != nil {
 		return nil, err
@@ -329,18 +299,18 @@ func (w *world) rowsOf(db *sql.DB, table string) (map[string]string, error) {
 // a difference), or with each shard for a broadcast table, and describes the first
 // differences, or returns "".
 func (w *world) diff(table string) string {
-	want, err := w.rowsOf(w.src, table)
+	want, err := w.rowsOf(w.Source, table)
 	if err != nil {
 		return "source: " + err.Error()
 	}
 	broadcast := false
 	for _, tb := range w.tables {
-		if tb.name == table && strings.Contains(tb.routing, "broadcast") {
+		if tb.name == table && tb.routing.Strategy == config.StrategyBroadcast {
 			broadcast = true
 		}
 	}
 	if broadcast {
-		for i, sh := range w.shards {
+		for i, sh := range w.Shards {
 			got, err := w.rowsOf(sh, table)
 			if err != nil {
 				return fmt.Sprintf("shard%d: %v", i, err)
@@ -352,7 +322,7 @@ func (w *world) diff(table string) string {
 		return ""
 	}
 	got := map[string]string{}
-	for i, sh := range w.shards {
+	for i, sh := range w.Shards {
 		rows, err := w.rowsOf(sh, table)
 		if err != nil {
 			return fmt.Sprintf("shard%d: %v", i, err)

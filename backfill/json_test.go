@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -46,7 +47,8 @@ var mariadbDocs = []string{
 // rangeRouting puts the backfilled rows on shard0 and the streamed ones on shard1. (Hash
 // routing would do, but the checker's SQL form of it calls MD5 with a number, which MySQL
 // 9's MD5 refuses.)
-const rangeRouting = `strategy: range, shard_key: id, ranges: [{below: "1000", shard: shard0}, {shard: shard1}]`
+var rangeRouting = config.Table{Strategy: config.StrategyRange, ShardKey: "id",
+	Ranges: []config.RangeBound{{Below: "1000", Shard: "shard0"}, {Shard: "shard1"}}}
 
 // TestJSONValuesReachTheShardsAsTheSourceHoldsThem copies documents through the backfill
 // and the stream, between sources and shards of both flavors: every shard holds each
@@ -89,9 +91,9 @@ func TestReconcileFindsNoDriftInCopiedJSON(t *testing.T) {
 // copyJSONDocs creates a table of documents on env's source, copies it (half through the
 // backfill, half through the stream, then updates) to the shards with routing, and waits
 // until every shard holds the source's text of each.
-func copyJSONDocs(t *testing.T, env testenv.Env, routing string) *world {
+func copyJSONDocs(t *testing.T, env testenv.Env, routing config.Table) *world {
 	t.Helper()
-	w := newWorld(t, env, nil, "")
+	w := newWorld(t, env, nil, nil)
 	docs := mariadbDocs
 	if env.SourceFlavor == testenv.MySQLFlavor {
 		w.exec(
@@ -102,7 +104,7 @@ func copyJSONDocs(t *testing.T, env testenv.Env, routing string) *world {
 	}
 	// utf8mb4_bin: a collation both products know, for the shards of the other one
 	// (MySQL's default utf8mb4_0900_ai_ci is unknown to MariaDB).
-	w.exec("ALTER DATABASE " + mysqlx.QuoteIdent(w.db) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+	w.exec("ALTER DATABASE " + mysqlx.QuoteIdent(w.DB) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
 	w.exec("CREATE TABLE docs (id INT NOT NULL PRIMARY KEY, j JSON NULL, k JSON NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
 	insert := func(first int) {
 		for i, d := range docs {
@@ -125,9 +127,9 @@ func copyJSONDocs(t *testing.T, env testenv.Env, routing string) *world {
 // binary string (a BLOB or BIT column's value) as the STRING of its base64:type<n>: text.
 func (w *world) compareJSONTypes(t *testing.T, table string) {
 	t.Helper()
-	src := w.jsonTypes(t, w.src, table)
+	src := w.jsonTypes(t, w.Source, table)
 	got := map[string]string{}
-	for _, sh := range w.shards {
+	for _, sh := range w.Shards {
 		for k, v := range w.jsonTypes(t, sh, table) {
 			got[k] = v
 		}
@@ -163,7 +165,7 @@ func (w *world) jsonTypes(t *testing.T, db *sql.DB, table string) map[string]str
 	out := map[string]string{}
 	for _, col := range []string{"j", "k"} {
 		q := mysqlx.QuoteIdent(col)
-		rows, err := db.QueryContext(ctx, "SELECT id, CAST("+q+" AS CHAR) FROM "+mysqlx.QuoteTable(w.db, table)+" WHERE "+q+" IS NOT NULL")
+		rows, err := db.QueryContext(ctx, "SELECT id, CAST("+q+" AS CHAR) FROM "+mysqlx.QuoteTable(w.DB, table)+" WHERE "+q+" IS NOT NULL")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +188,7 @@ func (w *world) jsonTypes(t *testing.T, db *sql.DB, table string) map[string]str
 				t.Fatalf("row %d: %v", id, err)
 			}
 			pj, _ := json.Marshal(paths)
-			rs, err := db.QueryContext(ctx, "SELECT c.n, JSON_TYPE(JSON_EXTRACT(t."+q+", c.p)) FROM "+mysqlx.QuoteTable(w.db, table)+" AS t, JSON_TABLE(?, '$[*]' COLUMNS (n FOR ORDINALITY, p TEXT PATH '$')) AS c WHERE t.id = ?", string(pj), id)
+			rs, err := db.QueryContext(ctx, "SELECT c.n, JSON_TYPE(JSON_EXTRACT(t."+q+", c.p)) FROM "+mysqlx.QuoteTable(w.DB, table)+" AS t, JSON_TABLE(?, '$[*]' COLUMNS (n FOR ORDINALITY, p TEXT PATH '$')) AS c WHERE t.id = ?", string(pj), id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,16 +232,16 @@ func (w *world) reconcile(t *testing.T, table string) *reconcile.Report {
 // than a double keeps, not DECIMAL 1.5 against DOUBLE 1.5.
 func (w *world) showWhatTheCheckerSeesOfTypes(t *testing.T) {
 	t.Helper()
-	create := "CREATE TABLE " + mysqlx.QuoteTable(w.db, "typed") + " (id INT NOT NULL PRIMARY KEY, j JSON NULL)"
+	create := "CREATE TABLE " + mysqlx.QuoteTable(w.DB, "typed") + " (id INT NOT NULL PRIMARY KEY, j JSON NULL)"
 	w.exec(create, "INSERT INTO typed VALUES (1, JSON_OBJECT('price', 99.990)), (2, JSON_OBJECT('price', 1.5)), (3, CAST(CAST(5 AS UNSIGNED) AS JSON)), (4, JSON_ARRAY(DATE'2024-02-29')), (5, JSON_OBJECT('pi', 3.14159265358979323846)), (6, JSON_OBJECT('n', 5.0))")
-	shard := w.shards[0]
+	shard := w.Shards[0]
 	if _, err := shard.Exec(create); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := shard.Exec("INSERT INTO " + mysqlx.QuoteTable(w.db, "typed") + " SELECT id, CAST(CAST(j AS CHAR) AS JSON) FROM (SELECT 1 AS id, JSON_OBJECT('price', 99.990) AS j UNION ALL SELECT 2, JSON_OBJECT('price', 1.5) UNION ALL SELECT 3, CAST(CAST(5 AS UNSIGNED) AS JSON) UNION ALL SELECT 4, JSON_ARRAY(DATE'2024-02-29') UNION ALL SELECT 5, JSON_OBJECT('pi', 3.14159265358979323846) UNION ALL SELECT 6, JSON_OBJECT('n', 5.0)) AS s"); err != nil {
+	if _, err := shard.Exec("INSERT INTO " + mysqlx.QuoteTable(w.DB, "typed") + " SELECT id, CAST(CAST(j AS CHAR) AS JSON) FROM (SELECT 1 AS id, JSON_OBJECT('price', 99.990) AS j UNION ALL SELECT 2, JSON_OBJECT('price', 1.5) UNION ALL SELECT 3, CAST(CAST(5 AS UNSIGNED) AS JSON) UNION ALL SELECT 4, JSON_ARRAY(DATE'2024-02-29') UNION ALL SELECT 5, JSON_OBJECT('pi', 3.14159265358979323846) UNION ALL SELECT 6, JSON_OBJECT('n', 5.0)) AS s"); err != nil {
 		t.Fatal(err)
 	}
-	def, err := schema.Load(context.Background(), w.src, w.db, "typed")
+	def, err := schema.Load(context.Background(), w.Source, w.DB, "typed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +251,7 @@ func (w *world) showWhatTheCheckerSeesOfTypes(t *testing.T) {
 	}
 	hashes := func(db *sql.DB) map[int]string {
 		out := map[int]string{}
-		rows, err := db.Query("SELECT id, " + reconcile.RowHashSQL(cols) + ", CAST(j AS CHAR) FROM " + mysqlx.QuoteTable(w.db, "typed"))
+		rows, err := db.Query("SELECT id, " + reconcile.RowHashSQL(cols) + ", CAST(j AS CHAR) FROM " + mysqlx.QuoteTable(w.DB, "typed"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +266,7 @@ func (w *world) showWhatTheCheckerSeesOfTypes(t *testing.T) {
 		}
 		return out
 	}
-	src, sh := hashes(w.src), hashes(shard)
+	src, sh := hashes(w.Source), hashes(shard)
 	seen := func(id int) bool {
 		return src[id][:strings.IndexByte(src[id], ' ')] != sh[id][:strings.IndexByte(sh[id], ' ')]
 	}

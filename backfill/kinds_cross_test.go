@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
@@ -23,7 +24,7 @@ func TestEveryKeyKindIsCopiedAcrossProducts(t *testing.T) {
 		for i := range ks {
 			ks[i] = withoutColumn(ks[i], "j", "j JSON NULL")
 		}
-		w := newWorld(t, e, nil, "backfill:\n  chunk_size: 50\n  max_rows_per_second: 4000\n")
+		w := newWorld(t, e, nil, func(c *config.Config) { c.Backfill.ChunkSize, c.Backfill.MaxRowsPerSecond = 50, 4000 })
 		w.collate = " COLLATE=utf8mb4_general_ci"
 		var specs []tableSpec
 		var names []string
@@ -34,9 +35,9 @@ func TestEveryKeyKindIsCopiedAcrossProducts(t *testing.T) {
 		w.addTables(specs...)
 		r := rand.New(rand.NewPCG(7, 7))
 		for _, k := range ks {
-			seed(t, w.src, w.db, k, 1500, r)
+			seed(t, w.Source, w.DB, k, 1500, r)
 		}
-		wr := startWriter(t, w.src, w.db, ks, 4, 400)
+		wr := startWriter(t, w.Source, w.DB, ks, 4, 400)
 		p := w.start(Options{PollInterval: 200 * time.Millisecond})
 		w.waitDone(t, p, 2*time.Minute)
 		wr.halt(t)

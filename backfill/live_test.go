@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -47,11 +48,11 @@ func (l *cursorLoad) step(ctx context.Context, w *world, r *rand.Rand) error {
 		return lo + r.Int64N(hi-lo+1)
 	}
 	update := func(id int64) error {
-		_, err := w.src.ExecContext(ctx, "UPDATE "+items+" SET val = ?, amount = amount + 1, updated = UTC_TIMESTAMP(6) WHERE id = ?", randomWord(r, []string{"u", "v", "w"}, 12), id)
+		_, err := w.Source.ExecContext(ctx, "UPDATE "+items+" SET val = ?, amount = amount + 1, updated = UTC_TIMESTAMP(6) WHERE id = ?", randomWord(r, []string{"u", "v", "w"}, 12), id)
 		return err
 	}
 	del := func(id int64) error {
-		res, err := w.src.ExecContext(ctx, "DELETE FROM "+items+" WHERE id = ?", id)
+		res, err := w.Source.ExecContext(ctx, "DELETE FROM "+items+" WHERE id = ?", id)
 		if err != nil {
 			return err
 		}
@@ -63,7 +64,7 @@ func (l *cursorLoad) step(ctx context.Context, w *world, r *rand.Rand) error {
 		return nil
 	}
 	insert := func(id int64) error {
-		res, err := w.src.ExecContext(ctx, "INSERT IGNORE INTO "+items+" (id, grp, val, amount, updated, note) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), ?)",
+		res, err := w.Source.ExecContext(ctx, "INSERT IGNORE INTO "+items+" (id, grp, val, amount, updated, note) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), ?)",
 			id, r.IntN(100), randomWord(r, []string{"i", "j"}, 10), fmt.Sprintf("%d.%02d", r.IntN(1000), r.IntN(100)), nullable(r))
 		if err != nil {
 			return err
@@ -132,7 +133,7 @@ func seedItems(t testing.TB, w *world, n int) {
 			args = append(args, id, r.IntN(100), randomWord(r, []string{"a", "b", "c", "ü"}, 16), fmt.Sprintf("%d.%02d", r.IntN(100000), r.IntN(100)),
 				time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.Int64N(int64(365*24*time.Hour)))).Format("2006-01-02 15:04:05.000000"), nullable(r))
 		}
-		if _, err := w.src.Exec("INSERT INTO items (id, grp, val, amount, updated, note) VALUES "+b.String(), args...); err != nil {
+		if _, err := w.Source.Exec("INSERT INTO items (id, grp, val, amount, updated, note) VALUES "+b.String(), args...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -157,13 +158,13 @@ func cursorOf(s TableStatus) int64 {
 func TestCopyUnderWritesAroundTheCursor(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
 		const rows, chunk = 200_000, 1000
-		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-			fmt.Sprintf("backfill:\n  chunk_size: %d\n  max_rows_per_second: 40000\n", chunk))
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, hashOn("id")}},
+			func(c *config.Config) { c.Backfill.ChunkSize, c.Backfill.MaxRowsPerSecond = chunk, 40000 })
 		seedItems(t, w, rows)
 		table := w.table("items")
 
 		p := w.start(Options{PollInterval: 200 * time.Millisecond})
-		load := &cursorLoad{db: w.db, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{},
+		load := &cursorLoad{db: w.DB, chunk: chunk, maxID: rows, deleted: map[int64]bool{}, counts: map[string]int{},
 			cursor: func() int64 { return cursorOf(p.status(table)) }}
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
@@ -216,7 +217,7 @@ func TestCopyUnderWritesAroundTheCursor(t *testing.T) {
 			}
 			present := func(db *sql.DB) map[int64]bool {
 				out := map[int64]bool{}
-				rows, err := db.Query("SELECT id FROM " + mysqlx.QuoteTable(w.db, "items") + " WHERE id IN (" + strings.Join(ids, ",") + ")")
+				rows, err := db.Query("SELECT id FROM " + mysqlx.QuoteTable(w.DB, "items") + " WHERE id IN (" + strings.Join(ids, ",") + ")")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -230,12 +231,12 @@ func TestCopyUnderWritesAroundTheCursor(t *testing.T) {
 				}
 				return out
 			}
-			onSource := present(w.src)
+			onSource := present(w.Source)
 			gone := len(ids) - len(onSource)
 			if gone < 100 {
 				t.Fatalf("only %d rows deleted for good", gone)
 			}
-			for i, sh := range w.shards {
+			for i, sh := range w.Shards {
 				for id := range present(sh) {
 					if !onSource[id] {
 						t.Errorf("row %d, deleted on the source, is on shard%d", id, i)
@@ -246,7 +247,7 @@ func TestCopyUnderWritesAroundTheCursor(t *testing.T) {
 		})
 
 		t.Run("in every partition each key's versions strictly increase", func(t *testing.T) {
-			recs := readTopic(t, w.env.KafkaBrokers, kafkax.TableTopic(w.prefix, w.db, "items"))
+			recs := readTopic(t, w.Env.KafkaBrokers, kafkax.TableTopic(w.Prefix, w.DB, "items"))
 			last := map[string]event.Version{}
 			part := map[string]int{}
 			copies := 0

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
@@ -40,8 +41,8 @@ func runCleave(t *testing.T, timeout time.Duration, args ...string) (string, int
 // exit code 2.
 func TestBackfillCommandCopiesATableAgain(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, "strategy: hash, shard_key: id"}},
-			"backfill:\n  chunk_size: 500\n  max_rows_per_second: 20000\n")
+		w := newWorld(t, e, []tableSpec{{"items", itemsColumns, hashOn("id")}},
+			func(c *config.Config) { c.Backfill.ChunkSize, c.Backfill.MaxRowsPerSecond = 500, 20000 })
 		seedItems(t, w, 20_000)
 		table := w.table("items")
 		p := w.start(Options{PollInterval: 200 * time.Millisecond})
@@ -49,16 +50,16 @@ func TestBackfillCommandCopiesATableAgain(t *testing.T) {
 		w.waitEqual(t, p, time.Minute, "items")
 
 		t.Run("an unknown table is refused", func(t *testing.T) {
-			out, code := runCleave(t, time.Minute, "backfill", "--config", w.cfgPath, "--table", w.db+".nope")
-			if code != 2 || !strings.Contains(out, w.db+".nope") || !strings.Contains(out, "not among the configured tables") {
+			out, code := runCleave(t, time.Minute, "backfill", "--config", w.Path, "--table", w.DB+".nope")
+			if code != 2 || !strings.Contains(out, w.DB+".nope") || !strings.Contains(out, "not among the configured tables") {
 				t.Fatalf("exit %d:\n%s", code, out)
 			}
 		})
 
 		t.Run("rows a shard lost come back", func(t *testing.T) {
 			var lost int64
-			for _, sh := range w.shards {
-				res, err := sh.Exec("DELETE FROM " + mysqlx.QuoteTable(w.db, "items") + " WHERE id % 7 = 0")
+			for _, sh := range w.Shards {
+				res, err := sh.Exec("DELETE FROM " + mysqlx.QuoteTable(w.DB, "items") + " WHERE id % 7 = 0")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -72,7 +73,7 @@ func TestBackfillCommandCopiesATableAgain(t *testing.T) {
 				t.Fatal("the shards still equal the source after losing rows")
 			}
 			before := p.status(table).ChunksCopied
-			out, code := runCleave(t, 2*time.Minute, "backfill", "--config", w.cfgPath, "--table", table)
+			out, code := runCleave(t, 2*time.Minute, "backfill", "--config", w.Path, "--table", table)
 			if code != 0 || !strings.Contains(out, "requested a new copy of "+table) || !strings.Contains(out, "every followed table is copied") {
 				t.Fatalf("exit %d:\n%s", code, out)
 			}
@@ -84,7 +85,7 @@ func TestBackfillCommandCopiesATableAgain(t *testing.T) {
 		})
 
 		t.Run("a request during a copy restarts it from the start", func(t *testing.T) {
-			store := NewStore(w.env.KafkaBrokers, w.prefix, 1)
+			store := NewStore(w.Env.KafkaBrokers, w.Prefix, 1)
 			defer store.Close()
 			ctx := context.Background()
 			if _, err := store.Poll(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
 
@@ -15,8 +16,8 @@ import (
 // rows again. Every row must arrive, on every flavor.
 func TestTimeKeysBoundChunksExactly(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		spec := tableSpec{"clock", "t TIME(3) NOT NULL PRIMARY KEY, v INT NOT NULL", "strategy: broadcast"}
-		w := newWorld(t, e, []tableSpec{spec}, "backfill:\n  chunk_size: 1\n")
+		spec := tableSpec{"clock", "t TIME(3) NOT NULL PRIMARY KEY, v INT NOT NULL", broadcast}
+		w := newWorld(t, e, []tableSpec{spec}, func(c *config.Config) { c.Backfill.ChunkSize = 1 })
 		var keys []string
 		for h := -3; h <= 160; h += 7 {
 			for _, rest := range []string{"00:00.000", "00:00.500", "01:06.021", "09:03.008", "30:00.000", "59:59.999"} {
@@ -24,7 +25,7 @@ func TestTimeKeysBoundChunksExactly(t *testing.T) {
 			}
 		}
 		for i, k := range keys {
-			if _, err := w.src.Exec("INSERT INTO `"+w.db+"`.clock VALUES (?, ?)", k, i); err != nil {
+			if _, err := w.Source.Exec("INSERT INTO `"+w.DB+"`.clock VALUES (?, ?)", k, i); err != nil {
 				t.Fatalf("insert %s: %v", k, err)
 			}
 		}

@@ -77,13 +77,13 @@ func kinds() []kind {
 	}
 	return []kind{
 		{
-			spec:    tableSpec{"ints", "id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(64) NULL, n INT NOT NULL", "strategy: hash, shard_key: id"},
+			spec:    tableSpec{"ints", "id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(64) NULL, n INT NOT NULL", hashOn("id")},
 			key:     func(r *rand.Rand) []any { return []any{r.Int64N(2_000_000) - 1_000_000} },
 			row:     func(r *rand.Rand) []any { return []any{note(r), r.IntN(1000)} },
 			keyCols: []string{"id"}, rowCols: []string{"v", "n"},
 		},
 		{
-			spec: tableSpec{"comp", "region CHAR(2) NOT NULL, id INT NOT NULL, amount DECIMAL(30,10) NOT NULL, PRIMARY KEY (region, id)", "strategy: hash, shard_key: region"},
+			spec: tableSpec{"comp", "region CHAR(2) NOT NULL, id INT NOT NULL, amount DECIMAL(30,10) NOT NULL, PRIMARY KEY (region, id)", hashOn("region")},
 			key: func(r *rand.Rand) []any {
 				return []any{[]string{"eu", "us", "ap", "af", "sa"}[r.IntN(5)], r.IntN(4000) - 2000}
 			},
@@ -91,13 +91,13 @@ func kinds() []kind {
 			keyCols: []string{"region", "id"}, rowCols: []string{"amount"},
 		},
 		{
-			spec:    tableSpec{"strs", "code VARCHAR(40) COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, payload TEXT NULL", "strategy: hash, shard_key: code"},
+			spec:    tableSpec{"strs", "code VARCHAR(40) COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, payload TEXT NULL", hashOn("code")},
 			key:     func(r *rand.Rand) []any { return []any{randomWord(r, letters, 1+r.IntN(8))} },
 			row:     func(r *rand.Rand) []any { return []any{note(r)} },
 			keyCols: []string{"code"}, rowCols: []string{"payload"},
 		},
 		{
-			spec: tableSpec{"bins", "k VARBINARY(16) NOT NULL PRIMARY KEY, fixed BINARY(4) NOT NULL, data BLOB NULL", "strategy: hash, shard_key: k"},
+			spec: tableSpec{"bins", "k VARBINARY(16) NOT NULL PRIMARY KEY, fixed BINARY(4) NOT NULL, data BLOB NULL", hashOn("k")},
 			key: func(r *rand.Rand) []any {
 				b := make([]byte, 1+r.IntN(6))
 				for i := range b {
@@ -111,13 +111,13 @@ func kinds() []kind {
 			keyCols: []string{"k"}, rowCols: []string{"fixed", "data"},
 		},
 		{
-			spec:    tableSpec{"lat", "name VARCHAR(32) CHARACTER SET latin1 NOT NULL PRIMARY KEY, v INT NOT NULL", "strategy: hash, shard_key: name"},
+			spec:    tableSpec{"lat", "name VARCHAR(32) CHARACTER SET latin1 NOT NULL PRIMARY KEY, v INT NOT NULL", hashOn("name")},
 			key:     func(r *rand.Rand) []any { return []any{randomWord(r, latin, 1+r.IntN(6))} },
 			row:     func(r *rand.Rand) []any { return []any{r.IntN(1 << 20)} },
 			keyCols: []string{"name"}, rowCols: []string{"v"},
 		},
 		{
-			spec: tableSpec{"misc", "d DATE NOT NULL, e ENUM('lo','mid','hi') NOT NULL, f FLOAT NULL, dbl DOUBLE NULL, t TIME(3) NULL, b BIT(8) NULL, s SET('x','y','z') NULL, j JSON NULL, ts TIMESTAMP(6) NULL, dec2 DECIMAL(30,10) NULL, y YEAR NULL, PRIMARY KEY (d, e)", "strategy: broadcast"},
+			spec: tableSpec{"misc", "d DATE NOT NULL, e ENUM('lo','mid','hi') NOT NULL, f FLOAT NULL, dbl DOUBLE NULL, t TIME(3) NULL, b BIT(8) NULL, s SET('x','y','z') NULL, j JSON NULL, ts TIMESTAMP(6) NULL, dec2 DECIMAL(30,10) NULL, y YEAR NULL, PRIMARY KEY (d, e)", broadcast},
 			key: func(r *rand.Rand) []any {
 				return []any{time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, r.IntN(1500)).Format("2006-01-02"), []string{"lo", "mid", "hi"}[r.IntN(3)]}
 			},
@@ -130,7 +130,7 @@ func kinds() []kind {
 			keyCols: []string{"d", "e"}, rowCols: []string{"f", "dbl", "t", "b", "s", "j", "ts", "dec2", "y"},
 		},
 		{
-			spec:    tableSpec{"empty", "id INT NOT NULL PRIMARY KEY, v INT NULL", "strategy: pin, shard: shard1"},
+			spec:    tableSpec{"empty", "id INT NOT NULL PRIMARY KEY, v INT NULL", pinTo("shard1")},
 			keyCols: []string{"id"}, rowCols: []string{"v"},
 		},
 	}

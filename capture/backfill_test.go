@@ -122,7 +122,7 @@ func testWovenChunkLeavesOutRowsChangedAfterItsSnapshot(t *testing.T, e testenv.
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(20) NULL)")
 	f.exec("INSERT INTO t VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d'),(5,'e'),(6,NULL),(7,'g'),(8,'h'),(9,'i'),(10,'j')")
-	cfg := f.configure([]string{"t"}, "")
+	cfg := f.configure([]string{"t"}, nil)
 	r := f.start(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

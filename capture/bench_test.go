@@ -106,7 +106,7 @@ func BenchmarkCatchUp(b *testing.B) {
 
 		// A fresh topic prefix whose checkpoint stands before the backlog.
 		f.prefix = fmt.Sprintf("%s-%d", base, i)
-		cfg := f.configure([]string{"orders"}, "")
+		cfg := f.configure([]string{"orders"}, nil)
 		store := NewCheckpointStore(cfg.Kafka.Brokers, f.prefix, 1)
 		if err := store.Ensure(context.Background()); err != nil {
 			b.Fatal(err)

@@ -191,7 +191,7 @@ func testRowChangesReachKafkaInSourceOrderPerKey(t *testing.T, e testenv.Env) {
 		"CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(40))",
 		"CREATE TABLE ignored (id INT PRIMARY KEY)",
 	)
-	cfg := f.configure([]string{"items", "pairs", "big"}, "")
+	cfg := f.configure([]string{"items", "pairs", "big"}, nil)
 	r := f.start(cfg)
 
 	f.exec(
@@ -310,7 +310,7 @@ func testHeartbeatsReachEveryPartitionAndLagIsZeroWhenIdle(t *testing.T, e teste
 	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
 	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-	cfg := f.configure([]string{"t"}, "")
+	cfg := f.configure([]string{"t"}, nil)
 	r := f.start(cfg)
 	f.exec("INSERT INTO t VALUES (1),(2),(3),(4),(5),(6),(7),(8)")
 	r.waitAcknowledged(t, f.sourcePosition())
@@ -381,7 +381,7 @@ func testIdleSourceAfterRotationIsReachedExactly(t *testing.T, e testenv.Env) {
 	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
 	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-	cfg := f.configure([]string{"t"}, "")
+	cfg := f.configure([]string{"t"}, nil)
 	r := f.start(cfg)
 	f.exec("INSERT INTO t VALUES (1)")
 	r.waitAcknowledged(t, f.sourcePosition())
@@ -414,7 +414,7 @@ func testTwoCapturesWithOneServerID(t *testing.T, e testenv.Env) {
 	t.Parallel()
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-	cfg := f.configure([]string{"t"}, "")
+	cfg := f.configure([]string{"t"}, nil)
 	first := f.start(cfg)
 	second := f.start(cfg)
 	if e.SourceFlavor == testenv.MySQLFlavor {
@@ -452,7 +452,7 @@ func testPurgedCheckpointIsAClearErrorSayingHowToRecover(t *testing.T, e testenv
 	t.Parallel()
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-	cfg := f.configure([]string{"t"}, "")
+	cfg := f.configure([]string{"t"}, nil)
 	store := NewCheckpointStore(f.env.KafkaBrokers, f.prefix, 1)
 	defer store.Close()
 	ctx := context.Background()
@@ -491,7 +491,7 @@ func testWrongBinlogSettingsAreRefusedNamingTheVariable(t *testing.T, e testenv.
 		t.Helper()
 		f := newFixtureOn(t, e, m.DSN())
 		f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-		c, err := New(f.configure([]string{"t"}, ""), Options{})
+		c, err := New(f.configure([]string{"t"}, nil), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -540,7 +540,7 @@ func testResumeFromCheckpointAndRefuseAResetSource(t *testing.T, e testenv.Env) 
 	m := testenv.StartServer(t, e.SourceFlavor, testenv.ServerOptions{})
 	f := newFixtureOn(t, e, m.DSN())
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(200))")
-	cfg := f.configure([]string{"t"}, "")
+	cfg := f.configure([]string{"t"}, nil)
 	topic := kafkax.TableTopic(f.prefix, f.db, "t")
 
 	r := f.start(cfg)
@@ -677,7 +677,7 @@ func testXATransactionsOnConfiguredTablesStopCapture(t *testing.T, e testenv.Env
 	t.Parallel()
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)")
-	r := f.start(f.configure([]string{"t"}, ""))
+	r := f.start(f.configure([]string{"t"}, nil))
 	xa := func(table, xid, end string) {
 		f.execOneSession("XA START '"+xid+"'", "INSERT INTO "+table+" VALUES (2)", "XA END '"+xid+"'", "XA PREPARE '"+xid+"'", end+" '"+xid+"'")
 	}
@@ -727,7 +727,7 @@ func testSessionsThatLogLessStopCaptureNamingTheSetting(t *testing.T, e testenv.
 			t.Parallel()
 			f := newFixture(t, e)
 			f.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT, b BLOB)", "INSERT INTO t VALUES (1, 1, 'x')")
-			r := f.start(f.configure([]string{"t"}, ""))
+			r := f.start(f.configure([]string{"t"}, nil))
 			f.execOneSession(tc.set, "UPDATE t SET v = 2 WHERE id = 1")
 			var err error
 			select {
@@ -772,7 +772,7 @@ func TestMissingReplicationGrantStopsCaptureNamingIt(t *testing.T) {
 		cfg.User, cfg.Passwd = user, "pw"
 		f := newFixtureOn(t, e, cfg.FormatDSN())
 		f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-		c, err := New(f.configure([]string{"t"}, ""), Options{Log: zaptest.NewLogger(t)})
+		c, err := New(f.configure([]string{"t"}, nil), Options{Log: zaptest.NewLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -59,7 +59,7 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 	}
 	f.exec("CREATE TABLE plain "+compressedTable, "CREATE TABLE packed "+compressedTable, "CREATE TABLE counters (id INT PRIMARY KEY, v INT, j JSON)")
 	tables := []string{"plain", "packed", "counters"}
-	cfg := f.configure(tables, "")
+	cfg := f.configure(tables, nil)
 	r := f.start(cfg)
 
 	ctx := context.Background()
@@ -225,7 +225,7 @@ func testCompressedTransactionsGiveTheEventsOfPlainOnes(t *testing.T, e testenv.
 			if err := store.Store(ctx, Checkpoint{Position: at, SourceServerID: id, Flavor: string(e.SourceFlavor)}); err != nil {
 				t.Fatal(err)
 			}
-			again := f.start(f.configureWith(prefix, tables, ""))
+			again := f.start(f.configureWith(prefix, tables, nil))
 			again.waitAcknowledged(t, end)
 			for _, tb := range []string{"packed", "counters"} {
 				want := map[change]int{}

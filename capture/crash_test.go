@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -233,7 +234,7 @@ func testKillNineTenTimesUnderLoadLosesNoChange(t *testing.T, e testenv.Env) {
 	)
 	// Checkpoints as often as possible: a checkpoint ahead of Kafka's acknowledgements
 	// would be caught by a kill right after it.
-	f.configure([]string{"a", "b"}, "capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 5ms\n")
+	f.configure([]string{"a", "b"}, func(c *config.Config) { c.Capture.CheckpointInterval = 5 * time.Millisecond })
 	bin := testenv.CleaveBinary(t)
 	logPath := filepath.Join(t.TempDir(), "capture.log")
 	t.Cleanup(func() {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -83,7 +84,7 @@ func testSchemaChangesPropagateAndRowsDecodeWithTheirOwnColumns(t *testing.T, e 
 	t.Parallel()
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10), b INT)", "CREATE TABLE other (id INT PRIMARY KEY)")
-	cfg := f.configure([]string{"t"}, "ddl:\n  policy: propagate\n")
+	cfg := f.configure([]string{"t"}, func(c *config.Config) { c.DDL.Policy = config.DDLPropagate })
 	r := f.start(cfg)
 	f.exec(
 		"INSERT INTO t VALUES (1, 'x', 1)",
@@ -200,7 +201,7 @@ func testSchemaChangeUnderPolicyStopHaltsNamingItAndDoesNotCheckpointPastIt(t *t
 	t.Parallel()
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE t (id INT PRIMARY KEY)")
-	cfg := f.configure([]string{"t"}, "ddl:\n  policy: stop\n")
+	cfg := f.configure([]string{"t"}, func(c *config.Config) { c.DDL.Policy = config.DDLStop })
 	r := f.start(cfg)
 	f.exec("INSERT INTO t VALUES (1)")
 	beforeDDL := f.sourcePosition()
@@ -272,7 +273,7 @@ func testCreateTableSelectPropagatesTheTableThenItsRows(t *testing.T, e testenv.
 	f := newFixture(t, e)
 	f.exec("CREATE TABLE src (id INT PRIMARY KEY, v INT)", "INSERT INTO src VALUES (1, 10), (2, 20), (3, 30)",
 		"CREATE TABLE copy (id INT PRIMARY KEY, v INT)")
-	cfg := f.configure([]string{"copy"}, "ddl:\n  policy: propagate\n")
+	cfg := f.configure([]string{"copy"}, func(c *config.Config) { c.DDL.Policy = config.DDLPropagate })
 	r := f.start(cfg)
 	f.exec("DROP TABLE copy", "CREATE TABLE copy (PRIMARY KEY (id)) SELECT id, v FROM src")
 	r.waitAcknowledged(t, f.sourcePosition())

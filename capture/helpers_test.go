@@ -4,10 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,14 +16,17 @@ import (
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
 // fixture is one test's isolated world: a database on the source of one flavor, a topic
-// prefix on the shared Kafka, and a replica server_id of its own.
+// prefix on the shared Kafka (a testenv/deploy deployment with the one shard s0), and a
+// replica server_id of its own for each configuration.
 type fixture struct {
 	t       testing.TB
-	env     testenv.Env
+	dep     *deploy.Deployment
+	env     testenv.Env   // the source and Kafka the configurations name
 	fl      mysqlx.Flavor // the source's
 	db      string
 	prefix  string
@@ -50,14 +49,10 @@ func newFixtureOn(t testing.TB, env testenv.Env, sourceDSN string) *fixture {
 	if sourceDSN != "" {
 		env.SourceDSN = sourceDSN
 	}
-	f := &fixture{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t)}
-	src, err := mysqlx.Open(context.Background(), "source", testenv.DSNWithDB(t, env.SourceDSN, f.db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
-	f.src = src
-	if f.fl, err = mysqlx.DetectFlavor(context.Background(), src); err != nil {
+	dep := deploy.New(t, env, deploy.Options{ShardDSNs: []string{env.Shard0DSN}, ShardNames: []string{"s0"}})
+	f := &fixture{t: t, dep: dep, env: env, db: dep.DB, prefix: dep.Prefix, src: dep.Source}
+	var err error
+	if f.fl, err = mysqlx.DetectFlavor(context.Background(), f.src); err != nil {
 		t.Fatal(err)
 	}
 	if f.fl.Name() != string(env.SourceFlavor) {
@@ -85,42 +80,36 @@ func seq(n int) string {
 }
 
 // serverID returns a replica server_id no other test (of any package) uses.
-func serverID() uint32 { return 1<<24 + rand.Uint32N(1<<30) }
+func serverID() uint32 { return deploy.ServerID() }
 
 // configure writes and loads a configuration for the fixture with the given tables (names
-// within the test's database) and extra YAML.
-func (f *fixture) configure(tables []string, extra string) *config.Config {
+// within the test's database), changed by tune (nil: as it is).
+func (f *fixture) configure(tables []string, tune func(*config.Config)) *config.Config {
 	f.t.Helper()
-	cfg := f.configureWith(f.prefix, tables, extra)
+	cfg := f.configureWith(f.prefix, tables, tune)
 	f.cfg = cfg
 	return cfg
 }
 
 // configureWith is configure for another topic prefix (one that begins with the
 // fixture's, so that the test's cleanup removes its topics); it leaves f.cfg as it was.
-func (f *fixture) configureWith(prefix string, tables []string, extra string) *config.Config {
+func (f *fixture) configureWith(prefix string, tables []string, tune func(*config.Config)) *config.Config {
 	f.t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", f.env.SourceDSN, f.env.SourceFlavor, serverID())
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 4\n", f.env.KafkaBrokers[0], prefix)
-	fmt.Fprintf(&b, "shards:\n  - name: s0\n    dsn: %q\n", f.env.Shard0DSN)
-	b.WriteString("tables:\n")
+	c := f.dep.Config
+	c.Source.DSN, c.Source.ServerID = f.env.SourceDSN, deploy.ServerID()
+	c.Kafka.Brokers = f.env.KafkaBrokers
+	c.Kafka.TopicPrefix, c.Kafka.Partitions = prefix, 4
+	c.Tables = nil
 	for _, tb := range tables {
-		fmt.Fprintf(&b, "  - name: %s.%s\n    strategy: broadcast\n", f.db, tb)
+		c.Tables = append(c.Tables, config.Table{Name: f.db + "." + tb, Strategy: config.StrategyBroadcast})
 	}
-	b.WriteString("http:\n  listen: \"\"\nlog:\n  level: info\n  format: json\n")
-	if !strings.Contains(extra, "capture:") {
-		b.WriteString("capture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n")
+	c.HTTP.Listen = ""
+	c.Log.Level, c.Log.Format = "info", "json"
+	c.Capture.HeartbeatInterval, c.Capture.CheckpointInterval = 500*time.Millisecond, 200*time.Millisecond
+	if tune != nil {
+		tune(&c)
 	}
-	b.WriteString(extra)
-	path := filepath.Join(f.t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		f.t.Fatalf("config: %v\n%s", err, b.String())
-	}
+	path, cfg := deploy.Write(f.t, c)
 	if prefix == f.prefix {
 		f.cfgPath = path
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -21,27 +19,8 @@ import (
 // table name.
 func newJSONFixture(t *testing.T, env testenv.Env, table string) (*fixture, *config.Config) {
 	t.Helper()
-	f := &fixture{t: t, env: env, db: testenv.NewDatabase(t, env.SourceDSN), prefix: testenv.TopicPrefix(t)}
-	src, err := mysqlx.Open(context.Background(), "source", testenv.DSNWithDB(t, env.SourceDSN, f.db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
-	f.src = src
-	yaml := fmt.Sprintf("source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", env.SourceDSN, env.SourceFlavor, serverID()) +
-		fmt.Sprintf("kafka:\n  brokers: [%q]\n  topic_prefix: %q\n  partitions: 2\n", env.KafkaBrokers[0], f.prefix) +
-		fmt.Sprintf("shards:\n  - name: s0\n    dsn: %q\n", env.Shard0DSN) +
-		fmt.Sprintf("tables:\n  - name: %s.%s\n    strategy: broadcast\n", f.db, table) +
-		"http:\n  listen: \"\"\nlog:\n  level: info\n  format: json\ncapture:\n  heartbeat_interval: 500ms\n  checkpoint_interval: 200ms\n"
-	f.cfgPath = filepath.Join(t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f.cfgPath)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
-	f.cfg = cfg
+	f := newFixture(t, env)
+	cfg := f.configure([]string{table}, func(c *config.Config) { c.Kafka.Partitions = 2 })
 	return f, cfg
 }
 

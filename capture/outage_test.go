@@ -69,7 +69,7 @@ func TestKafkaOutagesNeverLeaveAGap(t *testing.T) {
 		s := &side{e: e, f: newFixture(t, e)}
 		s.f.env.KafkaBrokers = k.Brokers()
 		s.f.exec("CREATE TABLE a (id INT PRIMARY KEY, v INT, s VARCHAR(200))", "CREATE TABLE b (k VARCHAR(20), n INT, v INT, PRIMARY KEY (k, n))")
-		s.cfg = s.f.configure([]string{"a", "b"}, "")
+		s.cfg = s.f.configure([]string{"a", "b"}, nil)
 		startCapture(s, 3*time.Second)
 		all = append(all, s)
 	}

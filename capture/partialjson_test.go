@@ -33,7 +33,7 @@ func testPartialJSONUpdatesGiveTheEventsOfFullImageOnes(t *testing.T, e testenv.
 	f := newFixture(t, e)
 	const def = "(id INT PRIMARY KEY, a INT, doc JSON, doc2 JSON, note VARCHAR(20)) DEFAULT CHARSET=utf8mb4"
 	f.exec("CREATE TABLE full_j "+def, "CREATE TABLE part_j "+def)
-	cfg := f.configure([]string{"full_j", "part_j"}, "")
+	cfg := f.configure([]string{"full_j", "part_j"}, nil)
 	r := f.start(cfg)
 
 	seed := []string{

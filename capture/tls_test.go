@@ -75,7 +75,7 @@ func testSourceRequiringTLSIsReadOverTLS(t *testing.T, e testenv.Env) {
 	}
 	// capture is a capture through dsn under a topic prefix of its own.
 	capture := func(t *testing.T, dsn, prefix string) *Capture {
-		c, err := New(with(t, dsn).configureWith(f.prefix+"-"+prefix, []string{"t"}, ""), Options{})
+		c, err := New(with(t, dsn).configureWith(f.prefix+"-"+prefix, []string{"t"}, nil), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +106,7 @@ func testSourceRequiringTLSIsReadOverTLS(t *testing.T, e testenv.Env) {
 		t.Run("with "+tc.name+" the replica connection uses TLS too", func(t *testing.T) {
 			g := with(t, testenv.WithTLS(t, m.DSN(), tc.mode))
 			prefix := f.prefix + "-" + tc.mode
-			r := g.start(g.configureWith(prefix, []string{"t"}, ""))
+			r := g.start(g.configureWith(prefix, []string{"t"}, nil))
 			id := 10 * (i + 1)
 			f.exec("INSERT INTO t VALUES ("+itoa(id)+", 'a')", "UPDATE t SET v = 'b' WHERE id = "+itoa(id))
 			r.waitAcknowledged(t, f.sourcePosition())

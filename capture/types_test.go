@@ -87,7 +87,7 @@ func testEveryColumnTypeReadBackWithKcatEqualsTheSource(t *testing.T, e testenv.
 	// A string primary key in the collation MySQL defaults to, which ignores case and
 	// accents: a key that changes only in case is another key in the stream.
 	f.exec("CREATE TABLE skeys (k VARCHAR(40) COLLATE " + modernCollation(e.SourceFlavor) + " PRIMARY KEY, v INT)")
-	cfg := f.configure([]string{"types", "skeys"}, "")
+	cfg := f.configure([]string{"types", "skeys"}, nil)
 	r := f.start(cfg)
 
 	cols := "id, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, dec65, dec52, f, d, dt, tm, tm3, tm6, dtm, dtm6, ts, ts6, y, vc, ch, tx, lt, bin, vb, bl, lb, b1, b64, e, s, j, xf, xd, d650, tmn, inv, uca"

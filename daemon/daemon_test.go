@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/reconcile"
@@ -38,7 +39,7 @@ func TestRunStreamsChecksAndDrains(t *testing.T) {
 }
 
 func testRunStreamsChecksAndDrains(t *testing.T, env testenv.Env) {
-	dep := newDeployment(t, env, nil, "reconcile:\n  interval: 2s\n")
+	dep := newDeployment(t, env, nil, func(c *config.Config) { c.Reconcile.Interval = 2 * time.Second })
 	r := dep.start(t)
 
 	testenv.Eventually(t, time.Minute, "/readyz 200 and capture streaming", func() bool {
@@ -48,11 +49,11 @@ func testRunStreamsChecksAndDrains(t *testing.T, env testenv.Env) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := loadgen.Seed(ctx, dep.source, dep.db, 200, 1); err != nil {
+	if _, err := loadgen.Seed(ctx, dep.Source, dep.DB, 200, 1); err != nil {
 		t.Fatal(err)
 	}
 	loadCtx, stopLoad := context.WithTimeout(ctx, 3*time.Second)
-	stats, err := (&loadgen.Load{DB: dep.source, Database: dep.db, Rate: 400, Workers: 2, Seed: 7}).Run(loadCtx)
+	stats, err := (&loadgen.Load{DB: dep.Source, Database: dep.DB, Rate: 400, Workers: 2, Seed: 7}).Run(loadCtx)
 	stopLoad()
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func testReadyzNamesAStoppedShardAndRecovers(t *testing.T, env testenv.Env) {
 	const password = "pw-Zq81-not-for-status"
 	m := testenv.StartServer(t, env.ShardFlavor, testenv.ServerOptions{})
 	m.RootExec("SET SESSION sql_log_bin = 0; CREATE USER 'ops'@'%' IDENTIFIED BY '" + password + "'; GRANT ALL PRIVILEGES ON *.* TO 'ops'@'%'")
-	dep := newDeployment(t, env, []string{env.Shard0DSN, m.DSNFor("ops", password)}, "reconcile:\n  interval: 0s\n")
+	dep := newDeployment(t, env, []string{env.Shard0DSN, m.DSNFor("ops", password)}, func(c *config.Config) { c.Reconcile.Interval = 0 })
 	r := dep.start(t)
 
 	// Both sinks past their start-up (they applied capture's heartbeats): the outage hits
@@ -166,7 +167,7 @@ func testReadyzNamesAStoppedShardAndRecovers(t *testing.T, env testenv.Env) {
 // TestFirstFailureStopsEveryPart makes one part fail (the HTTP listener's port is taken)
 // while capture and the sinks run: Run stops them all and returns that part's error.
 func TestFirstFailureStopsEveryPart(t *testing.T) {
-	dep := newDeployment(t, testenv.Services(t), nil, "reconcile:\n  interval: 1m\n")
+	dep := newDeployment(t, testenv.Services(t), nil, func(c *config.Config) { c.Reconcile.Interval = time.Minute })
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,46 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/reconcile"
 )
-
-const secretsYAML = `
-source:
-  dsn: "capture:src-Secret-1@tcp(10.1.2.3:3306)/"
-  server_id: 4001
-kafka:
-  brokers: ["10.1.2.4:9092"]
-shards:
-  - name: s0
-    dsn: "app:shard-Secret-2@tcp(10.1.2.5:3306)/"
-  - name: s1
-    dsn: "app:shard-Secret-3@tcp(10.1.2.6:3306)/"
-tables:
-  - name: shop.users
-    shard_key: id
-    strategy: hash
-reconcile:
-  interval: 90s
-`
 
 // TestStatusNamesAddressesNeverPasswords builds a daemon (New connects to nothing) and
 // checks that its /status document holds each server's address and no password.
 func TestStatusNamesAddressesNeverPasswords(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(path, []byte(secretsYAML), 0o600); err != nil {
-		t.Fatal(err)
+	c := deploy.Defaults(t)
+	c.Source.DSN, c.Source.ServerID = "capture:src-Secret-1@tcp(10.1.2.3:3306)/", 4001
+	c.Kafka.Brokers = []string{"10.1.2.4:9092"}
+	c.Shards = []config.Shard{
+		{Name: "s0", DSN: "app:shard-Secret-2@tcp(10.1.2.5:3306)/"},
+		{Name: "s1", DSN: "app:shard-Secret-3@tcp(10.1.2.6:3306)/"},
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c.Tables = []config.Table{{Name: "shop.users", ShardKey: "id", Strategy: config.StrategyHash}}
+	c.Reconcile.Interval = 90 * time.Second
+	_, cfg := deploy.Write(t, c)
 	d, err := New(cfg, Options{Version: "v-test"})
 	if err != nil {
 		t.Fatal(err)

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/preflight"
 )
 
@@ -30,44 +29,19 @@ type setup struct {
 
 func (s setup) load(t *testing.T) *config.Config {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\n", s.sourceDSN, s.flavor, s.serverID)
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  topic_prefix: %q\n  partitions: 2\n", quoteList(s.brokers), s.prefix)
+	c := deploy.Defaults(t)
+	c.Source = config.Source{DSN: s.sourceDSN, Flavor: s.flavor, ServerID: s.serverID}
+	c.Kafka.Brokers, c.Kafka.TopicPrefix, c.Kafka.Partitions = s.brokers, s.prefix, 2
 	if s.replicationFactor > 0 {
-		fmt.Fprintf(&b, "  replication_factor: %d\n", s.replicationFactor)
+		c.Kafka.ReplicationFactor = s.replicationFactor
 	}
-	b.WriteString("shards:\n")
 	for i, dsn := range s.shardDSNs {
-		fmt.Fprintf(&b, "  - name: shard%d\n    dsn: %q\n", i, dsn)
+		c.Shards = append(c.Shards, config.Shard{Name: fmt.Sprintf("shard%d", i), DSN: dsn})
 	}
-	b.WriteString("tables:\n")
-	for _, tb := range s.tables {
-		fmt.Fprintf(&b, "  - name: %s\n    strategy: %s\n", tb.Name, tb.Strategy)
-		if tb.ShardKey != "" {
-			fmt.Fprintf(&b, "    shard_key: %s\n", tb.ShardKey)
-		}
-		if tb.VersionColumn != "" {
-			fmt.Fprintf(&b, "    version_column: %s\n", tb.VersionColumn)
-		}
-	}
-	b.WriteString("http:\n  listen: \"\"\n")
-	path := filepath.Join(t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("load config:\n%s\n%v", b.String(), err)
-	}
+	c.Tables = s.tables
+	c.HTTP.Listen = ""
+	_, cfg := deploy.Write(t, c)
 	return cfg
-}
-
-func quoteList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = fmt.Sprintf("%q", s)
-	}
-	return strings.Join(q, ", ")
 }
 
 // closedPort returns a loopback address where nothing listens.
@@ -107,15 +81,6 @@ CREATE TABLE %[1]s.audit (at DATETIME(6) NOT NULL, what TEXT);
 CREATE TABLE %[1]s.readings (id BIGINT NOT NULL PRIMARY KEY, celsius DOUBLE NOT NULL);
 `
 
-func demoTables(db string) []config.Table {
-	return []config.Table{
-		{Name: db + ".users", Strategy: "hash", ShardKey: "id"},
-		{Name: db + ".orders", Strategy: "hash", ShardKey: "user_id"},
-		{Name: db + ".order_items", Strategy: "hash", ShardKey: "user_id"},
-		{Name: db + ".countries", Strategy: "broadcast"},
-	}
-}
-
 func statuses(r preflight.Report, s preflight.Status) []string {
 	var ids []string
 	for _, f := range r.Findings {
@@ -153,7 +118,7 @@ func runPassesOnTheLocalServices(t *testing.T, env testenv.Env) {
 	cfg := setup{
 		sourceDSN: env.SourceDSN, flavor: string(env.SourceFlavor), serverID: 4242,
 		shardDSNs: env.ShardDSNs(), brokers: env.KafkaBrokers, prefix: testenv.TopicPrefix(t),
-		tables: demoTables(db),
+		tables: deploy.ShopTables(db),
 	}.load(t)
 
 	r := preflight.Run(context.Background(), cfg)
@@ -213,7 +178,7 @@ func runNamesWhatIsWrong(t *testing.T, flavor testenv.Flavor) {
 		return setup{
 			sourceDSN: m.DSN(), flavor: string(flavor), serverID: 4242,
 			shardDSNs: env.ShardDSNs(), brokers: env.KafkaBrokers, prefix: prefix,
-			tables: demoTables("shop"),
+			tables: deploy.ShopTables("shop"),
 		}
 	}
 	other := "mysql"

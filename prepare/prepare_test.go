@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/prepare"
 	"github.com/cleave-dev/cleave/shardmeta"
@@ -52,87 +51,58 @@ CREATE TABLE audit (at DATETIME(6) NOT NULL, what TEXT)
 `
 
 // fixture is one isolated source database with the shop schema, its configuration, and
-// the shared shards it is prepared on.
+// the shared shards it is prepared on (a testenv/deploy deployment whose shard databases
+// only prepare creates).
 type fixture struct {
-	env    testenv.Env
-	db     string
-	cfg    *config.Config
+	dep *deploy.Deployment
+	env testenv.Env
+	db  string
+	cfg *config.Config // as loaded from the written file
+	// src and shards are plain driver sessions (no session settings of cleave's), on the
+	// test's database at the source and on the shard servers.
 	src    *sql.DB
 	shards []*sql.DB
 }
 
-// shopTables configures the tables of shopSchema (DB stands for the database).
-const shopTables = `  - name: DB.users
-    strategy: hash
-    shard_key: id
-  - name: DB.orders
-    strategy: hash
-    shard_key: user_id
-  - name: DB.order_items
-    strategy: hash
-    shard_key: user_id
-    version_column: version
-  - name: DB.countries
-    strategy: broadcast
-`
+// shopTables configures the tables of shopSchema (names within the test's database).
+var shopTables = []config.Table{
+	{Name: "users", Strategy: config.StrategyHash, ShardKey: "id"},
+	{Name: "orders", Strategy: config.StrategyHash, ShardKey: "user_id"},
+	{Name: "order_items", Strategy: config.StrategyHash, ShardKey: "user_id", VersionColumn: "version"},
+	{Name: "countries", Strategy: config.StrategyBroadcast},
+}
 
 // newFixture is the shop schema on env's source, with extraTables configured after its
 // four tables.
-func newFixture(t *testing.T, env testenv.Env, extraTables string) *fixture {
+func newFixture(t *testing.T, env testenv.Env, extraTables ...config.Table) *fixture {
 	t.Helper()
-	return newFixtureWith(t, env, shopSchema, shopTables+extraTables)
+	return newFixtureWith(t, env, shopSchema, append(slices.Clone(shopTables), extraTables...)...)
 }
 
 // newFixtureWith runs the statements of schemaSQL (separated by ";") in a database of its
-// own on env's source and configures tables (YAML list entries, DB for the database).
-func newFixtureWith(t *testing.T, env testenv.Env, schemaSQL, tables string) *fixture {
+// own on env's source and configures tables (names within that database).
+func newFixtureWith(t *testing.T, env testenv.Env, schemaSQL string, tables ...config.Table) *fixture {
 	t.Helper()
-	db := testenv.NewDatabase(t, env.SourceDSN)
-	src := testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, db))
+	dep := deploy.New(t, env, deploy.Options{})
+	f := &fixture{dep: dep, env: env, db: dep.DB}
+	f.src = testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, f.db))
 	for _, stmt := range strings.Split(schemaSQL, ";") {
 		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
-		if _, err := src.Exec(stmt); err != nil {
+		if _, err := f.src.Exec(stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	f := &fixture{env: env, db: db, src: src}
 	for _, dsn := range env.ShardDSNs() {
-		shard := testenv.OpenDB(t, dsn)
-		f.shards = append(f.shards, shard)
-		// prepare creates the database on the shared shards: drop it there too.
-		t.Cleanup(func() {
-			if _, err := shard.Exec("DROP DATABASE IF EXISTS `" + db + "`"); err != nil {
-				t.Logf("drop %s on a shard: %v", db, err)
-			}
-		})
+		f.shards = append(f.shards, testenv.OpenDB(t, dsn))
 	}
-
-	yaml := fmt.Sprintf(`source:
-  dsn: %q
-  flavor: %s
-  server_id: 4343
-kafka:
-  brokers: [%q]
-  topic_prefix: %q
-  partitions: 3
-shards:
-  - name: shard0
-    dsn: %q
-  - name: shard1
-    dsn: %q
-tables:
-%s`, env.SourceDSN, env.SourceFlavor, env.KafkaBrokers[0], testenv.TopicPrefix(t), env.Shard0DSN, env.Shard1DSN, strings.ReplaceAll(tables, "DB", db))
-	path := filepath.Join(t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
+	dep.Config.Kafka.Partitions = 3
+	for _, tc := range tables {
+		tc.Name = dep.Table(tc.Name)
+		dep.Config.Tables = append(dep.Config.Tables, tc)
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", yaml, err)
-	}
-	f.cfg = cfg
+	f.cfg = dep.Write()
 	return f
 }
 
@@ -166,7 +136,7 @@ func (f *fixture) snapshot(t *testing.T) map[string]string {
 
 func TestPrepareTwiceGivesTheSameShards(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		f := newFixture(t, e, "")
+		f := newFixture(t, e)
 		first, err := f.run(t)
 		if err != nil {
 			t.Fatalf("first prepare: %v", err)
@@ -259,7 +229,7 @@ var (
 // column after the last column of tables without a version_column.
 func TestPrepareCopiesTheSourceDefinitions(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		f := newFixture(t, e, "")
+		f := newFixture(t, e)
 		if _, err := f.run(t); err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +296,7 @@ func TestPrepareNamesAShardTableThatDiffers(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				f := newFixture(t, e, "")
+				f := newFixture(t, e)
 				if _, err := f.run(t); err != nil {
 					t.Fatal(err)
 				}
@@ -354,7 +324,7 @@ func TestPrepareNamesAShardTableThatDiffers(t *testing.T) {
 
 func TestPrepareRefusesASourceTableItCannotMove(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		f := newFixture(t, e, "  - name: DB.audit\n    strategy: broadcast\n")
+		f := newFixture(t, e, config.Table{Name: "audit", Strategy: config.StrategyBroadcast})
 		steps, err := f.run(t)
 		if err == nil || !strings.Contains(err.Error(), "tables[4] "+f.db+".audit") || !strings.Contains(err.Error(), "no primary key") {
 			t.Fatalf("want an error naming tables[4] and its missing primary key, got %v", err)
@@ -415,15 +385,11 @@ CREATE TABLE tags (code VARCHAR(16) NOT NULL PRIMARY KEY, label VARCHAR(40) NOT 
 CREATE TABLE counters (id INT NOT NULL PRIMARY KEY, n BIGINT NOT NULL, y YEAR NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_uca1400_ai_ci`,
 }
 
-const crossTables = `  - name: DB.accounts
-    strategy: hash
-    shard_key: id
-  - name: DB.tags
-    strategy: broadcast
-  - name: DB.counters
-    strategy: hash
-    shard_key: id
-`
+var crossTables = []config.Table{
+	{Name: "accounts", Strategy: config.StrategyHash, ShardKey: "id"},
+	{Name: "tags", Strategy: config.StrategyBroadcast},
+	{Name: "counters", Strategy: config.StrategyHash, ShardKey: "id"},
+}
 
 // columnsOf reads db.table's columns as "name type collation" lines.
 func columnsOf(t *testing.T, db *sql.DB, schemaName, table string) []string {
@@ -451,7 +417,7 @@ func columnsOf(t *testing.T, db *sql.DB, schemaName, table string) []string {
 // nothing.
 func TestPrepareAcrossProductsMakesFaithfulTablesOnce(t *testing.T) {
 	testenv.CrossFlavors(t, func(t *testing.T, e testenv.Env) {
-		f := newFixtureWith(t, e, crossSchema[e.SourceFlavor], crossTables)
+		f := newFixtureWith(t, e, crossSchema[e.SourceFlavor], crossTables...)
 		first, err := f.run(t)
 		if err != nil {
 			t.Fatalf("first prepare: %v", err)
@@ -508,7 +474,7 @@ func TestPrepareAcrossProductsRefusesCollationsWithoutAnEqual(t *testing.T) {
 		testenv.MariaDBFlavor: {"DB.people.name varchar(64) COLLATE utf8mb4_uca1400_ai_ci", "DB.people.code varchar(8) COLLATE utf8mb4_general_nopad_ci", "or use MariaDB shards"},
 	}
 	testenv.CrossFlavors(t, func(t *testing.T, e testenv.Env) {
-		f := newFixtureWith(t, e, schemas[e.SourceFlavor], "  - {name: DB.people, strategy: hash, shard_key: id}\n")
+		f := newFixtureWith(t, e, schemas[e.SourceFlavor], config.Table{Name: "people", Strategy: config.StrategyHash, ShardKey: "id"})
 		steps, err := f.run(t)
 		var ue *prepare.UnfaithfulError
 		if !errors.As(err, &ue) {
@@ -540,7 +506,7 @@ func TestPrepareAcrossProductsRefusesCollationsWithoutAnEqual(t *testing.T) {
 func TestPrepareRefusesMariaDBOnlyTypesByName(t *testing.T) {
 	e := testenv.ServicesFor(t, testenv.MariaDBFlavor, testenv.MySQLFlavor)
 	f := newFixtureWith(t, e, "CREATE TABLE hosts (id INT NOT NULL PRIMARY KEY, addr INET6 NOT NULL, tag UUID NULL)",
-		"  - {name: DB.hosts, strategy: hash, shard_key: id}\n")
+		config.Table{Name: "hosts", Strategy: config.StrategyHash, ShardKey: "id"})
 	steps, err := f.run(t)
 	if err == nil || !strings.Contains(err.Error(), f.db+".hosts column addr") || !strings.Contains(err.Error(), `"inet6" is not supported`) ||
 		!strings.Contains(err.Error(), "nothing was changed") {

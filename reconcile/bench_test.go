@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/route"
 	"github.com/cleave-dev/cleave/schema"
@@ -122,17 +122,12 @@ func BenchmarkReconcile1M(b *testing.B) {
 	}
 	b.Logf("filled %d rows on the source and split them over 2 shards in %s", benchRows, time.Since(start).Round(time.Millisecond))
 
-	cfgPath := b.TempDir() + "/cleave.yaml"
-	yaml := fmt.Sprintf("source:\n  dsn: %q\n  server_id: 4243\nkafka:\n  brokers: [\"127.0.0.1:9\"]\n  topic_prefix: bench\n"+
-		"shards:\n  - name: s0\n    dsn: %q\n  - name: s1\n    dsn: %q\ntables:\n  - name: %s.bench\n    strategy: hash\n    shard_key: user_id\n",
-		env.SourceDSN, env.Shard0DSN, env.Shard1DSN, dbName)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := deploy.Defaults(b)
+	c.Source.DSN, c.Source.ServerID = env.SourceDSN, 4243
+	c.Kafka.Brokers, c.Kafka.TopicPrefix = []string{"127.0.0.1:9"}, "bench"
+	c.Shards = []config.Shard{{Name: "s0", DSN: env.Shard0DSN}, {Name: "s1", DSN: env.Shard1DSN}}
+	c.Tables = []config.Table{{Name: dbName + ".bench", Strategy: config.StrategyHash, ShardKey: "user_id"}}
+	_, cfg := deploy.Write(b, c)
 
 	rowsPerSec := func(b *testing.B, elapsed time.Duration) {
 		b.ReportMetric(float64(benchRows)*float64(b.N)/elapsed.Seconds(), "rows/s")

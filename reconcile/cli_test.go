@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -197,15 +199,10 @@ func testCLI(t *testing.T, env testenv.Env) {
 	})
 
 	t.Run("an unreachable shard exits 2", func(t *testing.T) {
-		data, err := os.ReadFile(f.configPath())
-		if err != nil {
-			t.Fatal(err)
-		}
-		bad := strings.Replace(string(data), f.env.Shard1DSN, "cleave:cleave@tcp(127.0.0.1:1)/", 1)
-		path := filepath.Join(f.dir, "bad.yaml")
-		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		bad := f.dep.Config
+		bad.Shards = slices.Clone(bad.Shards)
+		bad.Shards[1].DSN = "cleave:cleave@tcp(127.0.0.1:1)/"
+		path, _ := deploy.Write(t, bad)
 		cmd := exec.Command(cli(t), "reconcile", "-c", path, "--no-progress", "--state", "", "--alert-state", "")
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

@@ -4,31 +4,31 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	mrand "math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/route"
 	"github.com/cleave-dev/cleave/schema"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
 
-// fixture is a source and two shards holding one database of the same name, filled
-// directly with SQL: a pipeline at rest.
+// fixture is a source and two shards holding one database of the same name (a
+// testenv/deploy deployment), filled directly with SQL: a pipeline at rest.
 type fixture struct {
+	dep    *deploy.Deployment
 	t      *testing.T
 	env    testenv.Env
 	dbName string
+	// source is a session on the source with no default database, as the checker's own.
 	source *sql.DB
 	shards []*sql.DB
 	dir    string
-	cfg    *config.Config
+	cfg    *config.Config // as loaded from the written file
 	router *route.Router
 }
 
@@ -38,74 +38,39 @@ type fixtureTable struct {
 	ddl      string // column and key definitions
 	strategy string
 	shardKey string
-	extra    string // more YAML for the table entry, indented by 4
 }
 
 // newFixture creates the tables on the source and on both shards of env (a source and
 // shards of one flavor, or of two).
 func newFixture(t *testing.T, env testenv.Env, tables ...fixtureTable) *fixture {
 	t.Helper()
-	return newFixtureWith(t, env, "", "", tables...)
+	return newFixtureWith(t, env, nil, tables...)
 }
 
-// newFixtureWith is newFixture with a Kafka topic prefix ("" derives one from the database
-// name) and extra YAML for the configuration (which then also sets the reconcile section).
-func newFixtureWith(t *testing.T, env testenv.Env, prefix, extraYAML string, tables ...fixtureTable) *fixture {
+// newFixtureWith is newFixture with the configuration changed by tune.
+func newFixtureWith(t *testing.T, env testenv.Env, tune func(*config.Config), tables ...fixtureTable) *fixture {
 	t.Helper()
-	f := &fixture{t: t, env: env, dir: t.TempDir()}
-	f.dbName = testenv.UniqueName(t, "rc_", '_', 40)
-	ctx := context.Background()
-	open := func(name, dsn string) *sql.DB {
-		db, err := mysqlx.Open(ctx, name, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if _, err := db.Exec("CREATE DATABASE " + mysqlx.QuoteIdent(f.dbName)); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if _, err := db.Exec("DROP DATABASE IF EXISTS " + mysqlx.QuoteIdent(f.dbName)); err != nil {
-				t.Logf("drop %s on %s: %v", f.dbName, name, err)
-			}
-		})
-		return db
+	d := deploy.New(t, env, deploy.Options{ShardNames: []string{"s0", "s1"}, CreateShardDatabases: true})
+	f := &fixture{dep: d, t: t, env: env, dbName: d.DB, shards: d.Shards, dir: t.TempDir()}
+	source, err := mysqlx.Open(context.Background(), "source", env.SourceDSN)
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.source = open("source", env.SourceDSN)
-	for i, dsn := range env.ShardDSNs() {
-		f.shards = append(f.shards, open(fmt.Sprintf("shard%d", i), dsn))
-	}
-	var yaml strings.Builder
-	if prefix == "" {
-		prefix = strings.ReplaceAll(f.dbName, "_", "-")
-	}
-	fmt.Fprintf(&yaml, "source:\n  dsn: %q\n  flavor: %s\n  server_id: %d\nkafka:\n  brokers: [%q]\n  topic_prefix: %s\n  partitions: 4\n",
-		env.SourceDSN, env.SourceFlavor, 1<<24+mrand.Uint32N(1<<30), env.KafkaBrokers[0], prefix)
-	fmt.Fprintf(&yaml, "shards:\n  - name: s0\n    dsn: %q\n  - name: s1\n    dsn: %q\ntables:\n", env.Shard0DSN, env.Shard1DSN)
+	t.Cleanup(func() { source.Close() })
+	f.source = source
+	d.Config.Kafka.Partitions = 4
 	for _, tb := range tables {
-		fmt.Fprintf(&yaml, "  - name: %s.%s\n    strategy: %s\n", f.dbName, tb.name, tb.strategy)
-		if tb.shardKey != "" {
-			fmt.Fprintf(&yaml, "    shard_key: %s\n", tb.shardKey)
-		}
-		yaml.WriteString(tb.extra)
+		d.Config.Tables = append(d.Config.Tables, config.Table{Name: f.full(tb.name), Strategy: tb.strategy, ShardKey: tb.shardKey})
 		f.exec(f.source, "CREATE TABLE %s (%s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl)
 		for _, s := range f.shards {
 			f.exec(s, "CREATE TABLE %s (%s, %s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl, shardmeta.VersionColumnDDL)
 		}
 	}
-	if extraYAML == "" {
-		extraYAML = "reconcile:\n  recheck_rounds: 3\n"
+	d.Config.Reconcile.RecheckRounds = 3
+	if tune != nil {
+		tune(&d.Config)
 	}
-	yaml.WriteString(extraYAML)
-	path := filepath.Join(f.dir, "cleave.yaml")
-	if err := os.WriteFile(path, []byte(yaml.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.cfg = cfg
+	f.cfg = d.Write()
 	return f
 }
 
@@ -147,7 +112,7 @@ func (f *fixture) sourceFlavor() mysqlx.Flavor {
 	return fl
 }
 
-func (f *fixture) configPath() string { return filepath.Join(f.dir, "cleave.yaml") }
+func (f *fixture) configPath() string { return f.dep.Path }
 
 func (f *fixture) q(table string) string { return mysqlx.QuoteTable(f.dbName, table) }
 
@@ -180,7 +145,7 @@ func (f *fixture) execIn(db *sql.DB, zone, format string, args ...any) {
 }
 
 // full is the configured name of a fixture table.
-func (f *fixture) full(table string) string { return f.dbName + "." + table }
+func (f *fixture) full(table string) string { return f.dep.Table(table) }
 
 // owner routes a shard key value of table with the configuration's router.
 func (f *fixture) owner(table string, key route.Value) []int {

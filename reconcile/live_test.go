@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cleave-dev/cleave/capture"
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -46,15 +47,13 @@ func TestZeroFalsePositivesUnderLiveWritesThroughThePipeline(t *testing.T) {
 }
 
 func testZeroFalsePositivesUnderLiveWrites(t *testing.T, env testenv.Env) {
-	prefix := testenv.TopicPrefix(t)
-	f := newFixtureWith(t, env, prefix, `capture:
-  heartbeat_interval: 200ms
-  checkpoint_interval: 200ms
-sink:
-  batch_wait: 20ms
-reconcile:
-  recheck_rounds: 4
-`, fixtureTable{name: "live", ddl: liveDDL, strategy: "hash", shardKey: "user_id"})
+	f := newFixtureWith(t, env, func(c *config.Config) {
+		c.Capture.HeartbeatInterval = 200 * time.Millisecond
+		c.Capture.CheckpointInterval = 200 * time.Millisecond
+		c.Sink.BatchWait = 20 * time.Millisecond
+		c.Reconcile.RecheckRounds = 4
+	}, fixtureTable{name: "live", ddl: liveDDL, strategy: "hash", shardKey: "user_id"})
+	prefix := f.dep.Prefix
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, s := range f.shards {

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 )
@@ -20,7 +21,7 @@ func TestAnAutoUpdatedColumnKeepsItsValueWhenAChangeDoesNotCarryIt(t *testing.T)
 				body VARCHAR(40) NOT NULL,
 				touched TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 			) DEFAULT CHARSET=utf8mb4`},
-			tables: "\ntables:\n  - name: %[1]s.notes\n    strategy: broadcast\n"})
+			tables: []config.Table{{Name: "notes", Strategy: config.StrategyBroadcast}}})
 		g := newGen(f, 12)
 		const touched = "2001-02-03 04:05:06.123456"
 		for id := int64(1); id <= 20; id++ {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -47,12 +48,7 @@ const benchDDL = `CREATE TABLE bench (
 	h INT UNSIGNED NOT NULL
 ) DEFAULT CHARSET=utf8mb4`
 
-const benchTables = `
-tables:
-  - name: %[1]s.bench
-    shard_key: id
-    strategy: hash
-`
+var benchTables = []config.Table{{Name: "bench", ShardKey: "id", Strategy: config.StrategyHash}}
 
 // BenchmarkBacklogApply measures the two shard sinks applying a backlog of inserts from
 // Kafka (-sink.backlog events, default one million, 9 columns) beside a bare loader that

@@ -18,7 +18,7 @@ func TestPrepareAndSinkAcrossProducts(t *testing.T) {
 		ddl = append(ddl, strings.Replace(d, "DEFAULT CHARSET=utf8mb4", "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci", 1))
 	}
 	testenv.CrossFlavors(t, func(t *testing.T, e testenv.Env) {
-		f := newFixture(t, fixtureOpts{env: e, ddl: ddl, tables: tablesYAML})
+		f := newFixture(t, fixtureOpts{env: e, ddl: ddl, tables: sourceTables})
 		g := newGen(f, 13)
 		f.startCapture(t)
 		stop0, _ := f.runSink("s0", Options{})

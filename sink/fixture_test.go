@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,9 +22,9 @@ import (
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
-	"github.com/cleave-dev/cleave/prepare"
 	"github.com/cleave-dev/cleave/schema"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
@@ -73,35 +71,22 @@ var sourceDDL = []string{
 	) DEFAULT CHARSET=utf8mb4`,
 }
 
-const tablesYAML = `
-tables:
-  - name: %[1]s.users
-    shard_key: id
-    strategy: hash
-  - name: %[1]s.orders
-    shard_key: user_id
-    strategy: hash
-  - name: %[1]s.countries
-    strategy: broadcast
-  - name: %[1]s.settings
-    strategy: pin
-    shard: s1
-  - name: %[1]s.ledger
-    shard_key: account
-    strategy: hash
-    version_column: lock_version
-  - name: %[1]s.items
-    shard_key: region
-    strategy: list
-    values:
-      - {value: eu, shard: s0}
-      - {value: us, shard: s1}
-    default_shard: s1
-`
+// sourceTables configures the test tables (names within the test's database).
+var sourceTables = []config.Table{
+	{Name: "users", ShardKey: "id", Strategy: config.StrategyHash},
+	{Name: "orders", ShardKey: "user_id", Strategy: config.StrategyHash},
+	{Name: "countries", Strategy: config.StrategyBroadcast},
+	{Name: "settings", Strategy: config.StrategyPin, Shard: "s1"},
+	{Name: "ledger", ShardKey: "account", Strategy: config.StrategyHash, VersionColumn: "lock_version"},
+	{Name: "items", ShardKey: "region", Strategy: config.StrategyList,
+		Values: []config.ListValue{{Value: "eu", Shard: "s0"}, {Value: "us", Shard: "s1"}}, DefaultShard: "s1"},
+}
 
-// fixture is one isolated cleave setup: a database of the same name on the source and on
-// both shards, a topic prefix, a configuration file, and the shard tables made by prepare.
+// fixture is one isolated cleave setup (a testenv/deploy deployment): a database of the
+// same name on the source and on both shards, a topic prefix, a configuration file, and
+// the shard tables made by prepare.
 type fixture struct {
+	dep     *deploy.Deployment
 	t       testing.TB
 	env     testenv.Env
 	db      string
@@ -109,10 +94,12 @@ type fixture struct {
 	brokers []string
 	cfgPath string
 	cfg     *config.Config
-	src     *sql.DB
-	shards  []*sql.DB
-	defs    map[string]*schema.Table // source definitions by db.table
-	w       *kafka.Writer
+	// src and shards are plain driver sessions (no session settings of cleave's): src on
+	// the source server, shards on the shard servers, none with a default database.
+	src    *sql.DB
+	shards []*sql.DB
+	defs   map[string]*schema.Table // source definitions by db.table
+	w      *kafka.Writer
 	// failed reports a sink (or capture) of this fixture that ended with an error by itself.
 	failed chan error
 }
@@ -127,9 +114,9 @@ type fixtureOpts struct {
 	batchSize  int
 	batchWait  time.Duration
 	partitions int
-	// ddl and tables replace the test tables (tables: YAML with %[1]s for the database).
+	// ddl and tables replace the test tables (tables: names within the test's database).
 	ddl    []string
-	tables string
+	tables []config.Table
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -157,19 +144,15 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		o.batchWait = 20 * time.Millisecond
 	}
 	if o.ddl == nil {
-		o.ddl, o.tables = sourceDDL, tablesYAML
+		o.ddl, o.tables = sourceDDL, sourceTables
 	}
-	f := &fixture{t: t, env: env, brokers: o.brokers, defs: map[string]*schema.Table{}, failed: make(chan error, 16)}
-	f.db = testenv.UniqueName(t, "t_", '_', 64)
-	f.prefix = testenv.UniqueName(t, "t-", '-', 80)
-	t.Cleanup(func() { testenv.DeleteTopics(t, o.brokers, f.prefix) })
-
+	depEnv := env
+	depEnv.KafkaBrokers = o.brokers
+	d := deploy.New(t, depEnv, deploy.Options{ShardDSNs: o.shardDSNs, ShardNames: []string{"s0", "s1"}, CreateShardDatabases: true})
+	f := &fixture{dep: d, t: t, env: env, db: d.DB, prefix: d.Prefix, brokers: o.brokers, defs: map[string]*schema.Table{}, failed: make(chan error, 16)}
 	f.src = testenv.OpenDB(t, testenv.DSNWithDB(t, env.SourceDSN, ""))
-	createDB(t, f.src, f.db)
 	for _, dsn := range o.shardDSNs {
-		db := testenv.OpenDB(t, dsn)
-		createDB(t, db, f.db)
-		f.shards = append(f.shards, db)
+		f.shards = append(f.shards, testenv.OpenDB(t, dsn))
 	}
 	for _, ddl := range o.ddl {
 		mustExec(t, f.src, "USE `"+f.db+"`")
@@ -178,65 +161,28 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		}
 	}
 
-	yaml := fmt.Sprintf(`
-source:
-  dsn: %q
-  flavor: %s
-  server_id: %d
-kafka:
-  brokers: [%s]
-  topic_prefix: %s
-  partitions: %d
-shards:
-  - name: s0
-    dsn: %q
-  - name: s1
-    dsn: %q
-sink:
-  batch_size: %d
-  batch_wait: %s
-  on_error: %s
-  retry_max_time: 3m
-http:
-  listen: ""
-log:
-  level: debug
-`, env.SourceDSN, env.SourceFlavor, 1<<24+rand.Uint32N(1<<30), strings.Join(o.brokers, ","), f.prefix, o.partitions, o.shardDSNs[0], o.shardDSNs[1], o.batchSize, o.batchWait, o.onError) +
-		fmt.Sprintf(o.tables, f.db)
-	f.cfgPath = filepath.Join(t.TempDir(), "cleave.yaml")
-	if err := os.WriteFile(f.cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
+	c := &d.Config
+	c.Kafka.Partitions = o.partitions
+	for _, tc := range o.tables {
+		tc.Name = f.table(tc.Name)
+		c.Tables = append(c.Tables, tc)
 	}
-	cfg, err := config.Load(f.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.cfg = cfg
+	c.Sink.BatchSize, c.Sink.BatchWait, c.Sink.OnError, c.Sink.RetryMaxTime = o.batchSize, o.batchWait, o.onError, 3*time.Minute
+	c.HTTP.Listen = ""
+	c.Log.Level = "debug"
+	f.cfg = d.Write()
+	f.cfgPath = d.Path
+	d.Prepare(f.cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := prepare.Run(ctx, cfg, func(prepare.Step) {}); err != nil {
-		t.Fatalf("prepare: %v", err)
-	}
-	for _, tc := range cfg.Tables {
+	for _, tc := range f.cfg.Tables {
 		def, err := schema.Load(ctx, f.src, tc.DB(), tc.TableName())
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.defs[tc.Name] = def
 	}
-	t.Cleanup(func() {
-		for _, db := range f.shards {
-			_, _ = db.Exec("DELETE FROM `"+shardmeta.Database+"`.`"+shardmeta.Offsets+"` WHERE consumer_group LIKE ?", f.prefix+".%")
-			_, _ = db.Exec("DELETE FROM `"+shardmeta.Database+"`.`"+shardmeta.AppliedDDL+"` WHERE db = ?", f.db)
-		}
-	})
 	return f
-}
-
-func createDB(t testing.TB, db *sql.DB, name string) {
-	t.Helper()
-	mustExec(t, db, "CREATE DATABASE `"+name+"`")
-	t.Cleanup(func() { _, _ = db.Exec("DROP DATABASE IF EXISTS `" + name + "`") })
 }
 
 func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {

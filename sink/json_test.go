@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
@@ -147,7 +148,7 @@ func TestJSONOnMySQLShardsKeepsItsScalarsTypes(t *testing.T) {
 	f := newFixture(t, fixtureOpts{
 		shardDSNs: env.ShardDSNs(),
 		ddl:       []string{"CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, j JSON NULL, note VARCHAR(20) NULL) DEFAULT CHARSET=utf8mb4"},
-		tables:    "\ntables:\n  - name: %[1]s.docs\n    strategy: broadcast\n",
+		tables:    []config.Table{{Name: "docs", Strategy: config.StrategyBroadcast}},
 	})
 	for _, sh := range f.shards {
 		// cleave prepare copies MariaDB's JSON as the LONGTEXT it is; make the shard's a

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 )
 
 // leastSchema is the source database of the least-privilege tests.
@@ -124,39 +126,20 @@ func createUser(srv testenv.Server, name string, grants []string) {
 // config writes a configuration for the source user and shard user and returns its path.
 func (s *leastSetup) config(t *testing.T, sourceUser, shardUser string) string {
 	t.Helper()
-	yaml := fmt.Sprintf(`source:
-  dsn: %q
-  flavor: %s
-  server_id: %d
-kafka:
-  brokers: [%q]
-  topic_prefix: %s
-  partitions: 2
-shards:
-  - name: s0
-    dsn: %q
-tables:
-  - name: shop.users
-    strategy: hash
-    shard_key: id
-  - name: shop.orders
-    strategy: hash
-    shard_key: user_id
-  - name: shop.countries
-    strategy: broadcast
-capture:
-  heartbeat_interval: 200ms
-  checkpoint_interval: 200ms
-reconcile:
-  interval: 1h
-http:
-  listen: "127.0.0.1:0"
-`, s.source.DSNFor(sourceUser, "pw-"+sourceUser), s.flavor, 4000+s.source.ServerID()%1000, s.brokers[0], s.prefix,
-		s.shard.DSNFor(shardUser, "pw-"+shardUser))
-	path := filepath.Join(s.dir, sourceUser+"-"+shardUser+".yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
+	c := deploy.Defaults(t)
+	c.Source = config.Source{DSN: s.source.DSNFor(sourceUser, "pw-"+sourceUser), Flavor: string(s.flavor), ServerID: 4000 + s.source.ServerID()%1000}
+	c.Kafka.Brokers, c.Kafka.TopicPrefix, c.Kafka.Partitions = s.brokers[:1], s.prefix, 2
+	c.Shards = []config.Shard{{Name: "s0", DSN: s.shard.DSNFor(shardUser, "pw-"+shardUser)}}
+	c.Tables = []config.Table{
+		{Name: "shop.users", Strategy: config.StrategyHash, ShardKey: "id"},
+		{Name: "shop.orders", Strategy: config.StrategyHash, ShardKey: "user_id"},
+		{Name: "shop.countries", Strategy: config.StrategyBroadcast},
 	}
+	c.Capture.HeartbeatInterval, c.Capture.CheckpointInterval = 200*time.Millisecond, 200*time.Millisecond
+	c.Reconcile.Interval = time.Hour
+	c.HTTP.Listen = "127.0.0.1:0"
+	path := filepath.Join(s.dir, sourceUser+"-"+shardUser+".yaml")
+	deploy.WriteConfig(t, path, &c)
 	return path
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,9 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/daemon"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/internal/testenv/deploy"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
@@ -63,55 +64,27 @@ func testOperatorsView(t *testing.T, env testenv.Env) {
 
 	// The shop on the source, shard1 private, cleave prepared.
 	shard1 := testenv.StartServer(t, env.ShardFlavor, testenv.ServerOptions{})
-	db := testenv.NewDatabase(t, env.SourceDSN)
-	source, err := mysqlx.Open(ctx, "source", testenv.DSNWithDB(t, env.SourceDSN, db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer source.Close()
+	shardDSNs := []string{env.Shard0DSN, shard1.DSN()}
+	dep := deploy.New(t, env, deploy.Options{ShardDSNs: shardDSNs})
+	db, source := dep.DB, dep.Source
 	if err := loadgen.CreateSchema(ctx, source, db); err != nil {
 		t.Fatal(err)
 	}
-	shardDSNs := []string{env.Shard0DSN, shard1.DSN()}
 	shards := make([]*sql.DB, len(shardDSNs))
 	for i, dsn := range shardDSNs {
 		shards[i] = testenv.OpenDB(t, dsn)
-		t.Cleanup(func() {
-			_, _ = shards[i].Exec("DROP DATABASE IF EXISTS " + mysqlx.QuoteIdent(db))
-		})
 	}
 	cleavePort := freePort(t)
-	cfgPath := filepath.Join(dir, "cleave.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf(`source:
-  dsn: %q
-  flavor: %s
-  server_id: %d
-kafka:
-  brokers: [%q]
-  topic_prefix: %q
-  partitions: 2
-shards:
-  - {name: shard0, dsn: %q}
-  - {name: shard1, dsn: %q}
-tables:
-  - {name: %[8]s.users, shard_key: id, strategy: hash}
-  - {name: %[8]s.orders, shard_key: user_id, strategy: hash}
-  - {name: %[8]s.order_items, shard_key: user_id, strategy: hash}
-  - {name: %[8]s.countries, strategy: broadcast}
-capture:
-  heartbeat_interval: 500ms
-sink:
-  batch_wait: 20ms
-  on_error: dead_letter
-reconcile:
-  interval: 3s
-  recheck_rounds: 2
-http:
-  listen: "127.0.0.1:%d"
-log:
-  format: json
-`, env.SourceDSN, env.SourceFlavor, 100000+rand.IntN(1<<30), env.KafkaBrokers[0], testenv.TopicPrefix(t),
-		shardDSNs[0], shardDSNs[1], db, cleavePort))
+	c := &dep.Config
+	c.Kafka.Partitions = 2
+	c.Tables = deploy.ShopTables(dep.DB)
+	c.Capture.HeartbeatInterval = 500 * time.Millisecond
+	c.Sink.BatchWait, c.Sink.OnError = 20*time.Millisecond, config.OnErrorDeadLetter
+	c.Reconcile.Interval, c.Reconcile.RecheckRounds = 3*time.Second, 2
+	c.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", cleavePort)
+	c.Log.Format = "json"
+	dep.Write()
+	cfgPath := dep.Path
 	if out, err := exec.CommandContext(ctx, bin, "prepare", "--config", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("cleave prepare: %v\n%s", err, out)
 	}
