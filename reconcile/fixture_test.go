@@ -60,7 +60,7 @@ func newFixtureWith(t *testing.T, env testenv.Env, tune func(*config.Config), ta
 	f.source = source
 	d.Config.Kafka.Partitions = 4
 	for _, tb := range tables {
-		d.Config.Tables = append(d.Config.Tables, config.Table{Name: f.full(tb.name), Strategy: tb.strategy, ShardKey: tb.shardKey})
+		d.Config.Tables = append(d.Config.Tables, config.Table{Name: f.full(tb.name), Strategy: route.Strategy(tb.strategy), ShardKey: tb.shardKey})
 		f.exec(f.source, "CREATE TABLE %s (%s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl)
 		for _, s := range f.shards {
 			f.exec(s, "CREATE TABLE %s (%s, %s) DEFAULT CHARSET=utf8mb4", f.q(tb.name), tb.ddl, shardmeta.VersionColumnDDL)
