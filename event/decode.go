@@ -506,19 +506,11 @@ func (d *decoder) escaped(start int) (string, error) {
 		}
 		e := d.b[d.i+1]
 		d.i += 2
+		if c, ok := unescape(e); ok {
+			buf = append(buf, c)
+			continue
+		}
 		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
 		case 'u':
 			r, ok := d.hex4()
 			if !ok {
@@ -545,6 +537,25 @@ func (d *decoder) escaped(start int) (string, error) {
 		}
 	}
 	return "", errSlow
+}
+
+// unescape returns the byte a one-letter JSON escape (\n, \", …) stands for.
+func unescape(e byte) (byte, bool) {
+	switch e {
+	case '"', '\\', '/':
+		return e, true
+	case 'b':
+		return '\b', true
+	case 'f':
+		return '\f', true
+	case 'n':
+		return '\n', true
+	case 'r':
+		return '\r', true
+	case 't':
+		return '\t', true
+	}
+	return 0, false
 }
 
 func (d *decoder) hex4() (rune, bool) {

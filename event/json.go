@@ -434,19 +434,11 @@ func UnquoteJSON(tok string) (s string, ok bool) {
 		if i >= len(body) {
 			return "", false
 		}
+		if c, ok := unescape(body[i]); ok {
+			b = append(b, c)
+			continue
+		}
 		switch body[i] {
-		case '"', '\\', '/':
-			b = append(b, body[i])
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
-		case 'n':
-			b = append(b, '\n')
-		case 'r':
-			b = append(b, '\r')
-		case 't':
-			b = append(b, '\t')
 		case 'u':
 			r, ok := hex4(body[i+1:])
 			if !ok {
