@@ -24,7 +24,7 @@ func everyField() config.Config {
 			{Name: "s1", DSN: "u:p@tcp(127.0.0.1:3309)/", Keyspace: "80-"},
 		},
 		Tables: []config.Table{
-			{Name: "shop.users", ShardKey: "id", Strategy: config.StrategyHash, VersionColumn: "lock_version"},
+			{Name: "shop.users", ShardKey: "id", Strategy: config.StrategyHash, VersionColumn: "lock_version", DriftAlertAbove: 5},
 			{Name: "shop.events", ShardKey: "day", Strategy: config.StrategyRange,
 				Ranges: []config.RangeBound{{Below: "2024-01-01", Shard: "s0"}, {Shard: "s1"}}},
 			{Name: "shop.items", ShardKey: "Region", Strategy: config.StrategyList,
@@ -37,7 +37,7 @@ func everyField() config.Config {
 		Backfill:  config.Backfill{ChunkSize: 11, MaxRowsPerSecond: 4000},
 		Reconcile: config.Reconcile{Interval: time.Hour, ChunkTarget: time.Second, MaxRowsPerSecond: 12, RecheckRounds: 2, WebhookURL: "http://127.0.0.1:1/hook"},
 		HTTP:      config.HTTP{Listen: "127.0.0.1:0", Pprof: true},
-		Log:       config.Log{Level: "debug", Format: "console", File: "/tmp/cleave.log", MaxSizeMB: 3, MaxBackups: 4},
+		Log:       config.Log{Level: "debug", Format: "console", File: "/tmp/cleave.log", MaxSizeMB: 3, MaxBackups: 4, MaxAgeDays: 9},
 	}
 }
 
