@@ -1,7 +1,9 @@
-// Package shardmeta owns cleave's bookkeeping on each shard: the _cleave database with the
+// Package shardmeta owns cleave's bookkeeping in the _cleave database. On each shard: the
 // Kafka offsets every sink stores in the same transaction as the rows it applies, the
 // schema changes already applied, and the name of the version column that `cleave prepare`
-// adds to shard tables. It holds definitions and small queries, never row data.
+// adds to shard tables. On the source, for the cut-over only: the cut-over journal and the
+// guard that keeps the moved tables from taking writes once they live on the shards. It
+// holds definitions and small queries, never row data.
 package shardmeta
 
 import (
@@ -60,4 +62,38 @@ func Ensure(ctx context.Context, db *sql.DB) error {
 		}
 	}
 	return nil
+}
+
+// Cutover is the cut-over journal on the source: one row per cut-over attempt of a topic
+// prefix, its state written (and committed) before the step it names acts. Every write to
+// it is also the in-band marker capture reacts to: capture sends a heartbeat on every
+// partition right after a transaction that wrote it, so the sinks' applied versions pass
+// the journal's position without waiting for the next scheduled heartbeat.
+const Cutover = "cutover"
+
+// Guard lists the tables that moved to the shards: while a table's row is here, the guard
+// triggers cut-over installs on the source table refuse every write to it (except from a
+// session that set @cleave_reverse, reverse replication's applier).
+const Guard = "guard"
+
+// SourceStatements creates the cut-over's bookkeeping on the source; each statement is
+// idempotent.
+var SourceStatements = []string{
+	"CREATE DATABASE IF NOT EXISTS `" + Database + "`",
+	"CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + Cutover + "` (" +
+		"id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, " +
+		"topic_prefix VARCHAR(200) NOT NULL, " +
+		"state VARCHAR(32) NOT NULL, " +
+		"detail LONGTEXT NOT NULL, " +
+		"started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), " +
+		"updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), " +
+		"PRIMARY KEY (id), KEY (topic_prefix, id)" +
+		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+	"CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + Guard + "` (" +
+		"db VARCHAR(64) NOT NULL, " +
+		"tbl VARCHAR(64) NOT NULL, " +
+		"cutover_id BIGINT UNSIGNED NOT NULL, " +
+		"moved_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), " +
+		"PRIMARY KEY (db, tbl)" +
+		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 }
