@@ -32,6 +32,8 @@ type Config struct {
 	Backfill Backfill `mapstructure:"backfill"`
 	// Reconcile tunes the checker.
 	Reconcile Reconcile `mapstructure:"reconcile"`
+	// Cutover tunes `cleave cutover`, the fenced switch of the application's writes.
+	Cutover Cutover `mapstructure:"cutover"`
 	// HTTP is the one listener for /metrics, /healthz, /readyz and /status.
 	HTTP HTTP `mapstructure:"http"`
 	// Log configures logging.
@@ -176,6 +178,33 @@ type Reconcile struct {
 	WebhookURL string `mapstructure:"webhook_url"`
 }
 
+// Cutover tunes the switch of the application's writes from the source to the shards.
+type Cutover struct {
+	// MaxWritePause bounds how long writes to the moved tables wait on the source while
+	// the sinks drain and the changed rows are verified; past it the cut-over aborts and
+	// the writes go on, nothing switched. The server enforces it too (the fencing session's
+	// wait_timeout), so a cleave that hangs cannot hold the writes longer.
+	MaxWritePause time.Duration `mapstructure:"max_write_pause"`
+	// MaxSinkLag is the gate on every shard's sink: how far behind the source (by the
+	// commit time of what it applied last, heartbeats included) it may be when the
+	// cut-over starts.
+	MaxSinkLag time.Duration `mapstructure:"max_sink_lag"`
+	// FencedVerifyKeys is how many changed rows may be left to verify when the fence goes
+	// up: before it, rounds of verification under live writes run until the rows changed
+	// since the previous round are at most this many.
+	FencedVerifyKeys int `mapstructure:"fenced_verify_keys"`
+	// HookURL receives a POST with the switch (JSON, see README) after the point of no
+	// return; a 2xx answer acknowledges it. HookCommand is run by /bin/sh -c with the same
+	// JSON on its standard input; exit status 0 acknowledges it. At least one is required;
+	// when both are set both must acknowledge. Either may be called more than once for
+	// the same cut-over (after a crash): the application must treat a repeat as done.
+	HookURL     string `mapstructure:"hook_url"`
+	HookCommand string `mapstructure:"hook_command"`
+	// HookTimeout bounds the retries of the hook; past it the cut-over stays switched
+	// with the hook pending, and `cleave cutover` calls it again.
+	HookTimeout time.Duration `mapstructure:"hook_timeout"`
+}
+
 // HTTP is the operational listener.
 type HTTP struct {
 	// Listen is host:port for /metrics, /healthz, /readyz and /status; empty disables it.
@@ -238,6 +267,12 @@ var defaults = map[string]any{
 	"reconcile.chunk_target":        250 * time.Millisecond,
 	"reconcile.max_rows_per_second": 0,
 	"reconcile.recheck_rounds":      5,
+	"cutover.max_write_pause":       5 * time.Second,
+	"cutover.max_sink_lag":          5 * time.Second,
+	"cutover.fenced_verify_keys":    20000,
+	"cutover.hook_url":              "",
+	"cutover.hook_command":          "",
+	"cutover.hook_timeout":          5 * time.Minute,
 	"http.listen":                   "127.0.0.1:9466",
 	"http.pprof":                    false,
 	"log.level":                     "info",

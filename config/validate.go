@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -161,6 +162,21 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Reconcile.WebhookURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		bad("reconcile.webhook_url", "%q must start with http:// or https://", u)
+	}
+	if c.Cutover.MaxWritePause < time.Second {
+		bad("cutover.max_write_pause", "must be at least 1s (the server's bound on the fence is whole seconds), got %s", c.Cutover.MaxWritePause)
+	}
+	if c.Cutover.MaxSinkLag <= 0 {
+		bad("cutover.max_sink_lag", "must be positive, got %s", c.Cutover.MaxSinkLag)
+	}
+	if c.Cutover.FencedVerifyKeys < 1 {
+		bad("cutover.fenced_verify_keys", "must be at least 1, got %d", c.Cutover.FencedVerifyKeys)
+	}
+	if u := c.Cutover.HookURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		bad("cutover.hook_url", "%q must start with http:// or https://", u)
+	}
+	if c.Cutover.HookTimeout <= 0 {
+		bad("cutover.hook_timeout", "must be positive, got %s", c.Cutover.HookTimeout)
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

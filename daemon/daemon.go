@@ -37,6 +37,7 @@ import (
 	"github.com/cleave-dev/cleave/backfill"
 	"github.com/cleave-dev/cleave/capture"
 	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/opshttp"
 	"github.com/cleave-dev/cleave/reconcile"
@@ -66,6 +67,7 @@ var (
 	_ runner = (*backfill.Backfill)(nil)
 	_ runner = (*sink.Sink)(nil)
 	_ runner = (*opshttp.Server)(nil)
+	_ runner = (*cutover.Watcher)(nil)
 )
 
 // part is a runner with the name its errors and logs carry.
@@ -88,6 +90,7 @@ type Daemon struct {
 	checker  *reconcile.Checker
 	ready    *readiness
 	http     *opshttp.Server
+	cutover  *cutover.Watcher
 
 	mu        sync.Mutex
 	reconcile ReconcileStatus
@@ -146,6 +149,13 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if d.checker, err = reconcile.New(cfg, reconcile.WithLogger(d.log.Named("reconcile")), reconcile.WithRegisterer(reg)); err != nil {
 		return nil, err
 	}
+	co, err := cutover.New(cfg, d.log.Named("cutover"), cutover.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if d.cutover, err = cutover.NewWatcher(co, reg, d.log.Named("cutover")); err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
 	if d.ready, err = newReadiness(cfg); err != nil {
 		return nil, err
 	}
@@ -183,7 +193,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.ready.close()
 	defer d.checker.Close()
 
-	parts := []part{{"capture", d.capture}, {"backfill", d.backfill}}
+	parts := []part{{"capture", d.capture}, {"backfill", d.backfill}, {"cutover", d.cutover}}
 	for i, s := range d.sinks {
 		parts = append(parts, part{"sink " + d.cfg.Shards[i].Name, s})
 	}
@@ -299,5 +309,9 @@ func (d *Daemon) Status(context.Context) Status {
 	d.mu.Lock()
 	s.Reconcile = d.reconcile
 	d.mu.Unlock()
+	if rec := d.cutover.Latest(); rec != nil {
+		s.Cutover = &CutoverStatus{ID: rec.ID, State: string(rec.State), UpdatedAt: rec.UpdatedAt,
+			WritePauseMs: rec.Detail.WritePauseMs, Reason: rec.Detail.Reason}
+	}
 	return s
 }

@@ -26,6 +26,18 @@ type Status struct {
 	Shards    []ShardStatus   `json:"shards"`
 	Backfill  []TableBackfill `json:"backfill"`
 	Reconcile ReconcileStatus `json:"reconcile"`
+	// Cutover is the latest cut-over, absent before the first.
+	Cutover *CutoverStatus `json:"cutover,omitempty"`
+}
+
+// CutoverStatus is the latest cut-over as its journal on the source holds it.
+type CutoverStatus struct {
+	ID           uint64    `json:"id"`
+	State        string    `json:"state"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	WritePauseMs int64     `json:"write_pause_ms,omitempty"`
+	// Reason says why it aborted, or what keeps it from finishing.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Endpoint is where a server is.

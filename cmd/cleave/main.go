@@ -92,6 +92,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newRunCmd(a),
 		newBackfillCmd(a),
 		newStatusCmd(a),
+		newCutoverCmd(a),
 	)
 	return root
 }

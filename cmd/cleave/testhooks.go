@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/sink"
 )
 
@@ -24,7 +25,26 @@ const (
 	// envSessionTimeout shortens the consumer group session (a Go duration), so that a
 	// killed member's partitions move on quickly.
 	envSessionTimeout = "CLEAVE_TEST_GROUP_SESSION_TIMEOUT"
+	// envCutoverKillAt=STATE kills `cleave cutover` with SIGKILL right after it journaled
+	// STATE (gate, verify, fence, drain, fenced_verify, switched).
+	envCutoverKillAt = "CLEAVE_TEST_CUTOVER_KILL_AT"
 )
+
+// cutoverTestHooks installs the cut-over's crash point asked for by envCutoverKillAt.
+func cutoverTestHooks(opts *cutover.Options) error {
+	at := os.Getenv(envCutoverKillAt)
+	if at == "" {
+		return nil
+	}
+	opts.AfterState = func(s cutover.State) error {
+		if string(s) == at {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil
+	}
+	return nil
+}
 
 // testHooks installs the fault injection asked for by the test-only environment variables.
 func testHooks(opts *sink.Options) error {

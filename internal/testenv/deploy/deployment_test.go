@@ -36,8 +36,10 @@ func everyField() config.Config {
 		Sink:      config.Sink{BatchSize: 9, BatchWait: 20 * time.Millisecond, OnError: config.OnErrorDeadLetter, RetryMaxTime: 90 * time.Second},
 		Backfill:  config.Backfill{ChunkSize: 11, MaxRowsPerSecond: 4000},
 		Reconcile: config.Reconcile{Interval: time.Hour, ChunkTarget: time.Second, MaxRowsPerSecond: 12, RecheckRounds: 2, WebhookURL: "http://127.0.0.1:1/hook"},
-		HTTP:      config.HTTP{Listen: "127.0.0.1:0", Pprof: true},
-		Log:       config.Log{Level: "debug", Format: "console", File: "/tmp/cleave.log", MaxSizeMB: 3, MaxBackups: 4, MaxAgeDays: 9},
+		Cutover: config.Cutover{MaxWritePause: 3 * time.Second, MaxSinkLag: 7 * time.Second, FencedVerifyKeys: 13,
+			HookURL: "http://127.0.0.1:1/switch", HookCommand: "true", HookTimeout: time.Minute},
+		HTTP: config.HTTP{Listen: "127.0.0.1:0", Pprof: true},
+		Log:  config.Log{Level: "debug", Format: "console", File: "/tmp/cleave.log", MaxSizeMB: 3, MaxBackups: 4, MaxAgeDays: 9},
 	}
 }
 

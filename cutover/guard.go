@@ -1,0 +1,99 @@
+package cutover
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// The guard: three BEFORE triggers per moved table that refuse the write while the table
+// has a row in _cleave.guard. They are installed before the fence, inert until the switch
+// commits the guard rows, and dropped when a cut-over aborts. A session that sets
+// @cleave_reverse (reverse replication's applier) passes them.
+
+// guardOps are the trigger timings, with the suffix of each trigger's name.
+var guardOps = []struct{ op, suffix string }{
+	{"INSERT", "bi"}, {"UPDATE", "bu"}, {"DELETE", "bd"},
+}
+
+// triggerName is the name of the guard trigger on table for suffix; trigger names are
+// unique per database and at most 64 characters, so a long table name is hashed.
+func triggerName(table, suffix string) string {
+	name := "_cleave_guard_" + table + "_" + suffix
+	if len(name) <= 64 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(table))
+	return "_cleave_guard_" + hex.EncodeToString(sum[:12]) + "_" + suffix
+}
+
+// guardMessage is what a refused write reports; SIGNAL's message is at most 128 characters.
+func guardMessage(db, table string) string {
+	msg := fmt.Sprintf("cleave: %s.%s moved to the shards at cut-over; write to the shards", db, table)
+	if len(msg) > 128 {
+		msg = "cleave: table moved to the shards at cut-over; write to the shards"
+	}
+	return msg
+}
+
+func sqlString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
+
+// createGuardSQL returns the statements that install the guard on db.table.
+func createGuardSQL(db, table string) []string {
+	var out []string
+	for _, g := range guardOps {
+		out = append(out, fmt.Sprintf("CREATE TRIGGER %s BEFORE %s ON %s FOR EACH ROW "+
+			"BEGIN IF @cleave_reverse IS NULL AND EXISTS (SELECT 1 FROM %s WHERE db = %s AND tbl = %s) THEN "+
+			"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = %s; END IF; END",
+			mysqlx.QuoteTable(db, triggerName(table, g.suffix)), g.op, mysqlx.QuoteTable(db, table),
+			mysqlx.QuoteTable(shardmeta.Database, shardmeta.Guard), sqlString(db), sqlString(table),
+			sqlString(guardMessage(db, table))))
+	}
+	return out
+}
+
+// dropGuardSQL returns the statements that remove the guard from db.table.
+func dropGuardSQL(db, table string) []string {
+	var out []string
+	for _, g := range guardOps {
+		out = append(out, "DROP TRIGGER IF EXISTS "+mysqlx.QuoteTable(db, triggerName(table, g.suffix)))
+	}
+	return out
+}
+
+// installGuard installs the guard triggers on every moved table, replacing leftovers of an
+// earlier attempt.
+func installGuard(ctx context.Context, q querier, tables []string) error {
+	for _, name := range tables {
+		db, tbl, _ := strings.Cut(name, ".")
+		for _, stmt := range append(dropGuardSQL(db, tbl), createGuardSQL(db, tbl)...) {
+			if _, err := q.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("install the write guard on %s on the source: %w (the cut-over needs the TRIGGER privilege on the moved tables, and with binary logging on, MySQL also needs log_bin_trust_function_creators=1 or SUPER)", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// removeGuard drops the guard triggers and guard rows of the moved tables.
+func removeGuard(ctx context.Context, q querier, tables []string) error {
+	for _, name := range tables {
+		db, tbl, _ := strings.Cut(name, ".")
+		for _, stmt := range dropGuardSQL(db, tbl) {
+			if _, err := q.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("remove the write guard from %s on the source: %w", name, err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, "DELETE FROM "+guardTable()+" WHERE db = ? AND tbl = ?", db, tbl); err != nil && mysqlx.Number(err) != mysqlx.ErNoSuchTable {
+			return fmt.Errorf("remove the guard row of %s on the source: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package cutover
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cleave-dev/cleave/mysqlx"
+	"github.com/cleave-dev/cleave/shardmeta"
+)
+
+// State is a step of the cut-over, journaled before the step acts.
+type State string
+
+// The states in the order a cut-over passes them. Aborted ends any state before Switched;
+// from Switched on the cut-over only goes forward.
+const (
+	StateGate         State = "gate"          // checking backfill, sinks, a clean reconcile
+	StateVerify       State = "verify"        // verifying changed rows under live writes
+	StateFence        State = "fence"         // taking the write fence
+	StateDrain        State = "drain"         // fenced; waiting for every sink to pass the marker
+	StateFencedVerify State = "fenced_verify" // fenced and drained; verifying the last changes
+	StateSwitched     State = "switched"      // past the point of no return; the hook is pending
+	StateDone         State = "done"          // switched and the application acknowledged
+	StateAborted      State = "aborted"       // stopped before the switch; nothing moved
+)
+
+// Final reports whether a cut-over in state s is over.
+func (s State) Final() bool { return s == StateDone || s == StateAborted }
+
+// Switched reports whether s is past the point of no return.
+func (s State) Switched() bool { return s == StateSwitched || s == StateDone }
+
+// Record is one cut-over attempt as its journal row holds it.
+type Record struct {
+	ID        uint64    `json:"id"`
+	Prefix    string    `json:"topic_prefix"`
+	State     State     `json:"state"`
+	Detail    Detail    `json:"detail"`
+	StartedAt time.Time `json:"started_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Detail is what the journal keeps about an attempt besides its state.
+type Detail struct {
+	// Tables are the moved tables (db.table), Shards the shards' names.
+	Tables []string `json:"tables"`
+	Shards []string `json:"shards"`
+	// Steps records when each state was entered.
+	Steps []Step `json:"steps"`
+	// Rounds are the verification rounds under live writes; Fenced the one under the fence.
+	Rounds []Round `json:"rounds,omitempty"`
+	Fenced *Round  `json:"fenced,omitempty"`
+	// Marker is the source's binlog position read under the fence after the marker.
+	Marker *Position `json:"marker,omitempty"`
+	// WritePauseMs is how long the moved tables were fenced.
+	WritePauseMs int64 `json:"write_pause_ms,omitempty"`
+	// Reason says why the cut-over aborted, or what keeps it from finishing.
+	Reason string `json:"reason,omitempty"`
+	// Hook is the switch hook's outcome.
+	Hook *HookOutcome `json:"hook,omitempty"`
+}
+
+// Step is one state entered.
+type Step struct {
+	State State     `json:"state"`
+	At    time.Time `json:"at"`
+}
+
+// Round is one verification of the rows changed between two sets of Kafka offsets.
+type Round struct {
+	Rows    int     `json:"rows"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Position is a binlog position and the version it stands for.
+type Position struct {
+	File    string `json:"file"`
+	Pos     uint64 `json:"pos"`
+	Version uint64 `json:"version"`
+}
+
+// HookOutcome is what the application's switch hook answered.
+type HookOutcome struct {
+	Attempts int       `json:"attempts"`
+	Acked    bool      `json:"acked"`
+	AckedAt  time.Time `json:"acked_at,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+func journalTable() string { return mysqlx.QuoteTable(shardmeta.Database, shardmeta.Cutover) }
+func guardTable() string   { return mysqlx.QuoteTable(shardmeta.Database, shardmeta.Guard) }
+
+// lockName is the named lock that one running cut-over of a topic prefix holds; names are
+// limited to 64 characters, so a long prefix is hashed.
+func lockName(prefix string) string {
+	name := "cleave.cutover." + prefix
+	if len(name) <= 64 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(prefix))
+	return "cleave.cutover." + hex.EncodeToString(sum[:16])
+}
+
+// querier is what both *sql.DB and *sql.Conn offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// ensureJournal creates the journal and guard tables on the source.
+func ensureJournal(ctx context.Context, q querier) error {
+	for _, stmt := range shardmeta.SourceStatements {
+		if _, err := q.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create cleave's cut-over journal on the source (%s): %w (the cut-over needs CREATE, INSERT, UPDATE, DELETE on `_cleave`.* on the source)", stmt, err)
+		}
+	}
+	return nil
+}
+
+// latest reads the newest attempt of the prefix; nil when there is none (or no journal).
+func latest(ctx context.Context, q querier, prefix string) (*Record, error) {
+	recs, err := history(ctx, q, prefix, 1)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	return recs[0], nil
+}
+
+// history reads the newest n attempts of the prefix, newest first.
+func history(ctx context.Context, q querier, prefix string, n int) ([]*Record, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id, topic_prefix, state, detail, started_at, updated_at FROM "+journalTable()+
+		" WHERE topic_prefix = ? ORDER BY id DESC LIMIT ?", prefix, n)
+	if mysqlx.Number(err) == mysqlx.ErNoSuchTable || mysqlx.Number(err) == 1049 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the cut-over journal on the source: %w", err)
+	}
+	defer rows.Close()
+	var out []*Record
+	for rows.Next() {
+		var r Record
+		var state, detail, started, updated string
+		if err := rows.Scan(&r.ID, &r.Prefix, &state, &detail, &started, &updated); err != nil {
+			return nil, fmt.Errorf("read the cut-over journal on the source: %w", err)
+		}
+		r.State = State(state)
+		if err := json.Unmarshal([]byte(detail), &r.Detail); err != nil {
+			return nil, fmt.Errorf("cut-over journal row %d on the source: detail is not cleave's JSON: %w", r.ID, err)
+		}
+		r.StartedAt, _ = time.Parse("2006-01-02 15:04:05.999999", started)
+		r.UpdatedAt, _ = time.Parse("2006-01-02 15:04:05.999999", updated)
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
+// begin journals a new attempt in state gate.
+func begin(ctx context.Context, q querier, prefix string, d Detail, now time.Time) (*Record, error) {
+	r := &Record{Prefix: prefix, State: StateGate, Detail: d, StartedAt: now}
+	r.Detail.Steps = append(r.Detail.Steps, Step{State: StateGate, At: now})
+	b, err := json.Marshal(r.Detail)
+	if err != nil {
+		return nil, err
+	}
+	res, err := q.ExecContext(ctx, "INSERT INTO "+journalTable()+" (topic_prefix, state, detail) VALUES (?, ?, ?)", prefix, string(r.State), string(b))
+	if err != nil {
+		return nil, fmt.Errorf("journal a new cut-over on the source: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return nil, err
+	}
+	r.ID = uint64(id)
+	return r, nil
+}
+
+// save writes the record's state and detail. A state change appends a step.
+func (r *Record) save(ctx context.Context, q querier, s State, now time.Time) error {
+	if s != r.State {
+		r.Detail.Steps = append(r.Detail.Steps, Step{State: s, At: now})
+	}
+	b, err := json.Marshal(r.Detail)
+	if err != nil {
+		return err
+	}
+	res, err := q.ExecContext(ctx, "UPDATE "+journalTable()+" SET state = ?, detail = ? WHERE id = ?", string(s), string(b), r.ID)
+	if err != nil {
+		return fmt.Errorf("journal cut-over %d state %s on the source: %w", r.ID, s, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("journal cut-over %d state %s on the source: its row is gone", r.ID, s)
+	}
+	r.State = s
+	return nil
+}
+
+// errLockHeld is returned when another session runs a cut-over of the prefix.
+var errLockHeld = errors.New("another cut-over of this topic prefix is running")
+
+// lock takes the prefix's named lock on the session; it fails at once when another
+// session holds it, naming that session.
+func lock(ctx context.Context, conn *sql.Conn, prefix string) error {
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", lockName(prefix)).Scan(&got); err != nil {
+		return fmt.Errorf("take the cut-over lock on the source: %w", err)
+	}
+	if got.Valid && got.Int64 == 1 {
+		return nil
+	}
+	var holder sql.NullInt64
+	_ = conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lockName(prefix)).Scan(&holder)
+	return fmt.Errorf("%w: source connection %d holds lock %q (see `cleave cutover --status`; `cleave cutover --abort` stops it before its point of no return)",
+		errLockHeld, holder.Int64, lockName(prefix))
+}
