@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/shardmeta"
 )
 
 func TestParseDDLFindsTheTablesAStatementChanges(t *testing.T) {
@@ -66,6 +69,11 @@ func TestParseDDLFindsTheTablesAStatementChanges(t *testing.T) {
 	for _, stmt := range []string{
 		"CREATE TEMPORARY TABLE t (id INT)", "DROP TEMPORARY TABLE t", "ALTER DATABASE d CHARACTER SET utf8mb4",
 		"CREATE VIEW v AS SELECT 1", "INSERT INTO t VALUES (1)", "GRANT SELECT ON t TO u", "ANALYZE TABLE t", "",
+		// The cut-over's guard triggers, as MariaDB and MySQL log them (MySQL names the definer).
+		"CREATE TRIGGER g BEFORE INSERT ON d.t FOR EACH ROW BEGIN IF @cleave_reverse IS NULL THEN SIGNAL SQLSTATE '45000'; END IF; END",
+		"CREATE DEFINER=`cleave`@`%` TRIGGER `g` BEFORE UPDATE ON `d`.`t` FOR EACH ROW BEGIN IF EXISTS (SELECT 1 FROM _cleave.guard WHERE db='d' AND tbl='t') THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved'; END IF; END",
+		"CREATE OR REPLACE DEFINER=`cleave`@`%` TRIGGER g BEFORE DELETE ON t FOR EACH ROW SET @x = 1",
+		"DROP TRIGGER IF EXISTS `d`.`g`", "DROP TRIGGER g",
 	} {
 		t.Run("not a schema change: "+stmt, func(t *testing.T) {
 			if d, ok := parseDDL(stmt); ok {
@@ -303,4 +311,61 @@ func testCreateTableSelectPropagatesTheTableThenItsRows(t *testing.T, e testenv.
 		t.Fatalf("the CREATE TABLE for the shards is %q: a shard cannot run it as a statement", ddls[1])
 	}
 	f.sameSourceRows(t, "copy", finalRows(recs))
+}
+
+// The cut-over installs guard triggers on the moved tables of the source. Creating and
+// dropping them is no schema change of the table (ddl.policy stop would halt capture on
+// one), and rows written while they exist stream as before.
+func TestGuardTriggersAreNoSchemaChange(t *testing.T) {
+	t.Parallel()
+	testenv.EachFlavor(t, testGuardTriggersAreNoSchemaChange)
+}
+
+func testGuardTriggersAreNoSchemaChange(t *testing.T, e testenv.Env) {
+	t.Parallel()
+	f := newFixture(t, e)
+	f.exec(shardmeta.SourceStatements...)
+	f.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+	cfg := f.configure([]string{"t"}, func(c *config.Config) { c.DDL.Policy = config.DDLStop })
+	r := f.start(cfg)
+	f.exec("INSERT INTO t VALUES (1, 1), (2, 2)")
+
+	guard := "`" + shardmeta.Database + "`.`" + shardmeta.Guard + "`"
+	var triggers []string
+	for _, op := range []string{"INSERT", "UPDATE", "DELETE"} {
+		name := "cleave_guard_" + strings.ToLower(op)
+		triggers = append(triggers, name)
+		f.exec(fmt.Sprintf("CREATE TRIGGER `%s` BEFORE %s ON `%s`.`t` FOR EACH ROW BEGIN "+
+			"IF @cleave_reverse IS NULL AND EXISTS (SELECT 1 FROM %s WHERE db='%s' AND tbl='t') THEN "+
+			"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'table moved to the shards'; END IF; END",
+			name, op, f.db, guard, f.db))
+	}
+	f.exec("INSERT INTO t VALUES (3, 3)", "UPDATE t SET v = 10 WHERE id = 1")
+
+	// While the table is guarded, writes are refused, except reverse replication's.
+	if _, err := f.src.Exec("INSERT INTO "+guard+" (db, tbl, cutover_id) VALUES (?, 't', 0)", f.db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = f.src.Exec("DELETE FROM "+guard+" WHERE db = ?", f.db) })
+	var me *mysql.MySQLError
+	if _, err := f.src.Exec("INSERT INTO t VALUES (4, 4)"); !errors.As(err, &me) || me.Number != 1644 {
+		t.Fatalf("write to a guarded table: %v, want the guard's SIGNAL (error 1644)", err)
+	}
+	f.execOneSession("SET @cleave_reverse = 1", "INSERT INTO t VALUES (5, 5)", "DELETE FROM t WHERE id = 2", "UPDATE t SET v = 30 WHERE id = 3")
+	f.exec("DELETE FROM " + guard + " WHERE db = '" + f.db + "'")
+
+	for _, name := range triggers {
+		f.exec("DROP TRIGGER `" + name + "`")
+	}
+	f.exec("INSERT INTO t VALUES (6, 6)", "UPDATE t SET v = 50 WHERE id = 5")
+	r.waitAcknowledged(t, f.sourcePosition())
+
+	recs := readTopic(t, f.env.KafkaBrokers, kafkax.TableTopic(f.prefix, f.db, "t"))
+	if n := countOps(recs)[event.OpDDL]; n != 0 {
+		t.Fatalf("%d schema change events for the triggers, want none", n)
+	}
+	f.sameSourceRows(t, "t", finalRows(recs))
+	if !r.c.Status().Streaming {
+		t.Fatal("capture is not streaming after the triggers came and went")
+	}
 }

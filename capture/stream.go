@@ -218,6 +218,8 @@ type group struct {
 	// xa: an XA transaction's group (XA START ... XA PREPARE), whose rows may still be
 	// rolled back.
 	xa bool
+	// journal: the group wrote the cut-over journal, and ends with a heartbeat (marker.go).
+	journal bool
 }
 
 // reader turns the binlog events of one session into messages, in binlog order. It runs
@@ -293,6 +295,9 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		return r.rows(h, e)
 	case *replication.TableMapEvent:
 		// go-mysql hands the table map to the rows events that follow it.
+		if isJournal(e) {
+			r.grp.journal = true
+		}
 	case *replication.XIDEvent:
 		return r.endGroup(h)
 	case *replication.MariadbGTIDEvent:
@@ -357,8 +362,15 @@ func (r *reader) beginGroup(h *replication.EventHeader, gtid string, endsAtQuery
 // endGroup closes the transaction whose commit event has header h: the end of that event
 // is a boundary.
 func (r *reader) endGroup(h *replication.EventHeader) error {
+	journal := r.grp.journal
 	r.grp = group{}
-	return r.boundary(Position{File: r.file, Pos: uint64(h.LogPos), GTID: r.gtid.String()})
+	p := Position{File: r.file, Pos: uint64(h.LogPos), GTID: r.gtid.String()}
+	if journal {
+		if err := r.journalHeartbeat(h, p); err != nil {
+			return err
+		}
+	}
+	return r.boundary(p)
 }
 
 func (r *reader) boundary(p Position) error {
@@ -731,7 +743,15 @@ func (r *reader) maybeHeartbeat(now time.Time) error {
 		return nil
 	}
 	r.nextHeartbeat = now.Add(r.c.cfg.Capture.HeartbeatInterval)
-	version, err := event.NewVersion(r.last.File, r.last.Pos, 0)
+	if err := r.heartbeat(now, r.last); err != nil {
+		return err
+	}
+	return r.prod.flush(r.ctx)
+}
+
+// heartbeat adds a heartbeat at boundary p to every partition of every table topic.
+func (r *reader) heartbeat(now time.Time, p Position) error {
+	version, err := event.NewVersion(p.File, p.Pos, 0)
 	if err != nil {
 		return fatal(err)
 	}
@@ -750,19 +770,19 @@ func (r *reader) maybeHeartbeat(now time.Time) error {
 			Version: version,
 			Source: event.Source{
 				Connector: "cleave", Name: r.c.cfg.Kafka.TopicPrefix, DB: ti.db, Table: ti.table,
-				ServerID: r.src.serverID, File: r.last.File, Pos: r.last.Pos, GTID: r.last.GTID, TsMs: ts,
+				ServerID: r.src.serverID, File: p.File, Pos: p.Pos, GTID: p.GTID, TsMs: ts,
 			},
 		}
 		val, err := event.Marshal(ev)
 		if err != nil {
 			return fatal(err)
 		}
-		for p := 0; p < ti.partitions; p++ {
-			if err := r.prod.add(r.ctx, kafka.Message{Topic: ti.topic, Partition: p, Value: val}); err != nil {
+		for part := 0; part < ti.partitions; part++ {
+			if err := r.prod.add(r.ctx, kafka.Message{Topic: ti.topic, Partition: part, Value: val}); err != nil {
 				return err
 			}
 			r.c.metrics.heartbeats.Inc()
 		}
 	}
-	return r.prod.flush(r.ctx)
+	return nil
 }

@@ -164,3 +164,204 @@ func NewStateWriter(brokers []string, topic string) *kafka.Writer {
 		MaxAttempts:  5,
 	}
 }
+
+// EndOffsets returns, for each topic, the offset the next message of each partition will
+// get (its high watermark), indexed by partition number. Everything below it has been
+// acknowledged by every in-sync replica. A topic that does not exist is an error.
+func EndOffsets(ctx context.Context, brokers []string, topics []string) (map[string][]int64, error) {
+	if len(topics) == 0 {
+		return map[string][]int64{}, nil
+	}
+	parts, err := Partitions(ctx, brokers, topics)
+	if err != nil {
+		return nil, err
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, t := range topics {
+		n, ok := parts[t]
+		if !ok {
+			return nil, fmt.Errorf("end offsets of topic %s: no such topic on %v", t, brokers)
+		}
+		for p := 0; p < n; p++ {
+			req.Topics[t] = append(req.Topics[t], kafka.LastOffsetOf(p))
+		}
+	}
+	res, err := Client(brokers).ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %v on %v: %w", topics, brokers, err)
+	}
+	out := make(map[string][]int64, len(topics))
+	for _, t := range topics {
+		ends := make([]int64, parts[t])
+		seen := make([]bool, parts[t])
+		for _, po := range res.Topics[t] {
+			if po.Error != nil {
+				return nil, fmt.Errorf("end offset of %s partition %d: %w", t, po.Partition, po.Error)
+			}
+			if po.Partition < 0 || po.Partition >= len(ends) {
+				return nil, fmt.Errorf("end offsets of %s: answer for partition %d of %d", t, po.Partition, len(ends))
+			}
+			ends[po.Partition], seen[po.Partition] = po.LastOffset, true
+		}
+		for p, ok := range seen {
+			if !ok {
+				return nil, fmt.Errorf("end offsets of %s: no answer for partition %d", t, p)
+			}
+		}
+		out[t] = ends
+	}
+	return out, nil
+}
+
+// Reading a range of a partition.
+const (
+	// readMaxWait bounds how long one fetch waits for data; readBatchBytes is the most
+	// one fetch returns (the writers' BatchBytes, so the largest batch always fits).
+	readMaxWait    = 500 * time.Millisecond
+	readBatchBytes = 16 << 20
+	// readTimeout bounds one fetch on the wire, readStalls the fetches in a row that may
+	// return nothing below the high watermark before the read gives up.
+	readTimeout = 30 * time.Second
+	readStalls  = 5
+)
+
+// ReadKeys calls fn with the key of every message of topic whose offset in partition p is
+// in [from[p], to[p]), partition by partition in offset order, from one goroutine. A
+// message without a key (capture's heartbeats and schema changes) is skipped. The key
+// slice is only valid during the call: fn must copy what it keeps. An error from fn stops
+// the read and is returned as is.
+//
+// from and to have one entry per partition of the topic (as EndOffsets returns them);
+// from[p] >= to[p] reads nothing of p. The read of p ends at the first message at or past
+// to[p], so offsets the log skips (compaction) do not stall it. A range that starts below
+// the partition's log start (retention deleted it) or ends past its high watermark is an
+// error naming the topic, the partition and the offsets, returned before fn sees any key of
+// that partition. The producers of cleave's table topics are not transactional: a
+// transaction marker in the range would be passed to fn as a key.
+func ReadKeys(ctx context.Context, brokers []string, topic string, from, to []int64, fn func(partition int, key []byte) error) error {
+	if len(from) != len(to) {
+		return fmt.Errorf("read keys of %s: %d start offsets for %d end offsets", topic, len(from), len(to))
+	}
+	parts, err := Partitions(ctx, brokers, []string{topic})
+	if err != nil {
+		return err
+	}
+	if n, ok := parts[topic]; !ok {
+		return fmt.Errorf("read keys of %s: no such topic on %v", topic, brokers)
+	} else if n != len(from) {
+		return fmt.Errorf("read keys of %s: offsets for %d partitions, the topic has %d", topic, len(from), n)
+	}
+	for p := range from {
+		if from[p] >= to[p] {
+			continue
+		}
+		if err := readPartitionKeys(ctx, brokers, topic, p, from[p], to[p], fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readPartitionKeys(ctx context.Context, brokers []string, topic string, p int, from, to int64, fn func(int, []byte) error) error {
+	conn, err := dialLeader(ctx, brokers, topic, p)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The connection knows no context: closing it ends a fetch under way.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	ctxErr := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	_ = conn.SetDeadline(time.Now().Add(readTimeout))
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return ctxErr(fmt.Errorf("offsets of %s partition %d: %w", topic, p, err))
+	}
+	if from < first {
+		return fmt.Errorf("read keys of %s partition %d from offset %d to %d: the log starts at offset %d, retention has deleted the messages below it", topic, p, from, to, first)
+	}
+	if to > last {
+		return fmt.Errorf("read keys of %s partition %d from offset %d to %d: the partition ends at offset %d (its high watermark), below the end asked", topic, p, from, to, last)
+	}
+	// One seek per batch, and the next offset taken from the batch, not from the last
+	// message: a batch that ends in compacted-away records moves past them.
+	stalls := 0
+	for off := from; off < to; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_ = conn.SetDeadline(time.Now().Add(readTimeout))
+		if _, err := conn.Seek(off, kafka.SeekAbsolute); err != nil {
+			return ctxErr(readError(topic, p, off, from, to, err))
+		}
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: readBatchBytes, MaxWait: readMaxWait})
+		start := off
+		var ferr error
+		for off < to {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset >= to {
+				off = to
+				break
+			}
+			off = m.Offset + 1
+			if len(m.Key) == 0 {
+				continue
+			}
+			if ferr = fn(p, m.Key); ferr != nil {
+				break
+			}
+		}
+		if off < to {
+			off = max(off, batch.Offset())
+		}
+		if err := batch.Close(); err != nil && ferr == nil {
+			return ctxErr(readError(topic, p, off, from, to, err))
+		}
+		if ferr != nil {
+			return ferr
+		}
+		if off > start {
+			stalls = 0
+			continue
+		}
+		// Nothing at off although the high watermark is at or past to (checked above):
+		// a broker that keeps answering so is not one this read can finish on.
+		if stalls++; stalls >= readStalls {
+			return fmt.Errorf("read keys of %s partition %d: no message at offset %d after %d fetches, below the end %d asked", topic, p, off, stalls, to)
+		}
+	}
+	return nil
+}
+
+// readError names the range a failed fetch belonged to; a fetch below the log start means
+// retention deleted messages while the range was read.
+func readError(topic string, p int, off, from, to int64, err error) error {
+	if errors.Is(err, kafka.OffsetOutOfRange) {
+		return fmt.Errorf("read keys of %s partition %d from offset %d to %d: offset %d is no longer in the log (retention deleted it during the read): %w", topic, p, from, to, off, err)
+	}
+	return fmt.Errorf("read keys of %s partition %d at offset %d (range %d to %d): %w", topic, p, off, from, to, err)
+}
+
+// dialLeader connects to the leader of a partition through the first broker that answers.
+func dialLeader(ctx context.Context, brokers []string, topic string, p int) (*kafka.Conn, error) {
+	var errs []error
+	for _, b := range brokers {
+		d := kafka.Dialer{Timeout: 10 * time.Second}
+		conn, err := d.DialLeader(ctx, "tcp", b, topic, p)
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("via %s: %w", b, err))
+	}
+	return nil, fmt.Errorf("connect to the leader of %s partition %d: %w", topic, p, errors.Join(errs...))
+}

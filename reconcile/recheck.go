@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
@@ -261,34 +262,78 @@ func binlogStatus(ctx context.Context, db *sql.DB, f mysqlx.Flavor) (file string
 
 // waitSinks waits until every shard whose sink keeps offsets for the table's topic has
 // applied past version v on every partition, or timeout passes; note then says which
-// shard is behind.
+// shard is behind. A shard without offsets for the topic has no sink and is not waited for.
 func (c *Checker) waitSinks(ctx context.Context, ti *tableInfo, v event.Version, timeout time.Duration) (bool, string, error) {
-	topic := kafkax.TableTopic(c.cfg.Kafka.TopicPrefix, ti.db, ti.tbl)
+	return c.waitApplied(ctx, []string{ti.name}, v, timeout, false)
+}
+
+// WaitApplied waits until the sink of every configured shard has applied past version v on
+// every partition of the topic of every listed table (db.table), or timeout passes. Unlike
+// the re-check's wait, a shard without offsets for a topic, or with fewer partitions than
+// configured, is behind: the caller needs every shard to have caught up, not only those
+// whose sinks have started. When ok is false, behind names the first shard, table and
+// topic found behind and the version it had applied.
+func (c *Checker) WaitApplied(ctx context.Context, tables []string, v event.Version, timeout time.Duration) (ok bool, behind string, err error) {
+	for _, name := range tables {
+		if c.cfg.Table(name) == nil {
+			return false, "", fmt.Errorf("reconcile: table %q is not configured (tables[].name)", name)
+		}
+	}
+	if err := c.connect(ctx); err != nil {
+		return false, "", fmt.Errorf("reconcile: %w", err)
+	}
+	return c.waitApplied(ctx, tables, v, timeout, true)
+}
+
+// waitApplied is the wait of waitSinks (strict false) and WaitApplied (strict true): it
+// polls the sinks' offsets of every table's topic on every shard (min applied_version in
+// _cleave.offsets for the shard's group and the topic), a partition without a row counting
+// as having applied nothing. Without strict, a shard with no offsets at all for a topic
+// (no bookkeeping, or no sink has run) is skipped; with it, that shard is behind.
+func (c *Checker) waitApplied(ctx context.Context, tables []string, v event.Version, timeout time.Duration, strict bool) (bool, string, error) {
+	type target struct{ table, topic string }
+	targets := make([]target, len(tables))
+	for i, name := range tables {
+		db, tbl, err := config.SplitName(name)
+		if err != nil {
+			return false, "", err
+		}
+		targets[i] = target{name, kafkax.TableTopic(c.cfg.Kafka.TopicPrefix, db, tbl)}
+	}
 	deadline := time.Now().Add(timeout)
 	q := "SELECT COUNT(*), COALESCE(MIN(applied_version),0) FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
 		" WHERE consumer_group = ? AND topic = ?"
+	parts := c.cfg.Kafka.Partitions
 	for {
 		note := ""
+	scan:
 		for i, db := range c.shards {
 			group := kafkax.SinkGroup(c.cfg.Kafka.TopicPrefix, c.shardNames[i])
-			var n int64
-			var applied uint64
-			err := db.QueryRowContext(ctx, q, group, topic).Scan(&n, &applied)
-			switch {
-			case err != nil && (mysqlx.Number(err) == mysqlx.ErNoSuchTable || mysqlx.Number(err) == 1049):
-				continue // no bookkeeping: no sink has ever run on this shard
-			case err != nil:
-				return false, "", fmt.Errorf("read sink offsets of %s on shard %s: %w", topic, c.shardNames[i], err)
-			case n == 0:
-				continue // no sink keeps offsets for this table here: nothing to wait for
-			}
-			if int(n) < c.cfg.Kafka.Partitions {
-				applied = 0 // a partition without offsets has applied nothing yet
-			}
-			if event.Version(applied) < v {
-				note = fmt.Sprintf("sinks behind: shard %s (group %s) had applied topic %s up to version %d (%d of %d partitions with offsets), below the source position's version %d after waiting %s",
-					c.shardNames[i], group, topic, applied, n, c.cfg.Kafka.Partitions, uint64(v), timeout)
-				break
+			for _, t := range targets {
+				var n int64
+				var applied uint64
+				err := db.QueryRowContext(ctx, q, group, t.topic).Scan(&n, &applied)
+				switch {
+				case err != nil && (mysqlx.Number(err) == mysqlx.ErNoSuchTable || mysqlx.Number(err) == 1049):
+					if !strict {
+						continue // no bookkeeping: no sink has ever run on this shard
+					}
+					note = fmt.Sprintf("sinks behind: shard %s has no sink offsets (no %s.%s table: run cleave prepare and start its sink) for table %s (topic %s), so it has applied nothing up to version %d after waiting %s",
+						c.shardNames[i], shardmeta.Database, shardmeta.Offsets, t.table, t.topic, uint64(v), timeout)
+					break scan
+				case err != nil:
+					return false, "", fmt.Errorf("read sink offsets of %s on shard %s: %w", t.topic, c.shardNames[i], err)
+				case n == 0 && !strict:
+					continue // no sink keeps offsets for this table here: nothing to wait for
+				}
+				if int(n) < parts {
+					applied = 0 // a partition without offsets has applied nothing yet
+				}
+				if event.Version(applied) < v {
+					note = fmt.Sprintf("sinks behind: shard %s (group %s) had applied table %s (topic %s) up to version %d (%d of %d partitions with offsets), below version %d after waiting %s",
+						c.shardNames[i], group, t.table, t.topic, applied, n, parts, uint64(v), timeout)
+					break scan
+				}
 			}
 		}
 		if note == "" {

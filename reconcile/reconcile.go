@@ -105,6 +105,8 @@ type Checker struct {
 	limiter    *rate.Limiter
 	alerts     *alertState
 	now        func() time.Time
+	// keyed is what CheckKeys loaded.
+	keyed keyed
 }
 
 // New returns a checker for the configuration. It connects to nothing until Run.
@@ -165,8 +167,13 @@ func (c *Checker) Close() error {
 	return errors.Join(errs...)
 }
 
+// connect opens the pools unless the checker has them, and checks that there is one per
+// configured shard.
 func (c *Checker) connect(ctx context.Context) error {
 	if c.source != nil {
+		if len(c.shards) != len(c.cfg.Shards) {
+			return fmt.Errorf("%d shard connections for %d configured shards", len(c.shards), len(c.cfg.Shards))
+		}
 		return nil
 	}
 	src, err := mysqlx.Open(ctx, "source", c.cfg.Source.DSN)
@@ -212,35 +219,11 @@ func contains[T comparable](list []T, v T) bool {
 func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	started := c.now()
 	rep := &Report{SchemaVersion: SchemaVersion, StartedAt: started.UTC()}
-	if err := c.connect(ctx); err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
-	}
-	if len(c.shards) != len(c.cfg.Shards) {
-		return nil, fmt.Errorf("reconcile: %d shard connections for %d configured shards", len(c.shards), len(c.cfg.Shards))
-	}
-	if err := c.detectServers(ctx); err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
-	}
 	tables := c.tables()
-
-	// Load every definition first: routing needs the shard key kinds of all tables.
-	infos := make([]*tableInfo, len(tables))
-	loadErrs := make([]error, len(tables))
-	kinds := map[string]route.KeyKind{}
-	for i, t := range tables {
-		infos[i], loadErrs[i] = loadTable(ctx, t, c.source, c.shards, c.shardNames, c.mixed())
-		if infos[i] != nil {
-			kinds[t.Name] = keyKind(infos[i].shardKey)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	}
-	router, err := c.cfg.Router(kinds)
+	infos, loadErrs, err := c.load(ctx, tables)
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
+		return nil, err
 	}
-	c.router = router
 
 	st, resumed, err := c.loadState(tables)
 	if err != nil {
@@ -257,10 +240,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	var doneRows int64
 
 	for i, t := range tables {
-		tr := &TableReport{Table: t.Name, Strategy: string(t.Strategy), Drift: []DriftRow{}, InFlight: []InFlightRow{}}
-		for _, name := range c.shardNames {
-			tr.Shards = append(tr.Shards, &ShardReport{Shard: name, Drift: map[Kind]int{}})
-		}
+		tr := c.newTableReport(t)
 		rep.Tables = append(rep.Tables, tr)
 		ts := st.table(t.Name, len(c.shardNames))
 		if loadErrs[i] != nil {
@@ -269,10 +249,6 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			continue
 		}
 		ti := infos[i]
-		if err := ti.prepareRouting(router, c.shardInfo); err != nil {
-			tr.Error = err.Error()
-			continue
-		}
 		tableStart := c.now()
 		err := c.checkTable(ctx, ti, tr, ts, st, func(rows int64) {
 			if c.progress != nil {
@@ -312,6 +288,55 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// load connects, reads what the servers are, and loads the definitions and routing of
+// tables; it is what every check starts with. infos[i] is nil when tables[i] cannot be
+// checked, and loadErrs[i] says why; err is set when nothing can be checked.
+func (c *Checker) load(ctx context.Context, tables []*config.Table) (infos []*tableInfo, loadErrs []error, err error) {
+	if err := c.connect(ctx); err != nil {
+		return nil, nil, fmt.Errorf("reconcile: %w", err)
+	}
+	if err := c.detectServers(ctx); err != nil {
+		return nil, nil, fmt.Errorf("reconcile: %w", err)
+	}
+
+	// Load every definition first: routing needs the shard key kinds of all tables.
+	infos = make([]*tableInfo, len(tables))
+	loadErrs = make([]error, len(tables))
+	kinds := map[string]route.KeyKind{}
+	for i, t := range tables {
+		infos[i], loadErrs[i] = loadTable(ctx, t, c.source, c.shards, c.shardNames, c.mixed())
+		if infos[i] != nil {
+			kinds[t.Name] = keyKind(infos[i].shardKey)
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+	}
+	router, err := c.cfg.Router(kinds)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reconcile: %w", err)
+	}
+	c.router = router
+	for i, ti := range infos {
+		if ti == nil {
+			continue
+		}
+		if err := ti.prepareRouting(router, c.shardInfo); err != nil {
+			infos[i], loadErrs[i] = nil, err
+		}
+	}
+	return infos, loadErrs, nil
+}
+
+// newTableReport is the empty report of a table, with an entry per shard.
+func (c *Checker) newTableReport(t *config.Table) *TableReport {
+	tr := &TableReport{Table: t.Name, Strategy: string(t.Strategy), Drift: []DriftRow{}, InFlight: []InFlightRow{}}
+	for _, name := range c.shardNames {
+		tr.Shards = append(tr.Shards, &ShardReport{Shard: name, Drift: map[Kind]int{}})
+	}
+	return tr
 }
 
 // noteInFlight adds a report note when rows stayed in flight because sinks lagged.

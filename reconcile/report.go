@@ -190,30 +190,35 @@ func (r *Report) finish(now time.Time) {
 		if t.Error != "" {
 			r.Status = StatusError
 		}
-		for _, s := range t.Shards {
-			for _, k := range Kinds {
-				s.Drift[k] = 0
-			}
-			s.InFlight = 0
-		}
-		for _, d := range t.Drift {
-			if d.Repaired {
-				continue
-			}
-			if s := t.shard(d.Shard); s != nil {
-				s.Drift[d.Kind]++
-			}
-		}
-		for _, f := range t.InFlight {
-			for _, name := range f.Shards {
-				if s := t.shard(name); s != nil {
-					s.InFlight++
-				}
-			}
-		}
+		t.count()
 	}
 	if r.DriftCount() > 0 {
 		r.Status = StatusDrift
+	}
+}
+
+// count sets the per-shard drift and in-flight counts from the table's rows.
+func (t *TableReport) count() {
+	for _, s := range t.Shards {
+		for _, k := range Kinds {
+			s.Drift[k] = 0
+		}
+		s.InFlight = 0
+	}
+	for _, d := range t.Drift {
+		if d.Repaired {
+			continue
+		}
+		if s := t.shard(d.Shard); s != nil {
+			s.Drift[d.Kind]++
+		}
+	}
+	for _, f := range t.InFlight {
+		for _, name := range f.Shards {
+			if s := t.shard(name); s != nil {
+				s.InFlight++
+			}
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -341,17 +342,139 @@ func (t *tableInfo) keysWhere(keys [][][]byte) (string, []any, error) {
 	return strings.Join(ors, " OR "), args, nil
 }
 
-// encodeKey turns held key values into the report's form (the change event's encoding).
+// encodeKey turns held key values into the report's form, the change event's encoding
+// (what a message key holds); decodeKey is its inverse.
 func (t *tableInfo) encodeKey(raw [][]byte) []any {
 	out := make([]any, len(raw))
 	for i, k := range t.keys {
-		v, err := event.Encode(k.col, raw[i])
+		var held any = raw[i]
+		if kind := k.col.Kind; kind == schema.KindEnum || kind == schema.KindSet {
+			// Held as the index or bit mask (col+0): the event names the labels.
+			if u, err := strconv.ParseUint(string(raw[i]), 10, 64); err == nil {
+				held = int64(u)
+			}
+		}
+		v, err := event.Encode(k.col, held)
 		if err != nil {
 			v = hex.EncodeToString(raw[i])
 		}
 		out[i] = v
 	}
 	return out
+}
+
+// decodeKey turns a change event's message key (event.Key: the JSON array of the primary
+// key's values in the event encoding) into held key values, the inverse of encodeKey: the
+// bytes keySelect reads for the row by key (readByKeys), so that mapKey finds the row when
+// it is read back. Those reads have arguments, so they are prepared statements whose rows
+// come in the binary protocol: numbers arrive as numbers and database/sql writes them in
+// Go's text (a double as strconv's shortest 'g'), which is what this writes too.
+func (t *tableInfo) decodeKey(msg []byte) ([][]byte, error) {
+	vals, err := event.UnmarshalKey(msg)
+	if err != nil {
+		return nil, fmt.Errorf("key of %s: %w", t.name, err)
+	}
+	if len(vals) != len(t.keys) {
+		return nil, fmt.Errorf("key %s has %d values, the primary key of %s has %d columns", msg, len(vals), t.name, len(t.keys))
+	}
+	out := make([][]byte, len(vals))
+	for i, k := range t.keys {
+		b, err := heldValue(k.col, vals[i])
+		if err != nil {
+			return nil, fmt.Errorf("key %s of %s: column %s (%s): %w", msg, t.name, k.col.Name, k.col.ColumnType, err)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// heldValue is one event-encoded key value as keyCol's select expression reads it.
+func heldValue(col *schema.Column, v any) ([]byte, error) {
+	if v == nil {
+		return nil, errors.New("NULL in a primary key")
+	}
+	num, isNum := v.(json.Number)
+	str, isStr := v.(string)
+	switch col.Kind {
+	case schema.KindInt, schema.KindYear:
+		if !isNum {
+			return nil, fmt.Errorf("%v is not an integer", v)
+		}
+		i, err := strconv.ParseInt(string(num), 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		return strconv.AppendInt(nil, i, 10), nil
+	case schema.KindUint, schema.KindBit:
+		if !isNum {
+			return nil, fmt.Errorf("%v is not an unsigned integer", v)
+		}
+		u, err := strconv.ParseUint(string(num), 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		return strconv.AppendUint(nil, u, 10), nil
+	case schema.KindEnum:
+		// Selected as its index (col+0); the event holds the label, "" for index 0.
+		if !isStr {
+			return nil, fmt.Errorf("%v is not an enum label", v)
+		}
+		if str == "" {
+			return []byte("0"), nil
+		}
+		for i, e := range col.Elements {
+			if e == str {
+				return strconv.AppendInt(nil, int64(i+1), 10), nil
+			}
+		}
+		return nil, fmt.Errorf("%q is not one of its labels", str)
+	case schema.KindSet:
+		// Selected as its bit mask (col+0); the event holds the labels joined by ",".
+		if !isStr {
+			return nil, fmt.Errorf("%v is not a set of labels", v)
+		}
+		var mask uint64
+		if str != "" {
+		labels:
+			for _, l := range strings.Split(str, ",") {
+				for i, e := range col.Elements {
+					if e == l {
+						mask |= 1 << i
+						continue labels
+					}
+				}
+				return nil, fmt.Errorf("%q is not one of its labels", l)
+			}
+		}
+		return strconv.AppendUint(nil, mask, 10), nil
+	case schema.KindFloat, schema.KindDouble:
+		if !isNum {
+			return nil, fmt.Errorf("%v is not a number", v)
+		}
+		bits := 64
+		if col.Kind == schema.KindFloat {
+			bits = 32
+		}
+		f, err := strconv.ParseFloat(string(num), bits)
+		if err != nil {
+			return nil, err
+		}
+		// Selected as CAST(col AS DOUBLE): a FLOAT's exact value as a double.
+		return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+	case schema.KindDecimal, schema.KindDate, schema.KindTime, schema.KindDateTime, schema.KindTimestamp:
+		if !isStr {
+			return nil, fmt.Errorf("%v is not text", v)
+		}
+		return []byte(str), nil
+	case schema.KindString, schema.KindJSON, schema.KindBinary:
+		// Selected as the stored bytes: text in the column's character set, binary decoded.
+		if !isStr {
+			return nil, fmt.Errorf("%v is not text", v)
+		}
+		b, _, err := event.Canonical(col, v)
+		return b, err
+	}
+	return nil, fmt.Errorf("no key form for kind %s", col.Kind)
 }
 
 // mapKey is a map key for held key values: each value length-prefixed, so that composite
