@@ -93,6 +93,11 @@ type Flavor interface {
 	// new.c); MariaDB has only VALUES(col).
 	UpsertRowAlias() string
 	UpsertValue(quotedColumn string) string
+	// InstantDropColumn reports whether ALTER TABLE … DROP COLUMN takes ALGORITHM=INSTANT,
+	// a change of the table's metadata only, without copying its rows: MariaDB from 10.4,
+	// MySQL from 8.0.29. Even there a table may refuse it (MySQL counts instant changes
+	// per table, up to 64), so a caller falls back to the default algorithm.
+	InstantDropColumn() bool
 	// Hash functions (the checker's row hash and its routing in SQL).
 
 	// BuiltinMD5 reports whether MD5() (and SHA1()) are built-in functions. MySQL
@@ -214,6 +219,7 @@ func (f mariaDB) NativeJSON() bool            { return false }
 func (f mariaDB) Collation(from Flavor, coll string) (string, bool) {
 	return collationOn(f, from, coll)
 }
+func (f mariaDB) InstantDropColumn() bool                { return f.AtLeast(10, 4) }
 func (f mariaDB) UpsertRowAlias() string                 { return "" }
 func (f mariaDB) UpsertValue(quotedColumn string) string { return "VALUES(" + quotedColumn + ")" }
 
@@ -277,20 +283,26 @@ func (f mySQL) UpsertValue(quotedColumn string) string {
 	return "VALUES(" + quotedColumn + ")"
 }
 
+func (f mySQL) InstantDropColumn() bool { return f.atLeast80(29) }
+
 // before8019 reports a MySQL older than 8.0.19, which has no row alias in INSERT.
-func (f mySQL) before8019() bool {
+func (f mySQL) before8019() bool { return !f.atLeast80(19) }
+
+// atLeast80 reports whether the server is MySQL 8.0.patch or newer: 8.0 took new features
+// in patch releases.
+func (f mySQL) atLeast80(patch int) bool {
 	if !f.AtLeast(8, 0) {
-		return true
+		return false
 	}
 	if f.AtLeast(8, 1) {
-		return false
+		return true
 	}
 	parts := strings.SplitN(shortVersion(f.version), ".", 3)
 	if len(parts) < 3 {
-		return true
+		return false
 	}
-	patch, err := strconv.Atoi(parts[2])
-	return err != nil || patch < 19
+	p, err := strconv.Atoi(parts[2])
+	return err == nil && p >= patch
 }
 
 // sharedCollations are the collations MySQL and MariaDB both have from their common MySQL

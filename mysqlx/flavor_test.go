@@ -118,3 +118,24 @@ func TestFlavorNamesWhatDiffersForCaptureAndCheck(t *testing.T) {
 		t.Errorf("MySQL 5.6 counts as supported")
 	}
 }
+
+func TestInstantDropColumnFromTheFirstReleaseThatHasIt(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		instant bool
+	}{
+		{"10.3.39-MariaDB", false},
+		{"10.4.34-MariaDB", true},
+		{"10.11.19-MariaDB-0+deb12u1-log", true},
+		{"5.7.44-log", false},
+		{"8.0.28", false},
+		{"8.0.29", true},
+		{"8.0.36", true},
+		{"8.4.3", true},
+		{"9.7.4-2", true},
+	} {
+		if got := FlavorOf(tc.version).InstantDropColumn(); got != tc.instant {
+			t.Errorf("FlavorOf(%q).InstantDropColumn() = %v, want %v", tc.version, got, tc.instant)
+		}
+	}
+}

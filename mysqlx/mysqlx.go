@@ -129,6 +129,10 @@ const (
 	ErWarnDataOutOfRange = 1264
 	ErBadNull            = 1048
 	ErNoSuchTable        = 1146
+	ErBadDB              = 1049 // unknown database
+	ErCantDropField      = 1091 // DROP COLUMN of a column that is not there
+	ErAlterNotSupported  = 1845 // ALGORITHM= not supported for the operation
+	ErAlterNotSupportedR = 1846 // the same, with a reason
 	ErBadField           = 1054
 	ErAccessDenied       = 1045
 	ErTableAccessDenied  = 1142
