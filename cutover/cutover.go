@@ -3,6 +3,7 @@ package cutover
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,10 +127,18 @@ func (c *Cutover) control(ctx context.Context) (*sql.Conn, error) {
 		return nil, fmt.Errorf("open the cut-over's control session on the source: %w", err)
 	}
 	if err := lock(ctx, conn, c.cfg.Kafka.TopicPrefix); err != nil {
-		conn.Close()
+		endSession(conn)
 		return nil, err
 	}
 	return conn, nil
+}
+
+// endSession ends the control session on the server instead of returning it to the pool:
+// its named lock, table locks and session settings must not outlive the cut-over in a
+// pooled connection.
+func endSession(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = conn.Close()
 }
 
 // Status returns the newest attempts of the deployment's cut-over, newest first, and
@@ -158,7 +167,7 @@ func (c *Cutover) Resolve(ctx context.Context) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ctl.Close()
+	defer endSession(ctl)
 	return c.resolve(ctx, ctl)
 }
 
@@ -206,7 +215,7 @@ func (c *Cutover) Abort(ctx context.Context) (*Record, error) {
 	for {
 		ctl, err := c.control(ctx)
 		if err == nil {
-			defer ctl.Close()
+			defer endSession(ctl)
 			if _, err := c.resolve(ctx, ctl); err != nil {
 				return nil, err
 			}
@@ -232,7 +241,7 @@ func (c *Cutover) Run(ctx context.Context) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ctl.Close()
+	defer endSession(ctl)
 	if !c.opts.DryRun {
 		if err := ensureJournal(ctx, ctl); err != nil {
 			return nil, err
@@ -502,7 +511,7 @@ func (c *Cutover) ambiguous(ctx context.Context, rec *Record, cause error) error
 	if err != nil {
 		return fmt.Errorf("switch: the commit failed (%v) and its outcome cannot be read yet (%w): run `cleave cutover --status`", cause, err)
 	}
-	defer ctl.Close()
+	defer endSession(ctl)
 	now, err := latest(ctx, ctl, rec.Prefix)
 	if err != nil {
 		return err
@@ -558,7 +567,7 @@ func (c *Cutover) abortAfter(ctx context.Context, ctl *sql.Conn, rec *Record, ca
 		if cerr != nil {
 			return rec, fmt.Errorf("%w; aborting it needs the cut-over lock: %v (run `cleave cutover --status`)", cause, cerr)
 		}
-		defer fresh.Close()
+		defer endSession(fresh)
 		ctl = fresh
 		now, err := latest(ctx, ctl, rec.Prefix)
 		if err != nil {

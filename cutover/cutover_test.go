@@ -37,6 +37,8 @@ func TestCutoverSwitchesUnderLoadAndRefusesStrayWrites(t *testing.T) {
 		if rec.State != cutover.StateDone {
 			t.Fatalf("cut-over ended in state %s, want done", rec.State)
 		}
+		t.Logf("cut-over %d: rounds %+v, fenced %+v, write pause %d ms, marker %+v; the load had written %d transactions",
+			rec.ID, rec.Detail.Rounds, rec.Detail.Fenced, rec.Detail.WritePauseMs, rec.Detail.Marker, load.Stats().Transactions)
 		if rec.Detail.WritePauseMs <= 0 || rec.Detail.WritePauseMs > w.cfg.Cutover.MaxWritePause.Milliseconds() {
 			t.Errorf("write pause %d ms, want within (0, %s]", rec.Detail.WritePauseMs, w.cfg.Cutover.MaxWritePause)
 		}

@@ -171,7 +171,7 @@ func (w *world) diff(t *testing.T) string {
 			shards = append(shards, dump(t, ctx, db, w.DB, tbl.TableName(), cols)...)
 		}
 		want := src
-		if tbl.Strategy == route.StrategyBroadcast {
+		if tbl.Strategy == route.Broadcast {
 			want = nil
 			for range w.Shards {
 				want = append(want, src...)
