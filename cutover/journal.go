@@ -124,6 +124,12 @@ func ensureJournal(ctx context.Context, q querier) error {
 	return nil
 }
 
+// Latest reads the newest cut-over attempt of the topic prefix from the source's journal;
+// nil when there is none, also when the journal does not exist.
+func Latest(ctx context.Context, source *sql.DB, prefix string) (*Record, error) {
+	return latest(ctx, source, prefix)
+}
+
 // latest reads the newest attempt of the prefix; nil when there is none (or no journal).
 func latest(ctx context.Context, q querier, prefix string) (*Record, error) {
 	recs, err := history(ctx, q, prefix, 1)

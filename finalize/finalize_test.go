@@ -13,6 +13,7 @@ import (
 
 	"github.com/cleave-dev/cleave/backfill"
 	"github.com/cleave-dev/cleave/capture"
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/finalize"
 	"github.com/cleave-dev/cleave/internal/testenv"
 	"github.com/cleave-dev/cleave/internal/testenv/deploy"
@@ -50,7 +51,7 @@ func TestFinalize(t *testing.T) {
 				t.Fatalf("err %v, failed checks %v (%s); want the switched cut-over named", err, names, text)
 			}
 		})
-		w.journal(t, shardmeta.CutoverDone)
+		w.journal(t, cutover.StateDone)
 
 		t.Run("refuses while the sinks run", func(t *testing.T) {
 			rep, err := w.run(t, finalize.Options{Apply: true})
@@ -174,7 +175,7 @@ func TestFinalize(t *testing.T) {
 			if !slices.Contains(left, other) {
 				t.Errorf("another prefix's topic %s was deleted", other)
 			}
-			if rec, err := shardmeta.LatestCutover(context.Background(), w.Source, w.Prefix); err != nil || rec == nil || rec.State != shardmeta.CutoverDone {
+			if rec, err := cutover.Latest(context.Background(), w.Source, w.Prefix); err != nil || rec == nil || rec.State != cutover.StateDone {
 				t.Errorf("the source's journal lost the cut-over: %+v, %v", rec, err)
 			}
 			if !hasNote(rep, "frozen copy") {
@@ -197,7 +198,7 @@ func TestFinalize(t *testing.T) {
 func TestFinalizeLeavesAnotherDeploymentsBookkeeping(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, env testenv.Env) {
 		w := newWorld(t, env, deploy.Options{}, false)
-		w.journal(t, shardmeta.CutoverDone)
+		w.journal(t, cutover.StateDone)
 		offsets := mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)
 		otherGroup := w.Prefix + "-other.sink.shard0"
 		for i, db := range w.Shards {

@@ -18,6 +18,7 @@ import (
 	"github.com/cleave-dev/cleave/backfill"
 	"github.com/cleave-dev/cleave/capture"
 	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/finalize"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv"
@@ -88,10 +89,10 @@ func (w *world) exec(t *testing.T, db *sql.DB, q string, args ...any) {
 
 // journal records a cut-over of the world's prefix in state, as cutover's journal row;
 // done also guards the moved tables, as a done cut-over leaves them.
-func (w *world) journal(t *testing.T, state string) {
+func (w *world) journal(t *testing.T, state cutover.State) {
 	t.Helper()
-	w.exec(t, w.Source, "INSERT INTO `_cleave`.`cutover` (topic_prefix, state, detail) VALUES (?, ?, '{}')", w.Prefix, state)
-	if state == shardmeta.CutoverDone {
+	w.exec(t, w.Source, "INSERT INTO `_cleave`.`cutover` (topic_prefix, state, detail) VALUES (?, ?, '{}')", w.Prefix, string(state))
+	if state == cutover.StateDone {
 		for _, tbl := range w.cfg.Tables {
 			w.exec(t, w.Source, "REPLACE INTO `_cleave`.`guard` (db, tbl, cutover_id) VALUES (?, ?, 1)", tbl.DB(), tbl.TableName())
 		}

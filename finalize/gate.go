@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/reconcile"
@@ -18,7 +19,7 @@ import (
 // checkCutover requires the newest cut-over of the topic prefix to be done.
 func (f *Finalizer) checkCutover(ctx context.Context, rep *Report) error {
 	prefix := f.cfg.Kafka.TopicPrefix
-	rec, err := shardmeta.LatestCutover(ctx, f.source, prefix)
+	rec, err := cutover.Latest(ctx, f.source, prefix)
 	if err != nil {
 		return err
 	}
@@ -27,8 +28,8 @@ func (f *Finalizer) checkCutover(ctx context.Context, rep *Report) error {
 	case rec == nil:
 		c.Detail = fmt.Sprintf("the source's journal (_cleave.cutover) has no cut-over of topic prefix %q", prefix)
 		c.Fix = "run `cleave cutover` first: finalize removes what the sinks need, so it runs only after the application writes to the shards"
-	case rec.State != shardmeta.CutoverDone:
-		c.Detail = fmt.Sprintf("the latest cut-over of topic prefix %q (%d) is in state %s, not %s", prefix, rec.ID, rec.State, shardmeta.CutoverDone)
+	case rec.State != cutover.StateDone:
+		c.Detail = fmt.Sprintf("the latest cut-over of topic prefix %q (%d) is in state %s, not %s", prefix, rec.ID, rec.State, cutover.StateDone)
 		c.Fix = "finish it (`cleave cutover --status`; `cleave cutover` resolves a stopped one) and run finalize when it is done"
 	default:
 		c.OK = true

@@ -9,11 +9,7 @@ package shardmeta
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"time"
-
-	"github.com/cleave-dev/cleave/mysqlx"
 )
 
 // Database is the bookkeeping database on every shard.
@@ -102,32 +98,3 @@ var SourceStatements = []string{
 		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 }
 
-// CutoverDone is the journal's state of a cut-over that switched and whose switch the
-// application acknowledged (cutover.StateDone).
-const CutoverDone = "done"
-
-// CutoverRow is a cut-over attempt as its journal row holds it, without the detail that
-// cutover decodes.
-type CutoverRow struct {
-	ID        uint64
-	Prefix    string
-	State     string
-	UpdatedAt time.Time
-}
-
-// LatestCutover reads the newest cut-over attempt of the topic prefix from the source's
-// journal; nil when there is none, also when the journal (or _cleave) does not exist.
-func LatestCutover(ctx context.Context, source *sql.DB, prefix string) (*CutoverRow, error) {
-	var r CutoverRow
-	var updated string
-	err := source.QueryRowContext(ctx, "SELECT id, topic_prefix, state, updated_at FROM "+mysqlx.QuoteTable(Database, Cutover)+
-		" WHERE topic_prefix = ? ORDER BY id DESC LIMIT 1", prefix).Scan(&r.ID, &r.Prefix, &r.State, &updated)
-	switch n := mysqlx.Number(err); {
-	case errors.Is(err, sql.ErrNoRows), n == mysqlx.ErNoSuchTable, n == mysqlx.ErBadDB:
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read the cut-over journal on the source: %w", err)
-	}
-	r.UpdatedAt, _ = time.Parse("2006-01-02 15:04:05.999999", updated)
-	return &r, nil
-}
