@@ -97,4 +97,3 @@ var SourceStatements = []string{
 		"PRIMARY KEY (db, tbl)" +
 		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 }
-
