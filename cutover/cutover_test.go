@@ -11,6 +11,7 @@ import (
 	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv"
+	"github.com/cleave-dev/cleave/mysqlx"
 )
 
 // TestCutoverSwitchesUnderLoadAndRefusesStrayWrites cuts over while an application writes:
@@ -177,4 +178,55 @@ func TestCutoverGateNamesEveryFailedCheck(t *testing.T) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Error("the gate timed out instead of failing")
 	}
+}
+
+// TestCutoverAbortsOnDriftFoundByVerification changes a row on the source once the gate's
+// reconcile has passed, lets it reach its shard, then damages the shard's copy: the first
+// verification round finds it, the cut-over aborts naming the row's table, and the source
+// takes writes as before.
+func TestCutoverAbortsOnDriftFoundByVerification(t *testing.T) {
+	testenv.EachFlavor(t, func(t *testing.T, env testenv.Env) {
+		w := newWorld(t, env, true, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		users := w.cfg.Tables[0]
+		opts := cutover.Options{AfterState: func(s cutover.State) error {
+			if s != cutover.StateVerify {
+				return nil
+			}
+			if err := write(ctx, w.Source, w.DB); err != nil {
+				return err
+			}
+			var want string
+			if err := w.Source.QueryRowContext(ctx, "SELECT balance FROM "+mysqlx.QuoteTable(w.DB, "users")+" WHERE id = 1").Scan(&want); err != nil {
+				return err
+			}
+			// Damage the copy only once the change has reached it, so that it is not the
+			// sink that repairs it.
+			testenv.Eventually(t, time.Minute, "user 1's change on its shard", func() bool {
+				for _, db := range w.Shards {
+					var got string
+					if db.QueryRowContext(ctx, "SELECT balance FROM "+mysqlx.QuoteTable(w.DB, "users")+" WHERE id = 1").Scan(&got) == nil && got == want {
+						_, err := db.ExecContext(ctx, "UPDATE "+mysqlx.QuoteTable(w.DB, "users")+" SET note = 'damaged' WHERE id = 1")
+						return err == nil
+					}
+				}
+				return false
+			})
+			return nil
+		}}
+		rec, err := w.cutover(t, opts).Run(ctx)
+		if err == nil || rec == nil || rec.State != cutover.StateAborted {
+			t.Fatalf("cut-over: %v, record %+v, want aborted", err, rec)
+		}
+		if !strings.Contains(rec.Detail.Reason, "differ") || !strings.Contains(rec.Detail.Reason, users.Name) {
+			t.Errorf("abort reason %q does not name the drift in %s", rec.Detail.Reason, users.Name)
+		}
+		if err := write(ctx, w.Source, w.DB); err != nil {
+			t.Errorf("a write after the abort: %v", err)
+		}
+		if n := guardTriggers(t, w); n != 0 {
+			t.Errorf("%d guard triggers left after the abort", n)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 func newCutoverCmd(a *app) *cobra.Command {
 	var (
 		dryRun, status, abort, asJSON bool
+		maxPause                      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "cutover",
@@ -51,6 +52,12 @@ Exit codes: 0 switched (or the dry run passed), 1 the gate failed or the cut-ove
 			}
 			if n > 1 {
 				return &exitError{code: exitCannot, err: errors.New("--dry-run, --status and --abort exclude each other")}
+			}
+			if cmd.Flags().Changed("max-write-pause") {
+				if maxPause < time.Second {
+					return &exitError{code: exitCannot, err: fmt.Errorf("--max-write-pause must be at least 1s, got %s", maxPause)}
+				}
+				a.cfg.Cutover.MaxWritePause = maxPause
 			}
 			opts := cutover.Options{DryRun: dryRun}
 			if err := cutoverTestHooks(&opts); err != nil {
@@ -116,6 +123,7 @@ Exit codes: 0 switched (or the dry run passed), 1 the gate failed or the cut-ove
 	cmd.Flags().BoolVar(&status, "status", false, "show the latest cut-overs and whether one is running")
 	cmd.Flags().BoolVar(&abort, "abort", false, "stop the running (or a stopped) cut-over before its point of no return; the source takes writes again")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the journal record as JSON")
+	cmd.Flags().DurationVar(&maxPause, "max-write-pause", 0, "override cutover.max_write_pause: the longest writes to the moved tables may wait on the source (at least 1s)")
 	return cmd
 }
 
