@@ -233,6 +233,17 @@ func writeStatus(w io.Writer, base string, s *daemon.Status, ready readyState, n
 	} else {
 		p("  last run\tnone yet")
 	}
+	if c := s.Cutover; c != nil {
+		p("")
+		line := fmt.Sprintf("%d %s, %s ago", c.ID, c.State, dur(now.Sub(c.UpdatedAt).Seconds()))
+		if c.WritePauseMs > 0 {
+			line += fmt.Sprintf(", write pause %d ms", c.WritePauseMs)
+		}
+		p("CUTOVER\t%s", line)
+		if c.Reason != "" {
+			p("  reason\t%s", c.Reason)
+		}
+	}
 }
 
 // dur prints seconds as a short duration: 0.4s, 12s, 3m5s, 2h0m.
