@@ -59,7 +59,7 @@ type App struct {
 	switchedAt atomic.Int64 // unix nanoseconds
 	byRefusal  atomic.Bool  // the guard's refusal told it first, not Switch
 
-	txs, rows, onShards, refused atomic.Int64
+	txs, rows, onShards, refused, failed atomic.Int64
 
 	mu        sync.Mutex
 	seed      map[int64]int64 // user -> balance in cents before the App wrote
@@ -69,6 +69,7 @@ type App struct {
 	deleted   map[int64]int64
 	firstID   int64 // the first order id the App hands out
 	samples   []Sample
+	failures  []string // the first few refused attempts, for the report
 	nextID    atomic.Int64
 }
 
@@ -93,11 +94,19 @@ type AppStats struct {
 	// OnShards are transactions a shard acknowledged; Refused those the guard refused on
 	// the source first, then retried on their shard.
 	OnShards, Refused int64
+	// Failed counts attempts the server refused with another error (and rolled back),
+	// then retried; Failures are the first few of them.
+	Failed   int64
+	Failures []string
 }
 
 // Stats returns what the App has acknowledged so far.
 func (a *App) Stats() AppStats {
-	return AppStats{Transactions: a.txs.Load(), Rows: a.rows.Load(), OnShards: a.onShards.Load(), Refused: a.refused.Load()}
+	a.mu.Lock()
+	failures := append([]string(nil), a.failures...)
+	a.mu.Unlock()
+	return AppStats{Transactions: a.txs.Load(), Rows: a.rows.Load(), OnShards: a.onShards.Load(), Refused: a.refused.Load(),
+		Failed: a.failed.Load(), Failures: failures}
 }
 
 // Switch sends every transaction from now on to its shard. It is idempotent: the same
@@ -271,6 +280,7 @@ func (a *App) do(ctx context.Context, t appTxn) error {
 	began := time.Now()
 	wait := 5 * time.Millisecond
 	refused := false
+	failed := 0
 	for {
 		shard := -1
 		db := a.Source
@@ -298,8 +308,18 @@ func (a *App) do(ctx context.Context, t appTxn) error {
 			a.refused.Add(1)
 			a.switchNow(true)
 			continue
-		case errors.Is(err, errUnknownOutcome), !mysqlx.Retryable(err), ctx.Err() != nil:
+		case errors.Is(err, errUnknownOutcome), ctx.Err() != nil:
 			return fmt.Errorf("app: %s on %s: %w", t, where, err)
+		case !mysqlx.Retryable(err):
+			// A statement the server refused: the transaction is rolled back, so a retry
+			// is safe. An application would show the error and let the user try again;
+			// counting it keeps it visible (MariaDB can fail a write with "table doesn't
+			// exist" for a trigger's table while the trigger is being created, MDEV-26048).
+			failed++
+			if mysqlx.Number(err) == 0 || failed > 3 {
+				return fmt.Errorf("app: %s on %s: %w", t, where, err)
+			}
+			a.fail(fmt.Sprintf("%s on %s: %v", t, where, err))
 		}
 		jitter := time.Duration(rand.Int64N(int64(wait)/2 + 1))
 		select {
@@ -373,6 +393,16 @@ func (a *App) exec(ctx context.Context, db *sql.DB, t appTxn) error {
 		return fmt.Errorf("%w: %v", errUnknownOutcome, err)
 	}
 	return nil
+}
+
+// fail notes an attempt the server refused.
+func (a *App) fail(msg string) {
+	a.failed.Add(1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.failures) < 5 {
+		a.failures = append(a.failures, msg)
+	}
 }
 
 // acknowledge enters an acknowledged transaction in the model.
