@@ -43,6 +43,16 @@ type hookServer struct {
 	mu      sync.Mutex
 	notices []cutover.SwitchNotice
 	fail    bool
+	// then, when set, is called with each notice before it is acknowledged, as the
+	// application's switch handler.
+	then func(cutover.SwitchNotice)
+}
+
+// onNotice makes f the application's switch handler.
+func (h *hookServer) onNotice(f func(cutover.SwitchNotice)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.then = f
 }
 
 func (h *hookServer) received() []cutover.SwitchNotice {
@@ -67,6 +77,9 @@ func newHookServer(t *testing.T) *hookServer {
 			return
 		}
 		h.notices = append(h.notices, n)
+		if h.then != nil {
+			h.then(n)
+		}
 	}))
 	t.Cleanup(h.Close)
 	return h

@@ -4,6 +4,9 @@
 #   capture catch-up           beside go-mysql's bare decode        (capture/BenchmarkCatchUp)
 #   sink apply                 beside a bare batched-upsert loader  (sink/BenchmarkBacklogApply)
 #   end-to-end lag p50/p99     at 2,000 and 5,000 row changes/s     (cleave-bench lag)
+#   cut-over write pause       journaled, and p50/p99/max as an application that follows the
+#                              switch saw it, at 1,000 and 5,000 row changes/s, with a check
+#                              that nothing it acknowledged was lost (cleave-bench cutover)
 #   backfill rows/s            cleave run copying a 500k-row table onto the shards (cleave-bench
 #                              backfill), and the backfill package's own (backfill/BenchmarkBackfill)
 #   reconcile rows/s           beside pt-table-checksum, a bare scan (reconcile/BenchmarkReconcile1M)
@@ -24,6 +27,7 @@
 # next run.
 #
 # Environment (all optional): BENCH_LAG_RATES (2000,5000), BENCH_LAG_DURATION (30s),
+# BENCH_CUTOVER_RATES (1000,5000),
 # BENCH_PEER_ROWS (1000000), BENCH_BACKFILL_ROWS (500000), BENCH_CAPTURE_ROUNDS (1),
 # BENCH_SINK_ROUNDS (1), GO (go).
 set -euo pipefail
@@ -36,6 +40,7 @@ source "$ROOT/scripts/lib/ensure.sh"
 GO=${GO:-go}
 LAG_RATES=${BENCH_LAG_RATES:-2000,5000}
 LAG_DURATION=${BENCH_LAG_DURATION:-30s}
+CUTOVER_RATES=${BENCH_CUTOVER_RATES:-1000,5000}
 PEER_ROWS=${BENCH_PEER_ROWS:-1000000}
 BACKFILL_ROWS=${BENCH_BACKFILL_ROWS:-500000}
 SINK_ROUNDS=${BENCH_SINK_ROUNDS:-1}
@@ -133,6 +138,17 @@ else
 fi
 log "lag: $((SECONDS - t0))s"
 
+# The cut-over's write pause next: it is a latency too, and a fresh deployment per rate.
+t0=$SECONDS
+log "cutover: a cut-over under an application that follows it, at $CUTOVER_RATES row changes/s offered"
+if ! "$BENCH" cutover --cleave "$CLEAVE" --rates "$CUTOVER_RATES" --work "$WORK" --out "$WORK/cutover.json" 2>"$WORK/cutover.log"; then
+	cat "$WORK/cutover.log" >&2
+	missing cutover "write pause of a cut-over" "failed: $(tail -n 1 "$WORK/cutover.log")"
+else
+	cat "$WORK/cutover.log" >&2
+fi
+log "cutover: $((SECONDS - t0))s"
+
 t0=$SECONDS
 log "peer: cleave capture and Debezium $DEBEZIUM_VERSION catching up with one backlog of $PEER_ROWS row changes"
 if ! "$BENCH" peer --cleave "$CLEAVE" --java "$(command -v java)" --jars "$JARS" --debezium-version "$DEBEZIUM_VERSION" \
@@ -188,7 +204,7 @@ versions=(
 	--version "pt-table-checksum=$(pt-table-checksum --version 2>/dev/null | awk '{print $2}')"
 )
 figures=()
-for f in lag peer capture capture_mysql sink backfill backfill_package reconcile reconcile_mysql; do
+for f in lag cutover peer capture capture_mysql sink backfill backfill_package reconcile reconcile_mysql; do
 	[[ -f $WORK/$f.json ]] && figures+=("$WORK/$f.json")
 done
 stamp=$(date -u +%Y-%m-%d)

@@ -4,6 +4,7 @@
 //	cleave-bench lag    --cleave bin/cleave --out lag.json           end-to-end lag of cleave run
 //	cleave-bench peer   --cleave bin/cleave --jars DIR --out peer.json  capture beside Debezium
 //	cleave-bench backfill --cleave bin/cleave --out backfill.json    backfill of existing rows
+//	cleave-bench cutover --cleave bin/cleave --out cutover.json      write pause of a cut-over
 //	cleave-bench gotest --kind capture --in out.txt --out capture.json  a go test -bench output
 //	cleave-bench missing --key backfill --title ... --reason ... --out f.json
 //	cleave-bench report --md latest.md --json latest.json FIGURES.json...
@@ -41,6 +42,8 @@ func main() {
 		err = peer(ctx, os.Args[2:])
 	case "backfill":
 		err = backfill(ctx, os.Args[2:])
+	case "cutover":
+		err = cutoverPause(ctx, os.Args[2:])
 	case "gotest":
 		err = gotest(os.Args[2:])
 	case "missing":
@@ -57,7 +60,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cleave-bench lag|peer|backfill|gotest|missing|report [flags] (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: cleave-bench lag|peer|backfill|cutover|gotest|missing|report [flags] (see -h of each)")
 	os.Exit(2)
 }
 
@@ -148,6 +151,40 @@ func backfill(ctx context.Context, args []string) error {
 		return err
 	}
 	figs, err := bench.Backfill(ctx, bench.BackfillOptions{Services: svc, CleaveBin: *cleave, Rows: *rows, WorkDir: *work, Logf: logf})
+	if err != nil {
+		return err
+	}
+	return bench.WriteFigures(*out, figs)
+}
+
+func cutoverPause(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cutover", flag.ExitOnError)
+	cleave := fs.String("cleave", "bin/cleave", "the cleave binary")
+	rates := fs.String("rates", "1000,5000", "offered row changes per second, comma-separated; one fresh deployment and cut-over each")
+	before := fs.Duration("before", 5*time.Second, "how long the application writes before the cut-over starts")
+	after := fs.Duration("after", 5*time.Second, "how long it writes to the shards after the cut-over")
+	work := fs.String("work", os.TempDir(), "folder for configs and logs")
+	out := fs.String("out", "", "write the figures as JSON here (required)")
+	_ = fs.Parse(args)
+	if *out == "" {
+		return errors.New("cutover: --out is required")
+	}
+	var rs []int
+	for _, s := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("cutover: --rates %q: want positive rates", *rates)
+		}
+		rs = append(rs, n)
+	}
+	svc, err := bench.ServicesFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*work, 0o755); err != nil {
+		return err
+	}
+	figs, err := bench.Cutover(ctx, bench.CutoverOptions{Services: svc, CleaveBin: *cleave, Rates: rs, Before: *before, After: *after, WorkDir: *work, Logf: logf})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,100 @@
+package cutover_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cleave-dev/cleave/cutover"
+	"github.com/cleave-dev/cleave/internal/loadgen"
+	"github.com/cleave-dev/cleave/internal/testenv"
+)
+
+// TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged cuts over under an
+// application that writes to the source and, told by the hook (or by the guard's refusal,
+// whichever comes first), sends each transaction to the shard that owns its user. After
+// it stops, an independent SELECT of the shards holds every change it had acknowledged,
+// before the switch and after, exactly once and on the owning shard only. The write pause
+// it saw is logged, not asserted: timing is the benchmark's business.
+func TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged(t *testing.T) {
+	testenv.EachFlavor(t, func(t *testing.T, env testenv.Env) {
+		w := newWorld(t, env, true, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		router, err := w.cfg.Router(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := &loadgen.App{Source: w.Source, Shards: w.Shards, Database: w.DB, Router: router, Rate: 700, Workers: 4, Seed: 5}
+		w.hook.onNotice(func(cutover.SwitchNotice) { app.Switch() })
+		appCtx, stopApp := context.WithCancel(ctx)
+		defer stopApp()
+		appDone := make(chan error, 1)
+		go func() { appDone <- app.Run(appCtx) }()
+		testenv.Eventually(t, time.Minute, "the application to write to the source", func() bool { return app.Stats().Transactions > 100 })
+
+		rec, err := w.cutover(t, cutover.Options{}).Run(ctx)
+		if err != nil {
+			t.Fatalf("cut-over failed: %v (record %+v)", err, rec)
+		}
+		if rec.State != cutover.StateDone {
+			t.Fatalf("cut-over ended in state %s, want done", rec.State)
+		}
+		switchedAt, byRefusal, ok := app.Switched()
+		if !ok {
+			t.Fatal("the cut-over is done and the application has not switched")
+		}
+		// Writing on the shards for a while after the switch.
+		onShards := app.Stats().OnShards
+		testenv.Eventually(t, time.Minute, "the application to write to the shards", func() bool { return app.Stats().OnShards > onShards+200 })
+		stopApp()
+		if err := <-appDone; err != nil {
+			t.Fatalf("the application: %v", err)
+		}
+
+		check, err := app.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range check.Problems {
+			if i == 20 {
+				t.Errorf("... and %d more", len(check.Problems)-i)
+				break
+			}
+			t.Error(p)
+		}
+		st := app.Stats()
+		if st.Transactions == st.OnShards || st.OnShards == 0 {
+			t.Errorf("the application acknowledged %d transactions, %d of them on the shards: want some on each side of the switch", st.Transactions, st.OnShards)
+		}
+
+		from, to := fenceWindow(rec)
+		samples := app.Samples()
+		t.Logf("cut-over %d: rounds %+v, fenced %+v, journaled write pause %d ms; the application switched %s after the fence (by the guard's refusal: %v), "+
+			"acknowledged %d transactions (%d on the shards, %d retried there after a refusal); checked %d users, %d live and %d deleted orders",
+			rec.ID, rec.Detail.Rounds, rec.Detail.Fenced, rec.Detail.WritePauseMs, switchedAt.Sub(from).Round(time.Millisecond), byRefusal,
+			st.Transactions, st.OnShards, st.Refused, check.Users, check.Orders, check.Deleted)
+		if st.Failed > 0 {
+			t.Logf("the servers refused %d attempts with an error other than the guard's (rolled back, retried): %q", st.Failed, st.Failures)
+		}
+		t.Logf("write pause the application saw: across the fence %s; overall %s", loadgen.PauseOf(samples, from, to), loadgen.PauseOf(samples, time.Time{}, time.Time{}))
+	})
+}
+
+// fenceWindow is when the cut-over fenced the moved tables, from the journal: from the
+// fence step to its release (the journaled pause after the fence, or the switch, whichever
+// is later).
+func fenceWindow(rec *cutover.Record) (from, to time.Time) {
+	for _, s := range rec.Detail.Steps {
+		switch s.State {
+		case cutover.StateFence:
+			from = s.At
+		case cutover.StateSwitched:
+			to = s.At
+		}
+	}
+	if end := from.Add(time.Duration(rec.Detail.WritePauseMs) * time.Millisecond); end.After(to) {
+		to = end
+	}
+	return from, to
+}
