@@ -75,7 +75,7 @@ func TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged(t *testing.T)
 			rec.ID, rec.Detail.Rounds, rec.Detail.Fenced, rec.Detail.WritePauseMs, switchedAt.Sub(from).Round(time.Millisecond), byRefusal,
 			st.Transactions, st.OnShards, st.Refused, check.Users, check.Orders, check.Deleted)
 		if st.Failed > 0 {
-			t.Logf("the servers refused %d attempts with an error other than the guard's (rolled back, retried): %q", st.Failed, st.Failures)
+			t.Errorf("the servers refused %d attempts with an error other than the guard's (rolled back, retried): %q; a cut-over must only pause writes, or refuse them once switched", st.Failed, st.Failures)
 		}
 		t.Logf("write pause the application saw: across the fence %s; overall %s", loadgen.PauseOf(samples, from, to), loadgen.PauseOf(samples, time.Time{}, time.Time{}))
 	})

@@ -392,11 +392,14 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	if err := c.step(ctx, ctl, rec, StateFence); err != nil {
 		return err
 	}
+	pause := c.cfg.Cutover.MaxWritePause
+	secs := int(math.Ceil(pause.Seconds()))
+	if _, err := ctl.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs)); err != nil {
+		return fmt.Errorf("fence: set lock_wait_timeout on the source: %w", err)
+	}
 	if err := installGuard(ctx, ctl, c.tables); err != nil {
 		return err
 	}
-	pause := c.cfg.Cutover.MaxWritePause
-	secs := int(math.Ceil(pause.Seconds()))
 	fenceStart := c.now()
 	for _, stmt := range []string{
 		fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs),
@@ -586,6 +589,10 @@ func (c *Cutover) abortAfter(ctx context.Context, ctl *sql.Conn, rec *Record, ca
 
 // abortWith removes the guard and journals rec aborted with reason.
 func (c *Cutover) abortWith(ctx context.Context, ctl *sql.Conn, rec *Record, reason string) error {
+	// Dropping the triggers waits for open transactions on the tables: bounded.
+	if _, err := ctl.ExecContext(ctx, "SET SESSION lock_wait_timeout = 60"); err != nil {
+		return fmt.Errorf("abort: set lock_wait_timeout on the source: %w", err)
+	}
 	if err := removeGuard(ctx, ctl, rec.Detail.Tables); err != nil {
 		return err
 	}
