@@ -68,7 +68,7 @@ func TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged(t *testing.T)
 			t.Errorf("the application acknowledged %d transactions, %d of them on the shards: want some on each side of the switch", st.Transactions, st.OnShards)
 		}
 
-		from, to := fenceWindow(rec)
+		from, to := rec.FenceWindow()
 		samples := app.Samples()
 		t.Logf("cut-over %d: rounds %+v, fenced %+v, journaled write pause %d ms; the application switched %s after the fence (by the guard's refusal: %v), "+
 			"acknowledged %d transactions (%d on the shards, %d retried there after a refusal); checked %d users, %d live and %d deleted orders",
@@ -79,22 +79,4 @@ func TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged(t *testing.T)
 		}
 		t.Logf("write pause the application saw: across the fence %s; overall %s", loadgen.PauseOf(samples, from, to), loadgen.PauseOf(samples, time.Time{}, time.Time{}))
 	})
-}
-
-// fenceWindow is when the cut-over fenced the moved tables, from the journal: from the
-// fence step to its release (the journaled pause after the fence, or the switch, whichever
-// is later).
-func fenceWindow(rec *cutover.Record) (from, to time.Time) {
-	for _, s := range rec.Detail.Steps {
-		switch s.State {
-		case cutover.StateFence:
-			from = s.At
-		case cutover.StateSwitched:
-			to = s.At
-		}
-	}
-	if end := from.Add(time.Duration(rec.Detail.WritePauseMs) * time.Millisecond); end.After(to) {
-		to = end
-	}
-	return from, to
 }

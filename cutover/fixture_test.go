@@ -232,38 +232,7 @@ func sourceColumns(t *testing.T, ctx context.Context, db *sql.DB, database, tabl
 // dump returns every row of the table as text, NULLs marked.
 func dump(t *testing.T, ctx context.Context, db *sql.DB, database, table string, cols []string) []string {
 	t.Helper()
-	rows, err := db.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM "+mysqlx.QuoteTable(database, table))
-	if err != nil {
-		t.Fatalf("dump %s.%s: %v", database, table, err)
-	}
-	defer rows.Close()
-	var out []string
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for i, v := range vals {
-			if i > 0 {
-				b.WriteByte('|')
-			}
-			if v == nil {
-				b.WriteString("NULL")
-			} else {
-				fmt.Fprintf(&b, "%q", v)
-			}
-		}
-		out = append(out, b.String())
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testenv.Rows(t, ctx, db, "SELECT "+strings.Join(cols, ", ")+" FROM "+mysqlx.QuoteTable(database, table))
 }
 
 // guardTriggers counts cleave's guard triggers on the world's tables.

@@ -93,6 +93,24 @@ type HookOutcome struct {
 	Error    string    `json:"error,omitempty"`
 }
 
+// FenceWindow is when the attempt fenced the moved tables: from its fence step to the
+// fence's release (the journaled pause after the fence step, or the switch, whichever is
+// later). Both are zero before the fence.
+func (r *Record) FenceWindow() (from, to time.Time) {
+	for _, s := range r.Detail.Steps {
+		switch s.State {
+		case StateFence:
+			from = s.At
+		case StateSwitched:
+			to = s.At
+		}
+	}
+	if end := from.Add(time.Duration(r.Detail.WritePauseMs) * time.Millisecond); end.After(to) {
+		to = end
+	}
+	return from, to
+}
+
 func journalTable() string { return mysqlx.QuoteTable(shardmeta.Database, shardmeta.Cutover) }
 func guardTable() string   { return mysqlx.QuoteTable(shardmeta.Database, shardmeta.Guard) }
 

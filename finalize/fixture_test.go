@@ -192,37 +192,7 @@ func (w *world) dump(t *testing.T, db *sql.DB, table string) []string {
 	for i := range cols {
 		cols[i] = mysqlx.QuoteIdent(cols[i])
 	}
-	rows, err := db.Query("SELECT " + strings.Join(cols, ", ") + " FROM " + mysqlx.QuoteTable(w.DB, table))
-	if err != nil {
-		t.Fatalf("dump %s: %v", table, err)
-	}
-	defer rows.Close()
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	var out []string
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for i, v := range vals {
-			if i > 0 {
-				b.WriteByte('|')
-			}
-			if v == nil {
-				b.WriteString("NULL")
-			} else {
-				fmt.Fprintf(&b, "%q", v)
-			}
-		}
-		out = append(out, b.String())
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	out := testenv.Rows(t, context.Background(), db, "SELECT "+strings.Join(cols, ", ")+" FROM "+mysqlx.QuoteTable(w.DB, table))
 	sort.Strings(out)
 	return out
 }

@@ -190,7 +190,7 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int) (Figure, erro
 		return f, err
 	}
 
-	from, to := fenceWindow(&rec)
+	from, to := rec.FenceWindow()
 	samples := app.Samples()
 	fenced, all := loadgen.PauseOf(samples, from, to), loadgen.PauseOf(samples, time.Time{}, time.Time{})
 	st := app.Stats()
@@ -306,24 +306,6 @@ func waitCopied(ctx context.Context, src *sql.DB, shards []*sql.DB, db string, r
 		return fmt.Errorf("the shards did not hold the source's rows within 5 minutes (last: %s; log: %s)", last, run.logs())
 	}
 	return err
-}
-
-// fenceWindow is when the cut-over fenced the moved tables, from its journal: from the
-// fence step to its release (the journaled pause after the fence, or the switch, whichever
-// is later).
-func fenceWindow(rec *cutover.Record) (from, to time.Time) {
-	for _, s := range rec.Detail.Steps {
-		switch s.State {
-		case cutover.StateFence:
-			from = s.At
-		case cutover.StateSwitched:
-			to = s.At
-		}
-	}
-	if end := from.Add(time.Duration(rec.Detail.WritePauseMs) * time.Millisecond); end.After(to) {
-		to = end
-	}
-	return from, to
 }
 
 func fencedRows(rec *cutover.Record) int {
