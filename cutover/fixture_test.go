@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cleave-dev/cleave/backfill"
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/daemon"
@@ -154,6 +155,32 @@ func (w *world) waitCopied(t *testing.T) {
 	t.Helper()
 	testenv.Eventually(t, 2*time.Minute, "the shards to hold the source's rows", func() bool {
 		return w.diff(t) == ""
+	})
+	// The gate also wants the backfill's progress stored as done and every sink's offsets
+	// on every partition, which follow the rows by a moment.
+	store := backfill.NewStore(w.cfg.Kafka.Brokers, w.Prefix, w.cfg.Kafka.ReplicationFactor)
+	defer store.Close()
+	testenv.Eventually(t, time.Minute, "the backfill's progress stored as done", func() bool {
+		if _, err := store.Poll(context.Background()); err != nil {
+			return false
+		}
+		st := store.State()
+		for _, tbl := range w.cfg.Tables {
+			if p := st.Current(tbl.Name); p == nil || !p.Done {
+				return false
+			}
+		}
+		return true
+	})
+	want := len(w.cfg.Tables) * w.cfg.Kafka.Partitions
+	testenv.Eventually(t, time.Minute, "every sink's offsets on every partition", func() bool {
+		for _, db := range w.Shards {
+			var n int
+			if db.QueryRow("SELECT COUNT(*) FROM `_cleave`.`offsets` WHERE consumer_group LIKE ?", w.Prefix+".sink.%").Scan(&n) != nil || n < want {
+				return false
+			}
+		}
+		return true
 	})
 }
 
