@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -44,9 +43,10 @@ type Cutover struct {
 	hook   *hook
 	now    func() time.Time
 
-	tables []string // moved tables, db.table
-	topics map[string]string
-	flavor mysqlx.Flavor // the source's, learnt by the gate
+	tables    []string          // moved tables, db.table
+	topics    map[string]string // a moved table's topic
+	topicList []string          // the moved tables' topics, in table order
+	flavor    mysqlx.Flavor     // the source's, learnt by the gate
 }
 
 // New returns the cut-over of the configuration; it connects on first use.
@@ -63,6 +63,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Cutover, error) {
 		t := &cfg.Tables[i]
 		c.tables = append(c.tables, t.Name)
 		c.topics[t.Name] = kafkax.TableTopic(cfg.Kafka.TopicPrefix, t.DB(), t.TableName())
+		c.topicList = append(c.topicList, c.topics[t.Name])
 	}
 	return c, nil
 }
@@ -151,11 +152,8 @@ func (c *Cutover) Status(ctx context.Context, n int) ([]*Record, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	var holder sql.NullInt64
-	if err := c.source.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lockName(c.cfg.Kafka.TopicPrefix)).Scan(&holder); err != nil {
-		return nil, false, fmt.Errorf("ask the source whether a cut-over runs: %w", err)
-	}
-	return recs, holder.Valid, nil
+	_, running, err := lockHolder(ctx, c.source, c.cfg.Kafka.TopicPrefix)
+	return recs, running, err
 }
 
 // Resolve finishes what a cut-over that stopped (killed, lost its session) left: before the
@@ -201,13 +199,13 @@ func (c *Cutover) Abort(ctx context.Context) (*Record, error) {
 	if rec.State.Switched() {
 		return rec, fmt.Errorf("cut-over %d is past its point of no return (state %s): the moved tables live on the shards; to go back, use `cleave rollback`", rec.ID, rec.State)
 	}
-	var holder sql.NullInt64
-	if err := c.source.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lockName(c.cfg.Kafka.TopicPrefix)).Scan(&holder); err != nil {
-		return nil, fmt.Errorf("find the running cut-over's session: %w", err)
+	holder, running, err := lockHolder(ctx, c.source, c.cfg.Kafka.TopicPrefix)
+	if err != nil {
+		return nil, err
 	}
-	if holder.Valid {
-		if _, err := c.source.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", holder.Int64)); err != nil && mysqlx.Number(err) != 1094 {
-			return nil, fmt.Errorf("end the running cut-over's session %d on the source: %w (needs CONNECTION_ADMIN or SUPER, or the same user)", holder.Int64, err)
+	if running {
+		if _, err := c.source.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", holder)); err != nil && mysqlx.Number(err) != 1094 {
+			return nil, fmt.Errorf("end the running cut-over's session %d on the source: %w (needs CONNECTION_ADMIN or SUPER, or the same user)", holder, err)
 		}
 	}
 	// The killed session's lock goes when the server has ended it.
@@ -329,13 +327,9 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	if err := c.gate(ctx); err != nil {
 		return err
 	}
-	topics := make([]string, 0, len(c.tables))
-	for _, t := range c.tables {
-		topics = append(topics, c.topics[t])
-	}
-	from, err := kafkax.EndOffsets(ctx, c.cfg.Kafka.Brokers, topics)
+	from, err := c.endOffsets(ctx)
 	if err != nil {
-		return fmt.Errorf("read the table topics' end offsets: %w", err)
+		return err
 	}
 	rep, err := c.check.Run(ctx)
 	if err != nil {
@@ -353,18 +347,14 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	// Rows the reconcile left in flight are proven by the first round.
 	carry := map[string][][]byte{}
 	for _, tr := range rep.Tables {
-		for _, r := range tr.InFlight {
-			k, err := json.Marshal(r.Key)
-			if err != nil {
-				return fmt.Errorf("gate: carry a row in flight of %s: %w", tr.Table, err)
-			}
-			carry[tr.Table] = append(carry[tr.Table], k)
+		if carry[tr.Table], err = inFlightKeys(tr); err != nil {
+			return err
 		}
 	}
 	for round := 1; ; round++ {
-		to, err := kafkax.EndOffsets(ctx, c.cfg.Kafka.Brokers, topics)
+		to, err := c.endOffsets(ctx)
 		if err != nil {
-			return fmt.Errorf("read the table topics' end offsets: %w", err)
+			return err
 		}
 		start := c.now()
 		n, left, err := c.verify(ctx, from, to, carry, false)
@@ -402,7 +392,6 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	}
 	fenceStart := c.now()
 	for _, stmt := range []string{
-		fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs),
 		fmt.Sprintf("SET SESSION wait_timeout = %d", secs),
 		"SET SESSION autocommit = 0",
 	} {
@@ -457,9 +446,9 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	}
 
 	// Verify the rows changed since the last round, with nothing changing.
-	to, err := kafkax.EndOffsets(ctx, c.cfg.Kafka.Brokers, topics)
+	to, err := c.endOffsets(ctx)
 	if err != nil {
-		return fmt.Errorf("read the table topics' end offsets: %w", err)
+		return err
 	}
 	start := c.now()
 	n, _, err := c.verify(ctx, from, to, carry, true)
@@ -496,6 +485,15 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 		return err
 	}
 	return c.finish(ctx, ctl, rec)
+}
+
+// endOffsets reads the end offsets of the moved tables' topics.
+func (c *Cutover) endOffsets(ctx context.Context) (map[string][]int64, error) {
+	offs, err := kafkax.EndOffsets(ctx, c.cfg.Kafka.Brokers, c.topicList)
+	if err != nil {
+		return nil, fmt.Errorf("read the table topics' end offsets: %w", err)
+	}
+	return offs, nil
 }
 
 // unfence releases the fence (idempotent) and gives the session its usual settings back.

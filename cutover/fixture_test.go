@@ -240,18 +240,9 @@ func firstDiff(want, got []string) string {
 
 func sourceColumns(t *testing.T, ctx context.Context, db *sql.DB, database, table string) []string {
 	t.Helper()
-	rows, err := db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", database, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var cols []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			t.Fatal(err)
-		}
-		cols = append(cols, mysqlx.QuoteIdent(c))
+	cols := testenv.Columns(t, ctx, db, database, table)
+	for i := range cols {
+		cols[i] = mysqlx.QuoteIdent(cols[i])
 	}
 	return cols
 }

@@ -58,13 +58,13 @@ func (c *Cutover) gate(ctx context.Context) error {
 	// The sinks: every shard's sink keeps offsets for every partition of every moved
 	// table's topic, and what it applied last is recent.
 	now := c.now()
-	topics := make([]string, 0, len(c.tables))
-	for _, t := range c.tables {
-		topics = append(topics, c.topics[t])
-	}
+	topics := c.topicList
 	q := "SELECT topic, COUNT(*), COALESCE(MIN(applied_ts_ms), 0) FROM " + mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets) +
 		" WHERE consumer_group = ? AND topic IN (?" + strings.Repeat(", ?", len(topics)-1) + ") GROUP BY topic"
 	for i, db := range c.shards {
+		if len(topics) == 0 {
+			break
+		}
 		name := c.cfg.Shards[i].Name
 		group := kafkax.SinkGroup(c.cfg.Kafka.TopicPrefix, name)
 		args := []any{group}

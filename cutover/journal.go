@@ -239,8 +239,17 @@ func lock(ctx context.Context, conn *sql.Conn, prefix string) error {
 	if got.Valid && got.Int64 == 1 {
 		return nil
 	}
-	var holder sql.NullInt64
-	_ = conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lockName(prefix)).Scan(&holder)
+	holder, _, _ := lockHolder(ctx, conn, prefix)
 	return fmt.Errorf("%w: source connection %d holds lock %q (see `cleave cutover --status`; `cleave cutover --abort` stops it before its point of no return)",
-		errLockHeld, holder.Int64, lockName(prefix))
+		errLockHeld, holder, lockName(prefix))
+}
+
+// lockHolder returns the source connection that holds the prefix's lock, and whether one
+// does: a cut-over of the prefix is running.
+func lockHolder(ctx context.Context, q querier, prefix string) (int64, bool, error) {
+	var holder sql.NullInt64
+	if err := q.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lockName(prefix)).Scan(&holder); err != nil {
+		return 0, false, fmt.Errorf("ask the source whether a cut-over runs: %w", err)
+	}
+	return holder.Int64, holder.Valid, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cleave-dev/cleave/kafkax"
+	"github.com/cleave-dev/cleave/reconcile"
 )
 
 // verify re-checks, table by table, the rows whose changes lie between the Kafka offsets
@@ -64,14 +65,24 @@ func (c *Cutover) verify(ctx context.Context, from, to map[string][]int64, carry
 			if fenced {
 				return total, nil, fmt.Errorf("verify under the fence: %d rows of %s could not be proven equal (%s): nothing switched", len(tr.InFlight), t, tr.InFlight[0].Reason)
 			}
-			for _, r := range tr.InFlight {
-				k, err := json.Marshal(r.Key)
-				if err != nil {
-					return total, nil, fmt.Errorf("verify %s: carry a row in flight: %w", t, err)
-				}
-				left[t] = append(left[t], k)
+			if left[t], err = inFlightKeys(tr); err != nil {
+				return total, nil, err
 			}
 		}
 	}
 	return total, left, nil
+}
+
+// inFlightKeys are the message keys of the rows a check left in flight, to be verified
+// again.
+func inFlightKeys(tr *reconcile.TableReport) ([][]byte, error) {
+	var keys [][]byte
+	for _, r := range tr.InFlight {
+		k, err := json.Marshal(r.Key)
+		if err != nil {
+			return nil, fmt.Errorf("carry a row in flight of %s: %w", tr.Table, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }

@@ -200,20 +200,7 @@ func (w *world) dump(t *testing.T, db *sql.DB, table string) []string {
 // columns lists a table's columns in the world's database on db.
 func (w *world) columns(t *testing.T, db *sql.DB, table string) []string {
 	t.Helper()
-	rows, err := db.Query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", w.DB, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var cols []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			t.Fatal(err)
-		}
-		cols = append(cols, c)
-	}
-	return cols
+	return testenv.Columns(t, context.Background(), db, w.DB, table)
 }
 
 // hasBookkeeping reports whether a shard has the _cleave database.

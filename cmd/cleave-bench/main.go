@@ -82,13 +82,9 @@ func lag(ctx context.Context, args []string) error {
 	if *out == "" {
 		return errors.New("lag: --out is required")
 	}
-	var rs []int
-	for _, s := range strings.Split(*rates, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= *probes {
-			return fmt.Errorf("lag: --rates %q: want rates above --probe-rate %d", *rates, *probes)
-		}
-		rs = append(rs, n)
+	rs, ok := parseRates(*rates, *probes)
+	if !ok {
+		return fmt.Errorf("lag: --rates %q: want rates above --probe-rate %d", *rates, *probes)
 	}
 	svc, err := bench.ServicesFromEnv()
 	if err != nil {
@@ -169,13 +165,9 @@ func cutoverPause(ctx context.Context, args []string) error {
 	if *out == "" {
 		return errors.New("cutover: --out is required")
 	}
-	var rs []int
-	for _, s := range strings.Split(*rates, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("cutover: --rates %q: want positive rates", *rates)
-		}
-		rs = append(rs, n)
+	rs, ok := parseRates(*rates, 0)
+	if !ok {
+		return fmt.Errorf("cutover: --rates %q: want positive rates", *rates)
 	}
 	svc, err := bench.ServicesFromEnv()
 	if err != nil {
@@ -267,4 +259,17 @@ func report(args []string) error {
 		return bench.WriteReport(*js, &r)
 	}
 	return nil
+}
+
+// parseRates reads a comma-separated list of rates, each above floor.
+func parseRates(list string, floor int) ([]int, bool) {
+	var rs []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= floor {
+			return nil, false
+		}
+		rs = append(rs, n)
+	}
+	return rs, true
 }

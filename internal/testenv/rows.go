@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,4 +50,18 @@ func Rows(t testing.TB, ctx context.Context, db *sql.DB, query string, args ...a
 		t.Fatalf("%s: %v", query, err)
 	}
 	return out
+}
+
+// Columns lists the columns of database.table on db in their order.
+func Columns(t testing.TB, ctx context.Context, db *sql.DB, database, table string) []string {
+	t.Helper()
+	var cols []string
+	for _, line := range Rows(t, ctx, db, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", database, table) {
+		name, err := strconv.Unquote(line)
+		if err != nil {
+			t.Fatalf("column of %s.%s: %v", database, table, err)
+		}
+		cols = append(cols, name)
+	}
+	return cols
 }
