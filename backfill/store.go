@@ -157,16 +157,25 @@ func (s *Store) State() *State {
 // Poll reads the records written since the last Poll (all of them the first time) into
 // the state, and reports whether anything changed.
 func (s *Store) Poll(ctx context.Context) (bool, error) {
-	var errs []error
-	for _, b := range s.brokers {
-		changed, err := s.pollFrom(ctx, b)
-		if err == nil {
-			return changed, nil
+	changed := false
+	err := kafkax.RetryTemporary(ctx, pollRetryTime, func() error {
+		var errs []error
+		for _, b := range s.brokers {
+			c, err := s.pollFrom(ctx, b)
+			changed = changed || c
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, err)
 		}
-		errs = append(errs, err)
-	}
-	return false, fmt.Errorf("read backfill topic %s: %w", s.topic, errors.Join(errs...))
+		return fmt.Errorf("read backfill topic %s: %w", s.topic, errors.Join(errs...))
+	})
+	return changed, err
 }
+
+// pollRetryTime bounds how long Poll retries temporary Kafka errors, such as a partition
+// whose leader is still being elected right after the topic was created.
+const pollRetryTime = 30 * time.Second
 
 func (s *Store) pollFrom(ctx context.Context, broker string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -67,27 +67,23 @@ func (s *CheckpointStore) Ensure(ctx context.Context) error {
 // Kafka calls temporary (a partition whose leader is still being elected, as right after
 // the topic is created) are retried for up to loadRetryTime.
 func (s *CheckpointStore) Load(ctx context.Context) (*Checkpoint, error) {
-	deadline := time.Now().Add(loadRetryTime)
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+	var cp *Checkpoint
+	err := kafkax.RetryTemporary(ctx, loadRetryTime, func() error {
 		var errs []error
 		for _, b := range s.brokers {
-			cp, err := s.loadFrom(ctx, b)
+			c, err := s.loadFrom(ctx, b)
 			if err == nil {
-				return cp, nil
+				cp = c
+				return nil
 			}
 			errs = append(errs, err)
 		}
-		err := fmt.Errorf("read checkpoint from topic %s: %w", s.topic, errors.Join(errs...))
-		var ke kafka.Error
-		if !errors.As(err, &ke) || !ke.Temporary() || time.Now().Add(backoff).After(deadline) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(backoff):
-		}
+		return fmt.Errorf("read checkpoint from topic %s: %w", s.topic, errors.Join(errs...))
+	})
+	if err != nil {
+		return nil, err
 	}
+	return cp, nil
 }
 
 // loadRetryTime bounds how long Load retries temporary Kafka errors.
