@@ -47,6 +47,7 @@ type Cutover struct {
 	topics    map[string]string // a moved table's topic
 	topicList []string          // the moved tables' topics, in table order
 	flavor    mysqlx.Flavor     // the source's, learnt by the gate
+	shardFl   []mysqlx.Flavor   // the shards', learnt by the gate
 }
 
 // New returns the cut-over of the configuration; it connects on first use.
@@ -460,6 +461,12 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 		return fmt.Errorf("fence: drain and verification took %s, over cutover.max_write_pause (%s); writes went on, nothing switched", el.Round(time.Millisecond), pause)
 	}
 
+	// Where reverse replication starts: each shard's binlog end, now that the sinks have
+	// drained and before the application is told to write to the shards.
+	if rec.Detail.Reverse, err = c.reverseStarts(ctx); err != nil {
+		return err
+	}
+
 	// Switch: the guard rows and the journal's "switched" in one transaction, on the
 	// fencing session. Its commit is the point of no return.
 	for _, t := range c.tables {
@@ -485,6 +492,20 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 		return err
 	}
 	return c.finish(ctx, ctl, rec)
+}
+
+// reverseStarts reads every shard's binlog end, where reverse replication starts.
+func (c *Cutover) reverseStarts(ctx context.Context) (map[string]*ReverseStart, error) {
+	out := make(map[string]*ReverseStart, len(c.shards))
+	for i, db := range c.shards {
+		fl := c.shardFl[i]
+		file, pos, gtid, err := fl.BinlogPosition(ctx, db)
+		if err != nil {
+			return nil, fmt.Errorf("switch: read shard %s's binlog position, where reverse replication starts: %w", c.cfg.Shards[i].Name, err)
+		}
+		out[c.cfg.Shards[i].Name] = &ReverseStart{File: file, Pos: pos, GTID: gtid, Flavor: fl.Name()}
+	}
+	return out, nil
 }
 
 // endOffsets reads the end offsets of the moved tables' topics.

@@ -2,7 +2,9 @@ package cutover
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -102,8 +104,68 @@ func (c *Cutover) gate(ctx context.Context) error {
 			}
 		}
 	}
+	// Reverse replication: after the switch every shard is a source of its own, read back
+	// to the source, so each must keep a binlog capture can read from the switch on.
+	c.shardFl = make([]mysqlx.Flavor, len(c.shards))
+	for i, db := range c.shards {
+		fl, problems := reverseReady(ctx, db, c.cfg.Source.ServerID)
+		c.shardFl[i] = fl
+		for _, p := range problems {
+			bad("shard %s cannot be read back for rollback: %s", c.cfg.Shards[i].Name, p)
+		}
+	}
 	if len(failed) > 0 {
 		return &gateError{failed: failed}
 	}
 	return nil
+}
+
+// reverseReady checks that reverse replication can capture the shard's binlog: the
+// settings capture needs of any source, a server_id other than the one capture connects
+// with, and a binlog position cleave's shard user may read. It returns the shard's flavor
+// (nil when it could not be asked) and what is wrong, each with its fix.
+func reverseReady(ctx context.Context, db *sql.DB, captureID uint32) (mysqlx.Flavor, []string) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	fl, err := mysqlx.DetectFlavor(ctx, db)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	vars := map[string]string{}
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata')")
+	if err != nil {
+		return fl, []string{fmt.Sprintf("read its variables: %v", err)}
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return fl, []string{fmt.Sprintf("read its variables: %v", err)}
+		}
+		vars[strings.ToLower(k)] = strings.ToUpper(v)
+	}
+	rows.Close()
+	const fix = " in the shard's config file (and SET GLOBAL), before the cut-over"
+	if v := vars["log_bin"]; v != "ON" && v != "1" {
+		bad("log_bin is %s: set log_bin%s", orUnset(v), fix)
+	}
+	for _, want := range [][2]string{{"binlog_format", "ROW"}, {"binlog_row_image", "FULL"}, {"binlog_row_metadata", "FULL"}} {
+		if v := vars[want[0]]; v != want[1] {
+			bad("%s is %s: set %s=%s%s", want[0], orUnset(v), want[0], want[1], fix)
+		}
+	}
+	if vars["server_id"] == strconv.FormatUint(uint64(captureID), 10) {
+		bad("its server_id %s is source.server_id, the replica id capture connects with: give the shard a server_id of its own", vars["server_id"])
+	}
+	if _, _, _, err := fl.BinlogPosition(ctx, db); err != nil {
+		bad("%v: grant %s and REPLICATION SLAVE to cleave's shard user", err, fl.BinlogMonitorPrivilege())
+	}
+	return fl, problems
+}
+
+func orUnset(v string) string {
+	if v == "" {
+		return "unset"
+	}
+	return v
 }

@@ -64,6 +64,25 @@ type Detail struct {
 	Reason string `json:"reason,omitempty"`
 	// Hook is the switch hook's outcome.
 	Hook *HookOutcome `json:"hook,omitempty"`
+	// Reverse holds, by shard name, where reverse replication starts reading the shard's
+	// binlog: its end, read under the fence after the sinks drained and before the switch
+	// committed, so every write the application makes to the shard after the switch lies
+	// after it. Journaled with the switch itself, so a crash after the point of no return
+	// still knows where to start.
+	Reverse map[string]*ReverseStart `json:"reverse,omitempty"`
+	// FinalizedAt is when `cleave finalize` ended the migration: reverse replication of
+	// this cut-over stopped for good and its bookkeeping is gone.
+	FinalizedAt *time.Time `json:"finalized_at,omitempty"`
+}
+
+// ReverseStart is a shard's binlog position where reverse replication begins.
+type ReverseStart struct {
+	File string `json:"file"`
+	Pos  uint64 `json:"pos"`
+	// GTID is the shard's GTID state at that position; empty when its binlog has none.
+	GTID string `json:"gtid,omitempty"`
+	// Flavor is the shard's server product ("MariaDB", "MySQL").
+	Flavor string `json:"flavor"`
 }
 
 // Step is one state entered.
@@ -224,6 +243,25 @@ func (r *Record) save(ctx context.Context, q querier, s State, now time.Time) er
 	}
 	r.State = s
 	return nil
+}
+
+// MarkFinalized records in the journal that the migration of cut-over id is finalized, so
+// that no `cleave run` starts its reverse replication again.
+func MarkFinalized(ctx context.Context, source *sql.DB, prefix string, id uint64, at time.Time) error {
+	recs, err := history(ctx, source, prefix, 1)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 || recs[0].ID != id {
+		return fmt.Errorf("mark cut-over %d finalized: it is no longer the latest cut-over of topic prefix %q", id, prefix)
+	}
+	r := recs[0]
+	if r.Detail.FinalizedAt != nil {
+		return nil
+	}
+	at = at.UTC()
+	r.Detail.FinalizedAt = &at
+	return r.save(ctx, source, r.State, at)
 }
 
 // errLockHeld is returned when another session runs a cut-over of the prefix.
