@@ -6,6 +6,12 @@
 // position whose events Kafka has acknowledged. It must never store a position before
 // every event up to it is acknowledged, never resume inside a transaction, and never let
 // go-mysql's types escape: downstream sees only event.Event.
+//
+// It emits no row change of a transaction whose first table map is _cleave.offsets: that
+// is a cleave sink's apply (the sink's offsets UPDATE is the first statement of each of
+// its transactions), and capturing it would send the change back where it came from once
+// replication runs both ways (ownapply.go). Capture never copies the rows a table already
+// holds: that is the backfill's (package backfill), which runs beside it by choice.
 package capture
 
 import (
