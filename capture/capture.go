@@ -6,6 +6,12 @@
 // position whose events Kafka has acknowledged. It must never store a position before
 // every event up to it is acknowledged, never resume inside a transaction, and never let
 // go-mysql's types escape: downstream sees only event.Event.
+//
+// It emits no row change of a transaction whose first table map is _cleave.offsets: that
+// is a cleave sink's apply (the sink's offsets UPDATE is the first statement of each of
+// its transactions), and capturing it would send the change back where it came from once
+// replication runs both ways (ownapply.go). Capture never copies the rows a table already
+// holds: that is the backfill's (package backfill), which runs beside it by choice.
 package capture
 
 import (
@@ -44,6 +50,21 @@ type Options struct {
 	// RetryMaxTime is how long capture keeps restarting a failing stream without making
 	// progress before it gives up with the error. Default 5 minutes.
 	RetryMaxTime time.Duration
+	// StartAt is where a capture without a stored checkpoint (a fresh kafka.topic_prefix)
+	// starts: a transaction boundary of the source's binlog, as the source's binlog status
+	// gives it (file, offset and, where the source has GTIDs, the GTID state there; MariaDB
+	// can tell the state at a position, so it may be left empty there, MySQL cannot). nil
+	// starts at the source's current position. A stored checkpoint always wins: a restart
+	// resumes from it, whatever StartAt says. Capture checks that the source still has the
+	// position and that it belongs to its binlog history, and stores it as the first
+	// checkpoint before it streams.
+	//
+	// Reverse replication starts a shard's capture at the shard's position read at the
+	// cut-over's switch: it streams exactly the writes made on the shard after it. Capture
+	// never copies the rows the tables already hold (that is package backfill, which only
+	// a caller that runs it beside capture, as cleave run does, gets), so such a capture
+	// needs no switch to turn copying off: run capture alone.
+	StartAt *Position
 }
 
 // Capture streams the row changes of the configured tables to Kafka.
@@ -202,18 +223,29 @@ func (c *Capture) Run(ctx context.Context) error {
 	}
 	var from Position
 	if cp == nil {
-		// No checkpoint: start at the source's current position, and store it before
-		// anything else, so that a crash from here on resumes here and not at a later
-		// "current" position (the changes in between would be lost). The backfill copies
-		// what existed before.
-		if from, err = src.currentPosition(ctx); err != nil {
+		// No checkpoint: start at StartAt or else the source's current position, and store
+		// it before anything else, so that a crash from here on resumes here and not at a
+		// later "current" position (the changes in between would be lost). The backfill,
+		// where one runs, copies what existed before.
+		if c.opts.StartAt != nil {
+			if from, err = src.startAt(ctx, *c.opts.StartAt, c.cfg.Kafka.TopicPrefix); err != nil {
+				return err
+			}
+		} else if from, err = src.currentPosition(ctx); err != nil {
 			return err
 		}
 		if err := store.Store(ctx, Checkpoint{Position: from, SourceServerID: src.serverID, Flavor: src.flavor}); err != nil {
 			return err
 		}
-		c.log.Info("no checkpoint: starting at the source's current position", zap.Stringer("position", from))
+		if c.opts.StartAt != nil {
+			c.log.Info("no checkpoint: starting at the given start position", zap.Stringer("position", from))
+		} else {
+			c.log.Info("no checkpoint: starting at the source's current position", zap.Stringer("position", from))
+		}
 	} else {
+		if c.opts.StartAt != nil {
+			c.log.Info("a checkpoint is stored: the given start position is not used", zap.Stringer("start_at", *c.opts.StartAt), zap.Stringer("checkpoint", cp.Position))
+		}
 		if cp.Flavor != "" && cp.Flavor != src.flavor {
 			return fmt.Errorf("%w: the checkpoint in %s was written for a %s source, source.flavor is %s", ErrSource, store.Topic(), cp.Flavor, src.flavor)
 		}

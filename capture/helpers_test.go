@@ -153,8 +153,15 @@ type running struct {
 
 func (f *fixture) start(cfg *config.Config) *running {
 	f.t.Helper()
+	return f.startWith(cfg, Options{})
+}
+
+// startWith is start with opts; their Registerer and RetryMaxTime are the test's.
+func (f *fixture) startWith(cfg *config.Config, opts Options) *running {
+	f.t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := New(cfg, Options{Registerer: reg, RetryMaxTime: time.Minute})
+	opts.Registerer, opts.RetryMaxTime = reg, time.Minute
+	c, err := New(cfg, opts)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ type metrics struct {
 	checkpointFile prometheus.Gauge
 	checkpointPos  prometheus.Gauge
 	lag            prometheus.GaugeFunc
+	// ownApplySkipped counts cleave's own apply transactions (ownapply.go).
+	ownApplySkipped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
@@ -67,10 +69,14 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "source_lag_seconds",
 			Help: "How far capture's reading is behind the source: 0 while the source's heartbeats show nothing is left to read, else now minus the commit time of the last event read.",
 		}, lag),
+		ownApplySkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "own_apply_transactions_skipped_total",
+			Help: "Transactions read whose first table map is _cleave.offsets: a cleave sink's apply, whose row changes capture does not emit, so that replication in both directions does not loop. Transactions read again after a restart count again.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.events, m.heartbeats, m.bytes, m.produceErrors, m.produceRetries, m.restarts,
-			m.inFlightBytes, m.backpressure, m.checkpointFile, m.checkpointPos, m.lag)
+			m.inFlightBytes, m.backpressure, m.checkpointFile, m.checkpointPos, m.lag, m.ownApplySkipped)
 	}
 	return m
 }

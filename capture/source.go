@@ -241,6 +241,36 @@ func (s *source) currentPosition(ctx context.Context) (Position, error) {
 	return p, nil
 }
 
+// startAt checks a start position the caller gave (Options.StartAt) as a checkpoint is
+// checked before a resume (the source still has it, it belongs to the source's binlog
+// history, a transaction begins there or the binlog ends there) and completes its GTID
+// state where the source can tell it.
+func (s *source) startAt(ctx context.Context, p Position, prefix string) (Position, error) {
+	if _, err := p.coord(); err != nil || p.Pos < 4 {
+		return p, fmt.Errorf("%w: the start position %s is not a binlog file and an offset past its header", ErrSource, p)
+	}
+	switch {
+	case !s.gtids:
+		p.GTID = ""
+	case p.GTID == "":
+		g, ok, err := s.fl.GTIDStateAt(ctx, s.db, p.File, p.Pos)
+		if err != nil {
+			return p, fmt.Errorf("read the GTID state at the start position %s: %w", p, err)
+		}
+		if !ok {
+			return p, fmt.Errorf("%w: the start position %s has no GTID state, and the source (gtid_mode ON) cannot tell the one at that position: give the GTID set of the binlog status the position was read with", ErrSource, p)
+		}
+		p.GTID = g
+	}
+	if _, err := newGTIDState(s.flavor, p.GTID); err != nil {
+		return p, fmt.Errorf("%w: the start position %s: %v", ErrSource, p, err)
+	}
+	if err := s.checkResume(ctx, &Checkpoint{Position: p, SourceServerID: s.serverID}, prefix); err != nil {
+		return p, fmt.Errorf("start at %s: %w", p, err)
+	}
+	return p, nil
+}
+
 // binlogFiles lists the binlog files the source still has, oldest first.
 func (s *source) binlogFiles(ctx context.Context) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, "SHOW BINARY LOGS")

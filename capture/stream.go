@@ -220,6 +220,11 @@ type group struct {
 	xa bool
 	// journal: the group wrote the cut-over journal, and ends with a heartbeat (marker.go).
 	journal bool
+	// mapped: a table map of the group was read. ownApply: the first one named
+	// _cleave.offsets, the group is cleave's own apply and its rows are not emitted;
+	// skippedRows counts them. lateTag: a later one did (ownapply.go).
+	mapped, ownApply, lateTag bool
+	skippedRows               int
 }
 
 // reader turns the binlog events of one session into messages, in binlog order. It runs
@@ -298,6 +303,7 @@ func (r *reader) handle(ev *replication.BinlogEvent) error {
 		if isJournal(e) {
 			r.grp.journal = true
 		}
+		r.tableMap(h, e)
 	case *replication.XIDEvent:
 		return r.endGroup(h)
 	case *replication.MariadbGTIDEvent:
@@ -362,6 +368,9 @@ func (r *reader) beginGroup(h *replication.EventHeader, gtid string, endsAtQuery
 // endGroup closes the transaction whose commit event has header h: the end of that event
 // is a boundary.
 func (r *reader) endGroup(h *replication.EventHeader) error {
+	if r.grp.ownApply {
+		r.endOwnApply(h, r.grp)
+	}
 	journal := r.grp.journal
 	r.grp = group{}
 	p := Position{File: r.file, Pos: uint64(h.LogPos), GTID: r.gtid.String()}
@@ -602,6 +611,10 @@ func (r *reader) rows(h *replication.EventHeader, e *replication.RowsEvent) (err
 	d, err := r.def(h, e.Table)
 	if err != nil || d == ignoredTable {
 		return err
+	}
+	if r.grp.ownApply {
+		r.grp.skippedRows += rowChanges(e, h.EventType)
+		return nil
 	}
 	if r.grp.xa {
 		return fatal(fmt.Errorf("%w: rows of %s at %s belong to an XA transaction, which the binlog shows at PREPARE, before it is committed or rolled back; capture does not support XA transactions on configured tables", ErrSource, d.name, r.pos(h)))
