@@ -478,6 +478,9 @@ func (s *Sink) checkUnknownColumns(t *table, sh *shape, ev *event.Event, row eve
 		return nil
 	}
 	sort.Strings(unknown)
+	if sh.reverse {
+		return &errSchema{fmt.Sprintf("monolith %s: table %s has no column %s, which the shards' events of the table carry (version %s): reverse replication leaves the monolith's schema to the application; add the column to the monolith's table as the shards have it, then restart", s.shard, t.name, strings.Join(unknown, ", "), ev.Version)}
+	}
 	return &errSchema{fmt.Sprintf("shard %s: table %s has no column %s, which events of the table carry (version %s): align the shard's table with the source (cleave prepare), or add the column", s.shard, t.name, strings.Join(unknown, ", "), ev.Version)}
 }
 

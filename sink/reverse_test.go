@@ -412,3 +412,50 @@ func TestReverseVersionsCompareEpochFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestReverseSinkLeavesTheMonolithsSchemaToTheApplication(t *testing.T) {
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newReverseFixture(t, e)
+		stop, done := f.runSink(monolith, Options{Reverse: &Reverse{Epoch: 5}})
+		alter := "ALTER TABLE `accounts` ADD COLUMN note VARCHAR(16) NULL"
+		var msgs []kafka.Message
+		for p := 0; p < f.cfg.Kafka.Partitions; p++ {
+			val, err := event.Marshal(&event.Event{Op: event.OpDDL, DDL: alter, Version: 2000,
+				Source: event.Source{DB: f.db, Table: "accounts", File: "mysql-bin.000001", Pos: 2000, TsMs: time.Now().UnixMilli()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, kafka.Message{Topic: kafkax.TableTopic(f.prefix, f.db, "accounts"), Partition: p, Value: val})
+		}
+		msgs = append(msgs, f.shardEvent("accounts", event.OpCreate, nil, account(20, "eve", "1.00", 1), 2100))
+		f.produceAndWait(msgs...)
+		def, err := schema.Load(context.Background(), f.src, f.db, "accounts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if def.Column("note") != nil {
+			t.Errorf("the reverse sink applied a shard's schema change to the monolith: %s", alter)
+		}
+		expectRows(t, "accounts after the schema change", f.monolithRows("accounts"), "1|mono|10.00|7", "20|eve|1.00|1")
+
+		// A row the monolith cannot hold stops the sink, naming the column.
+		row := account(21, "fay", "2.00", 1)
+		row["note"] = "hi"
+		if err := f.write([]kafka.Message{f.shardEvent("accounts", event.OpCreate, nil, row, 2200)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				<-f.failed // reported there too, and expected
+			}
+			if err == nil || !strings.Contains(err.Error(), "no column note") || !strings.Contains(err.Error(), "monolith") {
+				t.Errorf("the sink ended with %v, want the schema error naming the monolith's missing column note", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the sink kept running on a row the monolith has no column for")
+		}
+		_ = stop()
+		expectRows(t, "accounts after the refused row", f.monolithRows("accounts"), "1|mono|10.00|7", "20|eve|1.00|1")
+	})
+}
