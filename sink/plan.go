@@ -56,12 +56,16 @@ type rowOp struct {
 	sig  string // upsert: which columns it writes (one byte per table column; see jsonSig)
 	args []any  // upsert: column values in column order, then the version; delete: key values, then the version
 	vkey versionKey
-	// rowKey and seq, in reverse replication only: the row's key in row_versions, and the
-	// change's place in the stream.
-	rowKey []byte
-	seq    int
-	m      *message
-	ev     *event.Event
+	m    *message
+	ev   *event.Event
+	rev  *reverseRow // reverse replication only (a pointer keeps rowOp small for the others)
+}
+
+// reverseRow is what reverse replication needs of a row write besides the rest: the row's
+// key in row_versions, and the change's place in the stream.
+type reverseRow struct {
+	key []byte
+	seq int
 }
 
 // deadLetter is an event the shard cannot take, with the reason.
@@ -345,8 +349,10 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event, keyHere b
 	}
 	p.applied[t][ev.Op]++
 	for _, op := range ops {
-		p.seq++
-		op.seq = p.seq
+		if op.rev != nil {
+			p.seq++
+			op.rev.seq = p.seq
+		}
 		row := ev.After
 		if op.del {
 			row = ev.Before
@@ -431,7 +437,7 @@ func (sh *shape) version(t *table, op *rowOp, row event.Row) error {
 		if err != nil {
 			return err
 		}
-		op.rowKey, op.vkey = k, versionKey{u: uint64(op.ev.Version)}
+		op.rev, op.vkey = &reverseRow{key: k}, versionKey{u: uint64(op.ev.Version)}
 		return nil
 	}
 	varg, vkey, err := sh.rowVersion(op.ev, row)

@@ -82,11 +82,11 @@ func (a *applier) applyReverse(ctx context.Context, c *applierConn, tpl *tablePl
 	}
 	// The newest change of each row, in stream order: rows of one table can still depend
 	// on each other through the monolith's unique keys.
-	sort.Slice(ops, func(i, j int) bool { return ops[i].seq < ops[j].seq })
+	sort.Slice(ops, func(i, j int) bool { return ops[i].rev.seq < ops[j].rev.seq })
 	gen := strconv.FormatInt(sh.gen, 10)
 	for _, op := range ops {
 		var storedEpoch, storedVersion uint64
-		err := c.stmts.scanRow(ctx, "r\x00versions", selectRowVersionSQL, []any{t.db, t.tname, op.rowKey}, &storedEpoch, &storedVersion)
+		err := c.stmts.scanRow(ctx, "r\x00versions", selectRowVersionSQL, []any{t.db, t.tname, op.rev.key}, &storedEpoch, &storedVersion)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			// Last written by the monolith itself: every reverse change is newer.
@@ -109,7 +109,7 @@ func (a *applier) applyReverse(ctx context.Context, c *applierConn, tpl *tablePl
 			res.dead = append(res.dead, &deadLetter{m: op.m, ev: op.ev, t: t, err: err})
 			continue
 		}
-		if _, err := c.stmts.exec(ctx, "r\x00store", true, func() string { return storeRowVersionSQL(s.flavor) }, []any{t.db, t.tname, op.rowKey, epoch, op.vkey.u}); err != nil {
+		if _, err := c.stmts.exec(ctx, "r\x00store", true, func() string { return storeRowVersionSQL(s.flavor) }, []any{t.db, t.tname, op.rev.key, epoch, op.vkey.u}); err != nil {
 			return 0, fmt.Errorf("store the row version of %s: %w", t.name, err)
 		}
 	}
