@@ -35,6 +35,7 @@ const monolith = "monolith"
 var reverseDDL = []string{
 	"CREATE TABLE accounts (id BIGINT NOT NULL PRIMARY KEY, owner VARCHAR(64) NOT NULL, balance DECIMAL(12,2) NOT NULL, lock_version INT UNSIGNED NOT NULL) DEFAULT CHARSET=utf8mb4",
 	"CREATE TABLE items (region VARCHAR(8) NOT NULL, id INT NOT NULL, qty INT NOT NULL, PRIMARY KEY (region, id)) DEFAULT CHARSET=utf8mb4",
+	"CREATE TABLE tags (account_id BIGINT NOT NULL, tag VARCHAR(16) NOT NULL, PRIMARY KEY (account_id, tag)) DEFAULT CHARSET=utf8mb4",
 }
 
 // newReverseFixture sets up a monolith (a database of the test's own on the source server)
@@ -51,7 +52,8 @@ func newReverseFixture(t *testing.T, e testenv.Env) *fixture {
 	}
 	mustExec(t, mono, "INSERT INTO accounts VALUES (1, 'mono', 10.00, 7)")
 	mustExec(t, mono, "INSERT INTO items VALUES ('eu', 1, 5)")
-	for _, tbl := range []string{"accounts", "items"} {
+	mustExec(t, mono, "INSERT INTO tags VALUES (1, 'seed')")
+	for _, tbl := range []string{"accounts", "items", "tags"} {
 		for _, op := range []string{"INSERT", "UPDATE", "DELETE"} {
 			mustExec(t, mono, fmt.Sprintf("CREATE TRIGGER %s_guard_%s BEFORE %s ON %s FOR EACH ROW BEGIN "+
 				"IF NOT (@cleave_reverse <=> 1) THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved to the shards'; END IF; END",
@@ -67,6 +69,7 @@ func newReverseFixture(t *testing.T, e testenv.Env) *fixture {
 	c.Tables = []config.Table{
 		{Name: d.Table("accounts"), ShardKey: "id", Strategy: config.StrategyHash, VersionColumn: "lock_version"},
 		{Name: d.Table("items"), Strategy: config.StrategyBroadcast},
+		{Name: d.Table("tags"), ShardKey: "account_id", Strategy: config.StrategyHash},
 	}
 	c.Sink.BatchSize, c.Sink.BatchWait, c.Sink.OnError, c.Sink.RetryMaxTime = 200, 20*time.Millisecond, config.OnErrorStop, 3*time.Minute
 	c.HTTP.Listen = ""
@@ -257,11 +260,15 @@ func TestReverseSinkAppliesShardChangesToTheGuardedMonolithOnce(t *testing.T) {
 			f.shardEvent("accounts", event.OpDelete, account(4, "dave", "40.00", 1), nil, 1600),
 			f.shardEvent("items", event.OpUpdate, itemRow("eu", 1, 5), itemRow("eu", 1, 6), 1700),
 			f.shardEvent("items", event.OpCreate, nil, itemRow("us", 2, 7), 1800),
+			// A table of key columns only, and an insert of a row the monolith has.
+			f.shardEvent("tags", event.OpCreate, nil, event.Row{"account_id": num(1), "tag": "seed"}, 1900),
+			f.shardEvent("tags", event.OpCreate, nil, event.Row{"account_id": num(2), "tag": "b"}, 1950),
 		}
 		f.produceAndWait(first...)
 
 		wantAccounts := []string{"1|mono|15.00|8", "2|bob|25.00|1"}
 		wantItems := []string{"eu|1|6", "us|2|7"}
+		wantTags := []string{"1|seed", "2|b"}
 		wantVersions := []string{
 			versionEntry("accounts", 5, 1000, "1"),
 			versionEntry("accounts", 5, 1200, "2"),
@@ -269,16 +276,19 @@ func TestReverseSinkAppliesShardChangesToTheGuardedMonolithOnce(t *testing.T) {
 			versionEntry("accounts", 5, 1600, "4"),
 			versionEntry("items", 5, 1700, "eu", "1"),
 			versionEntry("items", 5, 1800, "us", "2"),
+			versionEntry("tags", 5, 1900, "1", "seed"),
+			versionEntry("tags", 5, 1950, "2", "b"),
 		}
 		expectRows(t, "accounts after the shard's changes", f.monolithRows("accounts"), wantAccounts...)
 		expectRows(t, "items after the shard's changes", f.monolithRows("items"), wantItems...)
+		expectRows(t, "tags after the shard's changes", f.monolithRows("tags"), wantTags...)
 		expectRows(t, "row_versions after the shard's changes", f.rowVersions(), wantVersions...)
 
 		t.Run("offsets are stored in the monolith", func(t *testing.T) {
 			ends := f.endOffsets()
 			stored := f.storedOffsets(0)
-			if len(stored) != len(ends) || len(ends) != 2*f.cfg.Kafka.Partitions {
-				t.Fatalf("stored offsets %v, want one per partition of both topics: %v", stored, ends)
+			if len(stored) != len(ends) || len(ends) != len(f.cfg.Tables)*f.cfg.Kafka.Partitions {
+				t.Fatalf("stored offsets %v, want one per partition of every topic: %v", stored, ends)
 			}
 			for k, end := range ends {
 				if stored[k] != end {
@@ -294,6 +304,7 @@ func TestReverseSinkAppliesShardChangesToTheGuardedMonolithOnce(t *testing.T) {
 			f.produceAndWait(replay...)
 			expectRows(t, "accounts after the replay", f.monolithRows("accounts"), wantAccounts...)
 			expectRows(t, "items after the replay", f.monolithRows("items"), wantItems...)
+			expectRows(t, "tags after the replay", f.monolithRows("tags"), wantTags...)
 			expectRows(t, "row_versions after the replay", f.rowVersions(), wantVersions...)
 			if got := staleCount(m); got <= before {
 				t.Errorf("stale changes counted %v, want more than the %v before the replay", got, before)
