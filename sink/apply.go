@@ -143,8 +143,12 @@ func opName(op event.Op) string { return string(op) }
 
 // stopOn is the error that halts the sink under on_error stop.
 func (s *Sink) stopOn(d *deadLetter) error {
-	return fmt.Errorf("sink %s: %s; sink.on_error is stop: fix the row's cause on the shard (or the table definition) and restart, or set sink.on_error: dead_letter to set such events aside in %s",
-		s.shard, d, kafkaDLQ(s))
+	where := "the shard"
+	if s.opts.Reverse != nil {
+		where = "the monolith"
+	}
+	return fmt.Errorf("sink %s: %s; sink.on_error is stop: fix the row's cause on %s (or the table definition) and restart, or set sink.on_error: dead_letter to set such events aside in %s",
+		s.shard, d, where, kafkaDLQ(s))
 }
 
 func kafkaDLQ(s *Sink) string { return kafkax.DLQTopic(s.cfg.Kafka.TopicPrefix, s.shard) }

@@ -42,8 +42,8 @@ var reverseDDL = []string{
 // whose tables hold one row each written by the monolith itself and carry guard triggers
 // that refuse every write of a session without @cleave_reverse = 1, and a configuration
 // that names the monolith as the sink's only shard. Nothing is prepared: the monolith's
-// tables stay as the application made them.
-func newReverseFixture(t *testing.T, e testenv.Env) *fixture {
+// tables stay as the application made them. onError is sink.on_error.
+func newReverseFixture(t *testing.T, e testenv.Env, onError string) *fixture {
 	t.Helper()
 	d := deploy.New(t, e, deploy.Options{ShardDSNs: []string{e.SourceDSN}, ShardNames: []string{monolith}})
 	mono := d.Source
@@ -71,7 +71,7 @@ func newReverseFixture(t *testing.T, e testenv.Env) *fixture {
 		{Name: d.Table("items"), Strategy: config.StrategyBroadcast},
 		{Name: d.Table("tags"), ShardKey: "account_id", Strategy: config.StrategyHash},
 	}
-	c.Sink.BatchSize, c.Sink.BatchWait, c.Sink.OnError, c.Sink.RetryMaxTime = 200, 20*time.Millisecond, config.OnErrorStop, 3*time.Minute
+	c.Sink.BatchSize, c.Sink.BatchWait, c.Sink.OnError, c.Sink.RetryMaxTime = 200, 20*time.Millisecond, onError, 3*time.Minute
 	c.HTTP.Listen = ""
 	cfg := d.Write()
 
@@ -236,7 +236,7 @@ func staleCount(m *Metrics) float64 {
 
 func TestReverseSinkAppliesShardChangesToTheGuardedMonolithOnce(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		f := newReverseFixture(t, e)
+		f := newReverseFixture(t, e, config.OnErrorStop)
 		if _, err := f.src.Exec("UPDATE accounts SET balance = 0 WHERE id = 1"); mysqlx.Number(err) != 1644 {
 			t.Fatalf("a write without @cleave_reverse: %v, want the guard's SIGNAL (error 1644)", err)
 		}
@@ -334,7 +334,7 @@ func TestReverseSinkAppliesShardChangesToTheGuardedMonolithOnce(t *testing.T) {
 
 func TestReverseSinkOrdersChangesByEpochBeforeVersion(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		f := newReverseFixture(t, e)
+		f := newReverseFixture(t, e, config.OnErrorStop)
 		run := func(epoch uint64, msgs ...kafka.Message) {
 			t.Helper()
 			stop, _ := f.runSink(monolith, Options{Reverse: &Reverse{Epoch: epoch}})
@@ -426,7 +426,7 @@ func TestReverseVersionsCompareEpochFirst(t *testing.T) {
 
 func TestReverseSinkLeavesTheMonolithsSchemaToTheApplication(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
-		f := newReverseFixture(t, e)
+		f := newReverseFixture(t, e, config.OnErrorStop)
 		stop, done := f.runSink(monolith, Options{Reverse: &Reverse{Epoch: 5}})
 		alter := "ALTER TABLE `accounts` ADD COLUMN note VARCHAR(16) NULL"
 		var msgs []kafka.Message
@@ -468,5 +468,24 @@ func TestReverseSinkLeavesTheMonolithsSchemaToTheApplication(t *testing.T) {
 		}
 		_ = stop()
 		expectRows(t, "accounts after the refused row", f.monolithRows("accounts"), "1|mono|10.00|7", "20|eve|1.00|1")
+	})
+}
+
+func TestReverseSinkSetsAsideARowTheMonolithRefusesAndKeepsNoVersionOfIt(t *testing.T) {
+	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
+		f := newReverseFixture(t, e, config.OnErrorDeadLetter)
+		stop, _ := f.runSink(monolith, Options{Reverse: &Reverse{Epoch: 5}})
+		refused := f.shardEvent("accounts", event.OpCreate, nil, account(30, strings.Repeat("o", 65), "1.00", 1), 3000)
+		f.produceAndWait(refused,
+			f.shardEvent("accounts", event.OpCreate, nil, account(31, "gus", "2.00", 1), 3100))
+		if err := stop(); err != nil {
+			t.Fatalf("reverse sink: %v", err)
+		}
+		expectRows(t, "accounts", f.monolithRows("accounts"), "1|mono|10.00|7", "31|gus|2.00|1")
+		expectRows(t, "row_versions", f.rowVersions(), versionEntry("accounts", 5, 3100, "31"))
+		dead := readAll(t, f.brokers, kafkax.DLQTopic(f.prefix, monolith), 1)
+		if !bytes.Equal(dead[0].Key, refused.Key) {
+			t.Errorf("dead letter %s, want the refused row's %s", dead[0].Key, refused.Key)
+		}
 	})
 }
