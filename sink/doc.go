@@ -61,15 +61,18 @@
 //     naming the table). A table's own version_column is an ordinary column here:
 //     row_versions orders its changes too, since the column's values need not grow
 //     across shards and epochs.
-//   - Rows are applied one by one in stream order, in the batch's transaction, after its
-//     offsets (the first statement, as always: the write to _cleave.offsets is also the
-//     tag by which the monolith's own capture knows this transaction for cleave's and
-//     skips it). For each row: a locking read of its (epoch, version); the change is skipped
-//     as stale unless its own pair is greater (compared as pairs, epoch first); otherwise
-//     the row is upserted (every column the change carries) or deleted by primary key,
-//     and its pair stored. A delete keeps its entry, a tombstone, so that a replayed older
-//     insert cannot bring the row back; replay from the monolith's stored offsets leaves it
-//     as it was.
+//   - Rows are applied one by one, a table's in stream order, in the batch's transaction,
+//     after its offsets (the first statement, as always: the write to _cleave.offsets is
+//     also the tag by which the monolith's own capture knows this transaction for cleave's
+//     and skips it). For each row: a locking read of its (epoch, version); the change is
+//     skipped as stale unless its own pair is greater (compared as pairs, epoch first);
+//     otherwise the row is upserted (every column the change carries) or deleted by
+//     primary key, and its pair stored. A delete keeps its entry, a tombstone, so that a
+//     replayed older insert cannot bring the row back; replay from the monolith's stored
+//     offsets leaves it as it was. (On a shard a delete leaves nothing to compare with,
+//     and a replay brings the row back until its delete is replayed too; here the entry
+//     outlives the row at no cost, so not even briefly, on a monolith the application may
+//     return to at any time.)
 //   - Schema changes from the shards are not applied: the monolith's schema is the
 //     application's, and every shard would send the same change. The partition moves past
 //     the change, the table's definition is read again from the monolith, and a row that
@@ -88,8 +91,10 @@
 // The limit of that argument: a row whose shard key moves it to another shard during the
 // rollback window arrives as a delete from one shard and an insert from another, whose
 // versions come from two binlogs and do not compare. Which of the two the monolith keeps
-// depends on the positions, not on the order of the changes; the checker finds such rows,
-// and the application should not move rows between shards while a rollback may follow.
+// depends on the two shards' positions, not on the order of the changes, so the row may
+// end missing from the monolith: the application should not move rows between shards
+// while a rollback may follow, and a reconcile of the monolith against the shards after
+// the rollback names the rows to fix.
 // Likewise the monolith's own constraints stay in force: a foreign key between tables of
 // different topics may refuse a child row that arrives before its parent, and such a row
 // goes the way sink.on_error says. Each row costs three statements (read, write, store),
