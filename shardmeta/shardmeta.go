@@ -2,8 +2,10 @@
 // Kafka offsets every sink stores in the same transaction as the rows it applies, the
 // schema changes already applied, and the name of the version column that `cleave prepare`
 // adds to shard tables. On the source, for the cut-over only: the cut-over journal and the
-// guard that keeps the moved tables from taking writes once they live on the shards. It
-// holds definitions and small queries, never row data.
+// guard that keeps the moved tables from taking writes once they live on the shards, and,
+// for reverse replication after a cut-over, the offsets and row versions of the sink that
+// applies the shards' changes back to it. It holds definitions and small queries, never
+// row data.
 package shardmeta
 
 import (
@@ -32,9 +34,11 @@ const Offsets = "offsets"
 const AppliedDDL = "applied_ddl"
 
 // Statements creates the bookkeeping database and tables; each statement is idempotent.
-var Statements = []string{
-	"CREATE DATABASE IF NOT EXISTS `" + Database + "`",
-	"CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + Offsets + "` (" +
+var Statements = []string{createDatabase, createOffsets, createAppliedDDL}
+
+const (
+	createDatabase = "CREATE DATABASE IF NOT EXISTS `" + Database + "`"
+	createOffsets  = "CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + Offsets + "` (" +
 		"consumer_group VARCHAR(255) NOT NULL, " +
 		"topic VARCHAR(249) NOT NULL, " +
 		"kafka_partition INT NOT NULL, " +
@@ -43,22 +47,59 @@ var Statements = []string{
 		"applied_ts_ms BIGINT NOT NULL DEFAULT 0, " +
 		"updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), " +
 		"PRIMARY KEY (consumer_group, topic, kafka_partition)" +
-		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-	"CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + AppliedDDL + "` (" +
+		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+	createAppliedDDL = "CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + AppliedDDL + "` (" +
 		"db VARCHAR(64) NOT NULL, " +
 		"tbl VARCHAR(64) NOT NULL, " +
 		"version BIGINT UNSIGNED NOT NULL, " +
 		"statement LONGTEXT NOT NULL, " +
 		"applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), " +
 		"PRIMARY KEY (db, tbl, version)" +
-		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-}
+		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+)
 
 // Ensure creates the bookkeeping database and tables on a shard if they are missing.
 func Ensure(ctx context.Context, db *sql.DB) error {
 	for _, stmt := range Statements {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create cleave bookkeeping on shard: %w", err)
+		}
+	}
+	return nil
+}
+
+// RowVersions is reverse replication's version store on the monolith, whose tables have
+// no version column (cleave never alters the application's tables): per row, by its
+// primary key in the canonical encoding of the reverse sink (at most RowKeyMax bytes), the
+// cut-over epoch and the shard's version of the last change applied to it. A row without
+// an entry was last written by the monolith itself. A delete keeps its entry (a
+// tombstone), so that a replayed older insert cannot bring the row back. The entries are
+// kept as long as reverse replication of that cut-over may still run; they are cleave's
+// own and can be dropped with the table once the rollback is over.
+const RowVersions = "row_versions"
+
+// RowKeyMax is the longest encoded primary key RowVersions can hold: 2560 bytes, which
+// with db and tbl (64 characters of utf8mb4 each) is InnoDB's 3072-byte limit of an index
+// key.
+const RowKeyMax = 2560
+
+// RowVersionsStatement creates RowVersions; it is idempotent.
+const RowVersionsStatement = "CREATE TABLE IF NOT EXISTS `" + Database + "`.`" + RowVersions + "` (" +
+	"db VARCHAR(64) NOT NULL, " +
+	"tbl VARCHAR(64) NOT NULL, " +
+	"row_key VARBINARY(2560) NOT NULL, " + // RowKeyMax
+	"epoch BIGINT UNSIGNED NOT NULL, " +
+	"version BIGINT UNSIGNED NOT NULL, " +
+	"PRIMARY KEY (db, tbl, row_key)" +
+	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin ROW_FORMAT=DYNAMIC"
+
+// EnsureReverse creates what a reverse sink keeps on the monolith, if it is missing: the
+// bookkeeping database, the offsets table (the same as a shard's) and RowVersions. It
+// creates nothing in the application's databases.
+func EnsureReverse(ctx context.Context, db *sql.DB) error {
+	for _, stmt := range []string{createDatabase, createOffsets, RowVersionsStatement} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create cleave's reverse replication bookkeeping on the monolith: %w", err)
 		}
 	}
 	return nil

@@ -38,6 +38,9 @@ func (a *applier) do(ctx context.Context, w *work) error {
 	defer a.release(w)
 	if w.ddl != nil {
 		defer close(w.ddl.done)
+		if a.s.opts.Reverse != nil {
+			return a.skipDDL(ctx, w.ddl.m, w.ddl.ev)
+		}
 		return a.applyDDL(ctx, w.ddl.m, w.ddl.ev)
 	}
 	return a.applyPlan(ctx, w.plan)
@@ -140,8 +143,12 @@ func opName(op event.Op) string { return string(op) }
 
 // stopOn is the error that halts the sink under on_error stop.
 func (s *Sink) stopOn(d *deadLetter) error {
-	return fmt.Errorf("sink %s: %s; sink.on_error is stop: fix the row's cause on the shard (or the table definition) and restart, or set sink.on_error: dead_letter to set such events aside in %s",
-		s.shard, d, kafkaDLQ(s))
+	where := "the shard"
+	if s.opts.Reverse != nil {
+		where = "the monolith"
+	}
+	return fmt.Errorf("sink %s: %s; sink.on_error is stop: fix the row's cause on %s (or the table definition) and restart, or set sink.on_error: dead_letter to set such events aside in %s",
+		s.shard, d, where, kafkaDLQ(s))
 }
 
 func kafkaDLQ(s *Sink) string { return kafkax.DLQTopic(s.cfg.Kafka.TopicPrefix, s.shard) }
@@ -174,7 +181,9 @@ func (a *applier) commit(ctx context.Context, p *plan, careful bool) (res *resul
 	for _, tpl := range p.tables {
 		var stale int
 		var upserts bool
-		if careful {
+		if s.opts.Reverse != nil {
+			stale, err = a.applyReverse(ctx, c, tpl, res)
+		} else if careful {
 			stale, err = a.applyCareful(ctx, c, tpl, res)
 		} else {
 			stale, upserts, err = a.applyFast(ctx, c, tpl)
@@ -236,6 +245,9 @@ func (a *applier) conn(ctx context.Context) (*applierConn, error) {
 	}
 	sort.Strings(vars)
 	init = append(init, "SET "+strings.Join(vars, ", "))
+	if a.s.opts.Reverse != nil {
+		init = append(init, reverseInit)
+	}
 	for _, q := range init {
 		if _, err := c.ExecContext(ctx, q); err != nil {
 			discard(c)

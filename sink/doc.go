@@ -43,6 +43,63 @@
 // What must never happen is an applier committing an old batch after another applier moved
 // past it, which is what the offsets fencing above prevents.
 //
+// # Reverse replication
+//
+// After a cut-over, a rollback must find the monolith holding what the shards took
+// meanwhile. Each shard's binlog is then captured (a capture whose source is the shard)
+// into topics of their own, and a sink with Options.Reverse applies those changes back to
+// the monolith: the configuration it is given names the monolith as its shard. What
+// differs from a shard's sink:
+//
+//   - Nothing is routed: every event on the reverse topics belongs to the monolith.
+//   - The applier's session sets @cleave_reverse = 1, which the guard triggers cut-over
+//     installed on the moved tables let through (every other writer is refused).
+//   - The monolith's tables are the application's and have no version column (cleave
+//     never alters them). Each row's version lives instead in _cleave.row_versions, keyed
+//     by (db, tbl, row_key), row_key being the primary key in a canonical, length-prefixed
+//     encoding (at most shardmeta.RowKeyMax bytes; a longer key is refused with an error
+//     naming the table). A table's own version_column is an ordinary column here:
+//     row_versions orders its changes too, since the column's values need not grow
+//     across shards and epochs.
+//   - Rows are applied one by one, a table's in stream order, in the batch's transaction,
+//     after its offsets (the first statement, as always: the write to _cleave.offsets is
+//     also the tag by which the monolith's own capture knows this transaction for cleave's
+//     and skips it). For each row: a locking read of its (epoch, version); the change is
+//     skipped as stale unless its own pair is greater (compared as pairs, epoch first);
+//     otherwise the row is upserted (every column the change carries) or deleted by
+//     primary key, and its pair stored. A delete keeps its entry, a tombstone, so that a
+//     replayed older insert cannot bring the row back; replay from the monolith's stored
+//     offsets leaves it as it was. (On a shard a delete leaves nothing to compare with,
+//     and a replay brings the row back until its delete is replayed too; here the entry
+//     outlives the row at no cost, so not even briefly, on a monolith the application may
+//     return to at any time.)
+//   - Schema changes from the shards are not applied: the monolith's schema is the
+//     application's, and every shard would send the same change. The partition moves past
+//     the change, the table's definition is read again from the monolith, and a row that
+//     no longer fits it stops the sink with the error that names the column (the
+//     bookkeeping column _cleave_version of the shards' rows is dropped silently).
+//
+// Why (epoch, version) orders the changes of a row, with Reverse.Epoch the cut-over's id:
+// versions written by the monolith itself never enter row_versions, and a row without an
+// entry takes any reverse change, because every reverse change of a cut-over happened on
+// a shard after its switch, so after every write the monolith made to that row before it.
+// Every reverse change of epoch E also orders after all changes of earlier epochs: a
+// later cut-over happens after the earlier one's rollback, whatever the shards' binlog
+// positions (which may have started anew). Within an epoch, the changes of a row come from
+// one shard's binlog, where versions grow in commit order (event.Version).
+//
+// The limit of that argument: a row whose shard key moves it to another shard during the
+// rollback window arrives as a delete from one shard and an insert from another, whose
+// versions come from two binlogs and do not compare. Which of the two the monolith keeps
+// depends on the two shards' positions, not on the order of the changes, so the row may
+// end missing from the monolith: the application should not move rows between shards
+// while a rollback may follow, and a reconcile of the monolith against the shards after
+// the rollback names the rows to fix.
+// Likewise the monolith's own constraints stay in force: a foreign key between tables of
+// different topics may refuse a child row that arrives before its parent, and such a row
+// goes the way sink.on_error says. Each row costs three statements (read, write, store),
+// so a reverse sink applies fewer rows per second than a shard's.
+//
 // # Schema changes
 //
 // A DDL event (op "s") is applied once per shard: the shard records it in

@@ -346,6 +346,8 @@ func (s *Sink) read(ctx context.Context, p tp, offset int64, budget *semaphore.W
 				msg.settled = make(chan struct{})
 				hold = msg.settled
 			}
+		case s.opts.Reverse != nil:
+			msg.routed = true // every row on the reverse topics is the monolith's
 		case t != nil && hold == nil:
 			if here, ok := s.routeByKey(t, m.Key); ok {
 				msg.routed = true

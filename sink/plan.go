@@ -13,6 +13,7 @@ import (
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/route"
 	"github.com/cleave-dev/cleave/schema"
+	"github.com/cleave-dev/cleave/shardmeta"
 )
 
 // plan is what one shard transaction does: the row writes of a run of messages, collapsed
@@ -28,6 +29,8 @@ type plan struct {
 	applied map[*table]map[event.Op]int
 	// items are what the plan was made from, to make it again with new table shapes.
 	items []item
+	// seq numbers the row writes in stream order (reverse replication applies them so).
+	seq int
 }
 
 // position is how far a plan takes one partition.
@@ -55,6 +58,14 @@ type rowOp struct {
 	vkey versionKey
 	m    *message
 	ev   *event.Event
+	rev  *reverseRow // reverse replication only (a pointer keeps rowOp small for the others)
+}
+
+// reverseRow is what reverse replication needs of a row write besides the rest: the row's
+// key in row_versions, and the change's place in the stream.
+type reverseRow struct {
+	key []byte
+	seq int
 }
 
 // deadLetter is an event the shard cannot take, with the reason.
@@ -245,6 +256,9 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event, keyHere b
 		sh = tpl.sh
 	}
 	here := func(row event.Row) (bool, error) {
+		if sh.reverse {
+			return true, nil // every row on the reverse topics is the monolith's
+		}
 		if keyHere && (ev.Op != event.OpUpdate || sameKey(sh, ev.Before, ev.After)) {
 			return true, nil
 		}
@@ -314,7 +328,7 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event, keyHere b
 	}
 	var ops []*rowOp
 	if del != nil {
-		op, err := s.deleteOp(sh, m, ev, del)
+		op, err := s.deleteOp(t, sh, m, ev, del)
 		if err != nil {
 			return err
 		}
@@ -335,6 +349,10 @@ func (s *Sink) planRow(p *plan, t *table, m *message, ev *event.Event, keyHere b
 	}
 	p.applied[t][ev.Op]++
 	for _, op := range ops {
+		if op.rev != nil {
+			p.seq++
+			op.rev.seq = p.seq
+		}
 		row := ev.After
 		if op.del {
 			row = ev.Before
@@ -398,19 +416,39 @@ func (s *Sink) upsertOp(t *table, sh *shape, m *message, ev *event.Event, row ev
 			return nil, err
 		}
 	}
-	varg, vkey, err := sh.rowVersion(ev, row)
-	if err != nil {
+	op := &rowOp{args: args, m: m, ev: ev}
+	if err := sh.version(t, op, row); err != nil {
 		return nil, err
 	}
-	args = append(args, varg)
 	if jsonWrites != nil {
 		// Not interned: documents vary in their typed scalars, and sigs would only grow.
-		return &rowOp{sig: string(jsonSig(sig, jsonWrites)), args: args, vkey: vkey, m: m, ev: ev}, nil
+		op.sig = string(jsonSig(sig, jsonWrites))
+	} else {
+		op.sig = sh.sigString(sig)
 	}
-	return &rowOp{sig: sh.sigString(sig), args: args, vkey: vkey, m: m, ev: ev}, nil
+	return op, nil
 }
 
-func (s *Sink) deleteOp(sh *shape, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
+// version sets op's version: appended to its arguments for the version guard of a shard,
+// or, in reverse replication, the event's version and the row's key in row_versions.
+func (sh *shape) version(t *table, op *rowOp, row event.Row) error {
+	if sh.reverse {
+		k, err := sh.rowKey(t, row)
+		if err != nil {
+			return err
+		}
+		op.rev, op.vkey = &reverseRow{key: k}, versionKey{u: uint64(op.ev.Version)}
+		return nil
+	}
+	varg, vkey, err := sh.rowVersion(op.ev, row)
+	if err != nil {
+		return err
+	}
+	op.args, op.vkey = append(op.args, varg), vkey
+	return nil
+}
+
+func (s *Sink) deleteOp(t *table, sh *shape, m *message, ev *event.Event, row event.Row) (*rowOp, error) {
 	args := make([]any, 0, len(sh.def.PK)+1)
 	for _, i := range sh.def.PK {
 		c := &sh.def.Columns[i]
@@ -424,12 +462,11 @@ func (s *Sink) deleteOp(sh *shape, m *message, ev *event.Event, row event.Row) (
 		}
 		args = append(args, a)
 	}
-	varg, vkey, err := sh.rowVersion(ev, row)
-	if err != nil {
+	op := &rowOp{del: true, args: args, m: m, ev: ev}
+	if err := sh.version(t, op, row); err != nil {
 		return nil, err
 	}
-	args = append(args, varg)
-	return &rowOp{del: true, args: args, vkey: vkey, m: m, ev: ev}, nil
+	return op, nil
 }
 
 // checkUnknownColumns accepts event columns the shard table lacks only when a schema change
@@ -438,7 +475,8 @@ func (s *Sink) deleteOp(sh *shape, m *message, ev *event.Event, row event.Row) (
 func (s *Sink) checkUnknownColumns(t *table, sh *shape, ev *event.Event, row event.Row) error {
 	var unknown []string
 	for name := range row {
-		if _, ok := sh.cols[name]; !ok {
+		if _, ok := sh.cols[name]; !ok && !(sh.reverse && name == shardmeta.VersionColumn) {
+			// (A shard's bookkeeping column is in its events, and never on the monolith.)
 			unknown = append(unknown, name)
 		}
 	}
@@ -446,6 +484,9 @@ func (s *Sink) checkUnknownColumns(t *table, sh *shape, ev *event.Event, row eve
 		return nil
 	}
 	sort.Strings(unknown)
+	if sh.reverse {
+		return &errSchema{fmt.Sprintf("monolith %s: table %s has no column %s, which the shards' events of the table carry (version %s): reverse replication leaves the monolith's schema to the application; add the column to the monolith's table as the shards have it, then restart", s.shard, t.name, strings.Join(unknown, ", "), ev.Version)}
+	}
 	return &errSchema{fmt.Sprintf("shard %s: table %s has no column %s, which events of the table carry (version %s): align the shard's table with the source (cleave prepare), or add the column", s.shard, t.name, strings.Join(unknown, ", "), ev.Version)}
 }
 

@@ -95,6 +95,24 @@ func (c *stmtCache) exec(ctx context.Context, key string, cache bool, text func(
 	if !cache {
 		return c.conn.ExecContext(ctx, text(), args...)
 	}
+	st, err := c.prepared(ctx, key, text)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// scanRow runs the query text, prepared once under key, and scans its one row into dest
+// (sql.ErrNoRows when there is none).
+func (c *stmtCache) scanRow(ctx context.Context, key, text string, args []any, dest ...any) error {
+	st, err := c.prepared(ctx, key, func() string { return text })
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(ctx, args...).Scan(dest...)
+}
+
+func (c *stmtCache) prepared(ctx context.Context, key string, text func() string) (*sql.Stmt, error) {
 	c.clock++
 	cs := c.stmts[key]
 	if cs == nil {
@@ -116,7 +134,7 @@ func (c *stmtCache) exec(ctx context.Context, key string, cache bool, text func(
 		c.stmts[key] = cs
 	}
 	cs.used = c.clock
-	return cs.st.ExecContext(ctx, args...)
+	return cs.st, nil
 }
 
 func (c *stmtCache) close() {

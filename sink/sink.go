@@ -62,6 +62,10 @@ type Options struct {
 	// KafkaCommitInterval is the least time between two commits of the group's offsets to
 	// Kafka (the shard's own offsets are written with every batch). Default 1s.
 	KafkaCommitInterval time.Duration
+	// Reverse, when set, makes the sink apply the shards' changes back to the monolith
+	// after a cut-over (reverse replication, for a rollback): the configured shard the
+	// sink is given is then the monolith. Nil is the forward sink.
+	Reverse *Reverse
 	// Lanes is how many batches a sink applies at once, each on its own shard session,
 	// over its own share of the assigned partitions (a partition stays in one lane, so
 	// its changes keep their order). Default 2.
@@ -133,6 +137,9 @@ func New(cfg *config.Config, shard string, opts Options) (*Sink, error) {
 	i := cfg.ShardIndex(shard)
 	if i < 0 {
 		return nil, fmt.Errorf("sink: shard %q is not configured (shards: %s)", shard, shardNames(cfg))
+	}
+	if opts.Reverse != nil && opts.Reverse.Epoch == 0 {
+		return nil, fmt.Errorf("sink: reverse replication to %s: the epoch (the cut-over's id) must be at least 1", shard)
 	}
 	opts.setDefaults()
 	m := opts.Metrics
@@ -255,21 +262,27 @@ func (s *Sink) open(ctx context.Context) error {
 	if s.flavor, err = mysqlx.DetectFlavor(ctx, db); err != nil {
 		return fmt.Errorf("sink %s: %w", s.shard, err)
 	}
-	if err := shardmeta.Ensure(ctx, db); err != nil {
+	reverse := s.opts.Reverse != nil
+	ensure := shardmeta.Ensure
+	if reverse {
+		ensure = shardmeta.EnsureReverse
+	}
+	if err := ensure(ctx, db); err != nil {
 		return fmt.Errorf("sink %s: %w", s.shard, err)
 	}
 	// Tables whose rows can never land here (pinned elsewhere, a list or ranges that do not
-	// name this shard) are not read at all: their topics are not subscribed.
+	// name this shard) are not read at all: their topics are not subscribed. In reverse
+	// every row of every table is the monolith's, and nothing is routed.
 	sub := *s.cfg
 	sub.Tables = nil
 	kinds := map[string]route.KeyKind{}
 	s.tables = map[string]*table{}
 	for i := range s.cfg.Tables {
 		tc := &s.cfg.Tables[i]
-		if !tc.CanOwn(s.shard) {
+		if !reverse && !tc.CanOwn(s.shard) {
 			continue
 		}
-		t, err := loadTable(ctx, db, s.shard, s.cfg.Kafka.TopicPrefix, tc)
+		t, err := loadTable(ctx, db, s.shard, s.cfg.Kafka.TopicPrefix, tc, reverse)
 		if err != nil {
 			return fmt.Errorf("sink %s: tables[%d]: %w", s.shard, i, err)
 		}
@@ -281,7 +294,7 @@ func (s *Sink) open(ctx context.Context) error {
 		kinds[t.name] = t.shape().keyKind()
 		sub.Tables = append(sub.Tables, *tc)
 	}
-	if len(sub.Tables) > 0 {
+	if len(sub.Tables) > 0 && !reverse {
 		if s.router, err = sub.Router(kinds); err != nil {
 			return fmt.Errorf("sink %s: %w", s.shard, err)
 		}

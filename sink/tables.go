@@ -30,7 +30,9 @@ type table struct {
 	topic string
 	quote string // `db`.`table`
 	idx   int    // position in the configuration: names the table's stale counter
-	cur   atomic.Pointer[shape]
+	// reverse: the table is the monolith's, applied to by a reverse sink (Options.Reverse).
+	reverse bool
+	cur     atomic.Pointer[shape]
 }
 
 // staleVar is the session variable the table's upserts count version-check skips in.
@@ -57,6 +59,9 @@ type shape struct {
 	// ddlVersion is the highest version of a schema change recorded on the shard for this
 	// table: event columns the shard lacks are dropped only from events older than it.
 	ddlVersion event.Version
+	// reverse: the table is the monolith's; rows are versioned in _cleave.row_versions,
+	// and versionCol is nil (a version_column is one of the application's columns there).
+	reverse bool
 	// sigs interns upsert signatures (nearly every row of a table has the same one).
 	sigs sync.Map
 }
@@ -75,7 +80,7 @@ func (t *table) shape() *shape { return t.cur.Load() }
 
 // loadTable reads the table's definition from the shard and checks that the shard can
 // hold its rows: a primary key, the version column, the shard key.
-func loadTable(ctx context.Context, db *sql.DB, shard, prefix string, cfg *config.Table) (*table, error) {
+func loadTable(ctx context.Context, db *sql.DB, shard, prefix string, cfg *config.Table, reverse bool) (*table, error) {
 	dbName, tname, err := config.SplitName(cfg.Name)
 	if err != nil {
 		return nil, err
@@ -83,7 +88,7 @@ func loadTable(ctx context.Context, db *sql.DB, shard, prefix string, cfg *confi
 	t := &table{
 		cfg: cfg, name: cfg.Name, db: dbName, tname: tname,
 		topic: kafkax.TableTopic(prefix, dbName, tname),
-		quote: mysqlx.QuoteTable(dbName, tname),
+		quote: mysqlx.QuoteTable(dbName, tname), reverse: reverse,
 	}
 	if err := t.reload(ctx, db, shard); err != nil {
 		return nil, err
@@ -95,6 +100,8 @@ func loadTable(ctx context.Context, db *sql.DB, shard, prefix string, cfg *confi
 func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
 	def, err := schema.Load(ctx, db, t.db, t.tname)
 	switch {
+	case errors.Is(err, schema.ErrNoTable) && t.reverse:
+		return fmt.Errorf("monolith %s has no table %s, which reverse replication writes back to", shard, t.name)
 	case errors.Is(err, schema.ErrNoTable):
 		return fmt.Errorf("shard %s has no table %s: create it (cleave prepare) before starting its sink", shard, t.name)
 	case err != nil:
@@ -103,6 +110,13 @@ func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
 	sh := &shape{gen: shapeGen.Add(1), def: def, cols: make(map[string]int, len(def.Columns)), keyIdx: -1}
 	for i, c := range def.Columns {
 		sh.cols[c.Name] = i
+	}
+	if t.reverse {
+		// The monolith's table as the application has it: no version column, no routing,
+		// no schema changes of cleave's. Its rows' versions live in row_versions.
+		sh.reverse = true
+		t.cur.Store(sh)
+		return nil
 	}
 	vc := t.cfg.VersionColumn
 	sh.bookkeeping = vc == ""
