@@ -41,6 +41,7 @@ import (
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/opshttp"
 	"github.com/cleave-dev/cleave/reconcile"
+	"github.com/cleave-dev/cleave/reverse"
 	"github.com/cleave-dev/cleave/sink"
 )
 
@@ -68,6 +69,7 @@ var (
 	_ runner = (*sink.Sink)(nil)
 	_ runner = (*opshttp.Server)(nil)
 	_ runner = (*cutover.Watcher)(nil)
+	_ runner = (*reverse.Runner)(nil)
 )
 
 // part is a runner with the name its errors and logs carry.
@@ -91,6 +93,7 @@ type Daemon struct {
 	ready    *readiness
 	http     *opshttp.Server
 	cutover  *cutover.Watcher
+	reverse  *reverse.Runner
 
 	mu        sync.Mutex
 	reconcile ReconcileStatus
@@ -156,6 +159,10 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if d.cutover, err = cutover.NewWatcher(co, reg, d.log.Named("cutover")); err != nil {
 		return nil, fmt.Errorf("cutover: %w", err)
 	}
+	// After a cut-over switches, the shards' changes flow back to the source.
+	if d.reverse, err = reverse.New(cfg, reverse.Options{Log: d.log.Named("reverse"), Registerer: reg, SinkMetrics: sm, Latest: d.cutover.Latest}); err != nil {
+		return nil, err
+	}
 	if d.ready, err = newReadiness(cfg); err != nil {
 		return nil, err
 	}
@@ -193,7 +200,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.ready.close()
 	defer d.checker.Close()
 
-	parts := []part{{"capture", d.capture}, {"backfill", d.backfill}, {"cutover", d.cutover}}
+	parts := []part{{"capture", d.capture}, {"backfill", d.backfill}, {"cutover", d.cutover}, {"reverse", d.reverse}}
 	for i, s := range d.sinks {
 		parts = append(parts, part{"sink " + d.cfg.Shards[i].Name, s})
 	}
@@ -312,6 +319,9 @@ func (d *Daemon) Status(context.Context) Status {
 	if rec := d.cutover.Latest(); rec != nil {
 		s.Cutover = &CutoverStatus{ID: rec.ID, State: string(rec.State), UpdatedAt: rec.UpdatedAt,
 			WritePauseMs: rec.Detail.WritePauseMs, Reason: rec.Detail.Reason}
+	}
+	if rs := d.reverse.Status(); rs.CutoverID != 0 {
+		s.Reverse = reverseStatus(rs, gather(d.reg))
 	}
 	return s
 }

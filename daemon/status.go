@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/reconcile"
+	"github.com/cleave-dev/cleave/reverse"
 )
 
 // Status is the /status document. It holds addresses, never a DSN: no password can leak
@@ -28,6 +30,51 @@ type Status struct {
 	Reconcile ReconcileStatus `json:"reconcile"`
 	// Cutover is the latest cut-over, absent before the first.
 	Cutover *CutoverStatus `json:"cutover,omitempty"`
+	// Reverse is reverse replication, present while it runs (after a cut-over switched).
+	Reverse *ReverseStatus `json:"reverse,omitempty"`
+}
+
+// ReverseStatus is reverse replication: the shards' changes flowing back to the source.
+type ReverseStatus struct {
+	// CutoverID is the cut-over whose switch it follows.
+	CutoverID uint64               `json:"cutover_id"`
+	Shards    []ReverseShardStatus `json:"shards"`
+}
+
+// ReverseShardStatus is one shard's reverse window.
+type ReverseShardStatus struct {
+	Shard       string `json:"shard"`
+	TopicPrefix string `json:"topic_prefix"`
+	// Start is where reading the shard's binlog began, Read how far it has come.
+	Start     string `json:"start"`
+	Read      string `json:"read,omitempty"`
+	Streaming bool   `json:"streaming"`
+	// CaptureLagSeconds is how far reading is behind the shard; SinkLagSeconds is now
+	// minus the shard commit time of the last change applied to the source, absent until
+	// one was applied.
+	CaptureLagSeconds float64  `json:"capture_lag_seconds"`
+	SinkLagSeconds    *float64 `json:"sink_lag_seconds,omitempty"`
+	Applied           int64    `json:"applied"`
+}
+
+func reverseStatus(rs reverse.Status, v metricsView) *ReverseStatus {
+	out := &ReverseStatus{CutoverID: rs.CutoverID, Shards: []ReverseShardStatus{}}
+	for _, sh := range rs.Shards {
+		st := ReverseShardStatus{Shard: sh.Shard, TopicPrefix: sh.TopicPrefix, Streaming: sh.Capture.Streaming, CaptureLagSeconds: sh.Capture.LagSeconds}
+		if sh.Start != nil {
+			st.Start = fmt.Sprintf("%s:%d", sh.Start.File, sh.Start.Pos)
+		}
+		if sh.Capture.Read.File != "" {
+			st.Read = sh.Capture.Read.String()
+		}
+		want := map[string]string{"shard": reverse.SinkShard(sh.Shard)}
+		if lag, ok := v.max("cleave_sink_lag_seconds", want); ok {
+			st.SinkLagSeconds = &lag
+		}
+		st.Applied = v.int("cleave_sink_events_applied_total", want)
+		out.Shards = append(out.Shards, st)
+	}
+	return out
 }
 
 // CutoverStatus is the latest cut-over as its journal on the source holds it.

@@ -244,6 +244,17 @@ func writeStatus(w io.Writer, base string, s *daemon.Status, ready readyState, n
 			p("  reason\t%s", c.Reason)
 		}
 	}
+	if r := s.Reverse; r != nil {
+		p("")
+		p("REVERSE (cut-over %d)\tSTREAMING\tCAPTURE LAG\tSINK LAG\tAPPLIED\tREAD", r.CutoverID)
+		for _, sh := range r.Shards {
+			sink := "-"
+			if sh.SinkLagSeconds != nil {
+				sink = dur(*sh.SinkLagSeconds)
+			}
+			p("%s\t%v\t%s\t%s\t%d\t%s", sh.Shard, sh.Streaming, dur(sh.CaptureLagSeconds), sink, sh.Applied, sh.Read)
+		}
+	}
 }
 
 // dur prints seconds as a short duration: 0.4s, 12s, 3m5s, 2h0m.
