@@ -95,9 +95,10 @@
 // end missing from the monolith: the application should not move rows between shards
 // while a rollback may follow, and a reconcile of the monolith against the shards after
 // the rollback names the rows to fix.
-// Likewise the monolith's own constraints stay in force: a foreign key between tables of
-// different topics may refuse a child row that arrives before its parent, and such a row
-// goes the way sink.on_error says. Each row costs three statements (read, write, store),
+// The monolith's foreign keys are not checked by the reverse applier's session: tables of
+// different topics arrive each in its own order, so a child row may come before its
+// parent; the shards, where the constraints held, are the truth the monolith converges to
+// once every topic is applied. Each row costs three statements (read, write, store),
 // so a reverse sink applies fewer rows per second than a shard's.
 //
 // # Schema changes

@@ -33,8 +33,12 @@ type Reverse struct {
 
 // reverseInit is what a reverse applier's session sets besides the sink's own settings:
 // the guard triggers cut-over installed on the monolith's moved tables pass the writes of
-// a session that set it.
-const reverseInit = "SET @cleave_reverse = 1"
+// a session that set it; and foreign keys are not checked, because the tables' streams are
+// applied each in its own order (a child row may arrive before its parent, or a parent's
+// delete before its children's), and the shards, where those rules held when the changes
+// were made, are the truth the monolith follows. With the checks off no ON DELETE CASCADE
+// runs on the monolith either: the children's deletes come from the shards' binlogs.
+const reverseInit = "SET @cleave_reverse = 1, SESSION foreign_key_checks = 0"
 
 // rowKey encodes a row's primary key for _cleave.row_versions: each key column's
 // canonical bytes (what the server renders for the value, see event.Canonical) after their
