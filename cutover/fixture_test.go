@@ -36,6 +36,8 @@ type world struct {
 	cfg  *config.Config
 	hook *hookServer
 	stop func() // stops the daemon (idempotent)
+	// daemon is the running `cleave run`, nil before start.
+	daemon *daemon.Daemon
 }
 
 // hookServer is the application's switch webhook.
@@ -129,6 +131,7 @@ func (w *world) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.daemon = d
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -173,10 +176,10 @@ func (w *world) waitCopied(t *testing.T) {
 		return true
 	})
 	want := len(w.cfg.Tables) * w.cfg.Kafka.Partitions
-	testenv.Eventually(t, time.Minute, "every sink's offsets on every partition", func() bool {
+	testenv.Eventually(t, time.Minute, "every sink's offsets on every partition, each with something applied", func() bool {
 		for _, db := range w.Shards {
 			var n int
-			if db.QueryRow("SELECT COUNT(*) FROM `_cleave`.`offsets` WHERE consumer_group LIKE ?", w.Prefix+".sink.%").Scan(&n) != nil || n < want {
+			if db.QueryRow("SELECT COUNT(*) FROM `_cleave`.`offsets` WHERE consumer_group LIKE ? AND applied_ts_ms > 0", w.Prefix+".sink.%").Scan(&n) != nil || n < want {
 				return false
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cleave-dev/cleave/config"
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/reconcile"
 )
@@ -42,6 +43,8 @@ type Finalizer struct {
 	log    *zap.Logger
 	source *sql.DB
 	shards []*sql.DB
+	// rec is the latest cut-over, read by the gate.
+	rec *cutover.Record
 }
 
 // New returns the finalizer of the configuration; it connects on Run.

@@ -23,6 +23,7 @@ func (f *Finalizer) checkCutover(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	f.rec = rec
 	c := Check{Name: "cutover"}
 	switch {
 	case rec == nil:
@@ -80,6 +81,33 @@ func (f *Finalizer) checkSinks(ctx context.Context, rep *Report) error {
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read the sinks' offsets on shard %s: %w", name, err)
 		}
+	}
+	// The reverse sinks store their offsets in the source.
+	if rg := f.reverseGroups(); len(rg) > 0 {
+		rows, err := f.source.QueryContext(ctx, "SELECT consumer_group, TIMESTAMPDIFF(MICROSECOND, MAX(updated_at), NOW(6)) FROM "+
+			mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)+" WHERE consumer_group IN ("+placeholders(len(rg))+") GROUP BY consumer_group", anys(rg)...)
+		switch n := mysqlx.Number(err); {
+		case n == mysqlx.ErNoSuchTable || n == mysqlx.ErBadDB:
+		case err != nil:
+			return fmt.Errorf("read the reverse sinks' offsets on the source: %w", err)
+		default:
+			for rows.Next() {
+				var group string
+				var ageUs int64
+				if err := rows.Scan(&group, &ageUs); err != nil {
+					rows.Close()
+					return fmt.Errorf("read the reverse sinks' offsets on the source: %w", err)
+				}
+				if age := time.Duration(ageUs) * time.Microsecond; age < f.opts.SinkIdle {
+					busy = append(busy, fmt.Sprintf("source: reverse group %s stored offsets %s ago", group, age.Round(time.Millisecond)))
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("read the reverse sinks' offsets on the source: %w", err)
+			}
+		}
+		groups = append(groups, rg...)
 	}
 	c := Check{Name: "sinks.offsets", OK: len(busy) == 0}
 	if c.OK {
@@ -174,4 +202,12 @@ func placeholders(n int) string {
 		return "NULL"
 	}
 	return "?" + strings.Repeat(", ?", n-1)
+}
+
+func anys(vals []string) []any {
+	out := make([]any, len(vals))
+	for i, v := range vals {
+		out[i] = v
+	}
+	return out
 }

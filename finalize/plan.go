@@ -13,9 +13,11 @@ import (
 
 	"github.com/cleave-dev/cleave/backfill"
 	"github.com/cleave-dev/cleave/capture"
+	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/preflight"
+	"github.com/cleave-dev/cleave/reverse"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
 
@@ -46,11 +48,81 @@ func (f *Finalizer) plan(ctx context.Context, rep *Report) error {
 	return f.noteSource(ctx, rep)
 }
 
-// stopReverse is where finalize will stop reverse replication (the shards' changes applied
-// back to the source so that a rollback loses nothing) and remove what it keeps, before
-// anything else: once the version column is gone its changes could no longer be ordered.
-// Reverse replication does not exist yet, so there is nothing to stop.
-func (f *Finalizer) stopReverse(context.Context, *Report) error { return nil }
+// stopReverse ends reverse replication (the shards' changes applied back to the source so
+// that a rollback loses nothing) before anything else: once the version columns are gone,
+// its changes could no longer be ordered. The gate has seen its sinks stopped (checkSinks);
+// this removes its bookkeeping on the source (the reverse sinks' offsets and the rows'
+// versions) and journals the migration as finalized, so that no `cleave run` starts it
+// again. Its topics go with the others (topics).
+func (f *Finalizer) stopReverse(ctx context.Context, rep *Report) error {
+	if f.rec == nil || len(f.rec.Detail.Reverse) == 0 {
+		return nil
+	}
+	offsets := mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)
+	cond := "consumer_group IN (" + sqlList(f.reverseGroups()) + ")"
+	var n int
+	err := f.source.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+offsets+" WHERE "+cond).Scan(&n)
+	if e := mysqlx.Number(err); e == mysqlx.ErNoSuchTable || e == mysqlx.ErBadDB {
+		n, err = 0, nil
+	}
+	if err != nil {
+		return fmt.Errorf("source: read the reverse sinks' offsets: %w", err)
+	}
+	if n > 0 {
+		rep.Actions = append(rep.Actions, &Action{Where: "source", Statement: "DELETE FROM " + offsets + " WHERE " + cond, run: execOn(f.source)})
+	}
+	var pairs []string
+	for _, t := range f.cfg.Tables {
+		pairs = append(pairs, "("+sqlString(t.DB())+", "+sqlString(t.TableName())+")")
+	}
+	if len(pairs) > 0 {
+		versions := mysqlx.QuoteTable(shardmeta.Database, shardmeta.RowVersions)
+		cond := "(db, tbl) IN (" + strings.Join(pairs, ", ") + ")"
+		err := f.source.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+versions+" WHERE "+cond).Scan(&n)
+		if e := mysqlx.Number(err); e == mysqlx.ErNoSuchTable || e == mysqlx.ErBadDB {
+			n, err = 0, nil
+		}
+		if err != nil {
+			return fmt.Errorf("source: read the reverse sinks' row versions: %w", err)
+		}
+		if n > 0 {
+			rep.Actions = append(rep.Actions, &Action{Where: "source", Statement: "DELETE FROM " + versions + " WHERE " + cond, run: execOn(f.source)})
+		}
+	}
+	if f.rec.Detail.FinalizedAt == nil {
+		id, prefix := f.rec.ID, f.cfg.Kafka.TopicPrefix
+		rep.Actions = append(rep.Actions, &Action{Where: "source", Statement: fmt.Sprintf("journal cut-over %d finalized: reverse replication stops for good", id),
+			run: func(ctx context.Context, a *Action) error {
+				return cutover.MarkFinalized(ctx, f.source, prefix, id, time.Now())
+			}})
+	}
+	return nil
+}
+
+// reverseGroups are the consumer groups of the latest cut-over's reverse sinks.
+func (f *Finalizer) reverseGroups() []string {
+	if f.rec == nil {
+		return nil
+	}
+	var out []string
+	for _, shard := range f.reverseShards() {
+		out = append(out, kafkax.SinkGroup(reverse.Prefix(f.cfg.Kafka.TopicPrefix, f.rec.ID, shard), reverse.SinkShard(shard)))
+	}
+	return out
+}
+
+// reverseShards are the shards the latest cut-over started reverse replication from.
+func (f *Finalizer) reverseShards() []string {
+	if f.rec == nil {
+		return nil
+	}
+	out := make([]string, 0, len(f.rec.Detail.Reverse))
+	for s := range f.rec.Detail.Reverse {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // planVersionColumns drops the bookkeeping version column from the shard's tables that
 // have one because their configuration names no version_column. A table's own
@@ -215,7 +287,15 @@ func (f *Finalizer) topics() []string {
 	for _, s := range f.cfg.Shards {
 		out = append(out, kafkax.DLQTopic(prefix, s.Name))
 	}
-	return append(out, backfill.Topic(prefix), capture.CheckpointTopic(prefix))
+	out = append(out, backfill.Topic(prefix), capture.CheckpointTopic(prefix))
+	for _, shard := range f.reverseShards() {
+		rp := reverse.Prefix(prefix, f.rec.ID, shard)
+		for _, t := range f.cfg.Tables {
+			out = append(out, kafkax.TableTopic(rp, t.DB(), t.TableName()))
+		}
+		out = append(out, kafkax.DLQTopic(rp, reverse.SinkShard(shard)), backfill.Topic(rp), capture.CheckpointTopic(rp))
+	}
+	return out
 }
 
 // existingTopics returns which of names exist, sorted. It lists every topic of the
