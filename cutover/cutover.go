@@ -46,8 +46,13 @@ type Cutover struct {
 	tables    []string          // moved tables, db.table
 	topics    map[string]string // a moved table's topic
 	topicList []string          // the moved tables' topics, in table order
-	flavor    mysqlx.Flavor     // the source's, learnt by the gate
-	shardFl   []mysqlx.Flavor   // the shards', learnt by the gate
+
+	// verifyTopics are the topics whose keys verify reads, by table: the table's topic for
+	// a cut-over, its reverse topics (one per shard) for a rollback.
+	verifyTopics map[string][]string
+	rollingBack  bool
+	flavor       mysqlx.Flavor   // the source's, learnt by the gate
+	shardFl      []mysqlx.Flavor // the shards', learnt by the gate
 }
 
 // New returns the cut-over of the configuration; it connects on first use.
@@ -58,13 +63,14 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Cutover, error) {
 	if opts.MaxRounds <= 0 {
 		opts.MaxRounds = 10
 	}
-	c := &Cutover{cfg: cfg, opts: opts, log: log, now: time.Now, topics: map[string]string{},
+	c := &Cutover{cfg: cfg, opts: opts, log: log, now: time.Now, topics: map[string]string{}, verifyTopics: map[string][]string{},
 		hook: &hook{url: cfg.Cutover.HookURL, command: cfg.Cutover.HookCommand, client: &http.Client{Timeout: 30 * time.Second}}}
 	for i := range cfg.Tables {
 		t := &cfg.Tables[i]
 		c.tables = append(c.tables, t.Name)
 		c.topics[t.Name] = kafkax.TableTopic(cfg.Kafka.TopicPrefix, t.DB(), t.TableName())
 		c.topicList = append(c.topicList, c.topics[t.Name])
+		c.verifyTopics[t.Name] = []string{c.topics[t.Name]}
 	}
 	return c, nil
 }
@@ -103,12 +109,8 @@ func (c *Cutover) connectAll(ctx context.Context) error {
 	if c.check != nil {
 		return nil
 	}
-	for _, s := range c.cfg.Shards {
-		db, err := mysqlx.Open(ctx, "shard "+s.Name, s.DSN)
-		if err != nil {
-			return err
-		}
-		c.shards = append(c.shards, db)
+	if err := c.openShards(ctx); err != nil {
+		return err
 	}
 	chk, err := reconcile.New(c.cfg, reconcile.WithLogger(c.log.Named("reconcile")),
 		reconcile.WithOptions(reconcile.Options{Tables: c.tables}), reconcile.WithConnections(c.source, c.shards))
@@ -116,6 +118,27 @@ func (c *Cutover) connectAll(ctx context.Context) error {
 		return err
 	}
 	c.check = chk
+	return nil
+}
+
+// openShards opens the shards, which a run, an abort of a rollback and the end of a switch
+// need.
+func (c *Cutover) openShards(ctx context.Context) error {
+	if c.shards != nil {
+		return nil
+	}
+	var shards []*sql.DB
+	for _, s := range c.cfg.Shards {
+		db, err := mysqlx.Open(ctx, "shard "+s.Name, s.DSN)
+		if err != nil {
+			for _, o := range shards {
+				o.Close()
+			}
+			return err
+		}
+		shards = append(shards, db)
+	}
+	c.shards = shards
 	return nil
 }
 
@@ -176,10 +199,13 @@ func (c *Cutover) resolve(ctx context.Context, ctl *sql.Conn) (*Record, error) {
 		return nil, err
 	}
 	if rec.State.Switched() {
-		c.log.Warn("resuming a switched cut-over whose hook was not acknowledged", zap.Uint64("cutover", rec.ID))
+		c.log.Warn("resuming a switch whose hook was not acknowledged", zap.String("kind", rec.Kind()), zap.Uint64("cutover", rec.ID))
 		return rec, c.finish(ctx, ctl, rec)
 	}
-	c.log.Warn("aborting a cut-over that stopped before its point of no return", zap.Uint64("cutover", rec.ID), zap.String("state", string(rec.State)))
+	c.log.Warn("aborting an attempt that stopped before its point of no return", zap.String("kind", rec.Kind()), zap.Uint64("cutover", rec.ID), zap.String("state", string(rec.State)))
+	if rec.IsRollback() {
+		return rec, c.abortWith(ctx, ctl, rec, fmt.Sprintf("the rollback process stopped in state %s (killed or lost its session); its fences ended with their sessions, so the shards went on taking writes; nothing switched back", rec.State))
+	}
 	return rec, c.abortWith(ctx, ctl, rec, fmt.Sprintf("the cut-over process stopped in state %s (killed or lost its session); its fence ended with its session, so the source went on taking writes; nothing switched", rec.State))
 }
 
@@ -196,6 +222,9 @@ func (c *Cutover) Abort(ctx context.Context) (*Record, error) {
 	}
 	if rec == nil || rec.State.Final() && !rec.State.Switched() {
 		return rec, errors.New("no cut-over to abort")
+	}
+	if rec.State.Switched() && rec.IsRollback() {
+		return rec, fmt.Errorf("rollback %d is past its point of no return (state %s): the moved tables live on the source again; to move them to the shards again, run `cleave cutover`", rec.ID, rec.State)
 	}
 	if rec.State.Switched() {
 		return rec, fmt.Errorf("cut-over %d is past its point of no return (state %s): the moved tables live on the shards; to go back, use `cleave rollback`", rec.ID, rec.State)
@@ -249,11 +278,11 @@ func (c *Cutover) Run(ctx context.Context) (*Record, error) {
 			return r, err
 		}
 	}
-	prev, err := latest(ctx, ctl, c.cfg.Kafka.TopicPrefix)
+	prev, err := latestSwitched(ctx, ctl, c.cfg.Kafka.TopicPrefix)
 	if err != nil {
 		return nil, err
 	}
-	if prev != nil && prev.State.Switched() {
+	if prev != nil && !prev.IsRollback() {
 		return prev, fmt.Errorf("already switched: cut-over %d moved the tables to the shards at %s", prev.ID, prev.UpdatedAt.Format(time.RFC3339))
 	}
 	d := Detail{Tables: c.tables}
@@ -388,7 +417,7 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	if _, err := ctl.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs)); err != nil {
 		return fmt.Errorf("fence: set lock_wait_timeout on the source: %w", err)
 	}
-	if err := installGuard(ctx, ctl, c.tables); err != nil {
+	if err := installGuard(ctx, ctl, c.tables, "the source", false); err != nil {
 		return err
 	}
 	fenceStart := c.now()
@@ -548,19 +577,42 @@ func (c *Cutover) ambiguous(ctx context.Context, rec *Record, cause error) error
 	return c.abortWith(ctx, ctl, rec, fmt.Sprintf("switch: the commit failed: %v; nothing switched", cause))
 }
 
-// finish delivers the hook of a switched cut-over and journals it done.
+// finish completes a switch past its point of no return and journals it done: it lifts
+// the guard the switch made stale (after a cut-over, a rollback's on the shards, which
+// must be gone before the application is told to write there; after a rollback, the
+// source's triggers, whose guard rows are gone already) and delivers the hook.
 func (c *Cutover) finish(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 	if rec.Detail.Hook == nil {
 		rec.Detail.Hook = &HookOutcome{}
 	}
-	n := &SwitchNotice{Event: "switched", CutoverID: rec.ID, TopicPrefix: rec.Prefix, Tables: rec.Detail.Tables,
-		Shards: rec.Detail.Shards, SourcePosition: rec.Detail.Marker, SwitchedAt: switchedAt(rec)}
+	if rec.IsRollback() {
+		if _, err := ctl.ExecContext(ctx, "SET SESSION lock_wait_timeout = 60"); err == nil {
+			if err := removeGuard(ctx, ctl, rec.Detail.Tables, "the source"); err != nil {
+				c.log.Warn("drop the source's guard triggers, inert since the rollback (drop them by hand: _cleave_guard_*)", zap.Error(err))
+			}
+		}
+	} else if err := c.removeShardGuards(ctx, rec.Detail.Tables); err != nil {
+		rec.Detail.Reason = "switched; the shards still carry an earlier rollback's guard: " + err.Error()
+		if serr := rec.save(context.WithoutCancel(ctx), ctl, StateSwitched, c.now()); serr != nil {
+			c.log.Warn("record the guard's failure", zap.Error(serr))
+		}
+		return fmt.Errorf("cut-over %d switched, but an earlier rollback's guard on the shards could not be removed: %w (run `cleave cutover` again to retry)", rec.ID, err)
+	}
+	event := "switched"
+	if rec.IsRollback() {
+		event = "rolled_back"
+	}
+	n := &SwitchNotice{Event: event, CutoverID: rec.ID, TopicPrefix: rec.Prefix, Tables: rec.Detail.Tables,
+		Shards: rec.Detail.Shards, SourcePosition: rec.Detail.Marker, ShardPositions: rec.Detail.ShardMarkers, SwitchedAt: switchedAt(rec)}
 	err := c.hook.deliver(ctx, n, c.cfg.Cutover.HookTimeout, &rec.Detail.Hook.Attempts)
 	if err != nil {
 		rec.Detail.Hook.Error = err.Error()
 		rec.Detail.Reason = "switched; the application's hook has not acknowledged: " + err.Error()
 		if serr := rec.save(context.WithoutCancel(ctx), ctl, StateSwitched, c.now()); serr != nil {
 			c.log.Warn("record the hook's failure", zap.Error(serr))
+		}
+		if rec.IsRollback() {
+			return fmt.Errorf("rollback %d switched back (the moved tables refuse writes on the shards), but the hook failed: %w", rec.ID, err)
 		}
 		return fmt.Errorf("cut-over %d switched (the moved tables refuse writes on the source), but the hook failed: %w", rec.ID, err)
 	}
@@ -606,20 +658,27 @@ func (c *Cutover) abortAfter(ctx context.Context, ctl *sql.Conn, rec *Record, ca
 	return rec, cause
 }
 
-// abortWith removes the guard and journals rec aborted with reason.
+// abortWith removes the attempt's guard (a cut-over's on the source, a rollback's on the
+// shards) and journals rec aborted with reason.
 func (c *Cutover) abortWith(ctx context.Context, ctl *sql.Conn, rec *Record, reason string) error {
-	// Dropping the triggers waits for open transactions on the tables: bounded.
-	if _, err := ctl.ExecContext(ctx, "SET SESSION lock_wait_timeout = 60"); err != nil {
-		return fmt.Errorf("abort: set lock_wait_timeout on the source: %w", err)
-	}
-	if err := removeGuard(ctx, ctl, rec.Detail.Tables); err != nil {
-		return err
+	if rec.IsRollback() {
+		if err := c.removeShardGuards(ctx, rec.Detail.Tables); err != nil {
+			return fmt.Errorf("abort: %w", err)
+		}
+	} else {
+		// Dropping the triggers waits for open transactions on the tables: bounded.
+		if _, err := ctl.ExecContext(ctx, "SET SESSION lock_wait_timeout = 60"); err != nil {
+			return fmt.Errorf("abort: set lock_wait_timeout on the source: %w", err)
+		}
+		if err := removeGuard(ctx, ctl, rec.Detail.Tables, "the source"); err != nil {
+			return err
+		}
 	}
 	rec.Detail.Reason = reason
 	if err := rec.save(ctx, ctl, StateAborted, c.now()); err != nil {
 		return err
 	}
-	c.log.Warn("cut-over aborted", zap.Uint64("cutover", rec.ID), zap.String("reason", reason))
+	c.log.Warn("aborted", zap.String("kind", rec.Kind()), zap.Uint64("cutover", rec.ID), zap.String("reason", reason))
 	return nil
 }
 

@@ -69,7 +69,7 @@ func TestCutoverSwitchesUnderLoadAndRefusesStrayWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.ExecContext(ctx, "SET @cleave_reverse = 1"); err != nil {
+		if _, err := conn.ExecContext(ctx, "SET @cleave_apply = 1"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := conn.ExecContext(ctx, "SELECT 1"); err != nil {

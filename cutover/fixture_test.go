@@ -286,6 +286,10 @@ func dropGuards(t *testing.T, w *world) {
 	defer cancel()
 	_, _ = w.Source.ExecContext(ctx, "DELETE FROM `_cleave`.`guard` WHERE db = ?", w.DB)
 	_, _ = w.Source.ExecContext(ctx, "DELETE FROM `_cleave`.`cutover` WHERE topic_prefix = ?", w.Prefix)
+	for _, db := range w.Shards { // a rollback's
+		_, _ = db.ExecContext(ctx, "DELETE FROM `_cleave`.`guard` WHERE db = ?", w.DB)
+		_, _ = db.ExecContext(ctx, "DELETE FROM `_cleave`.`cutover` WHERE topic_prefix = ?", w.Prefix)
+	}
 }
 
 // write makes one change to a moved table on the source and returns its error.

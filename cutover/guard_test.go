@@ -26,18 +26,18 @@ func TestNamesStayWithinTheServersLimits(t *testing.T) {
 	if lockName("a") == lockName("b") {
 		t.Error("two prefixes share a lock")
 	}
-	if msg := guardMessage(long, long); len(msg) > 128 {
+	if msg := guardMessage(long, long, true); len(msg) > 128 {
 		t.Errorf("guard message is %d characters, over SIGNAL's 128", len(msg))
 	}
 }
 
 func TestGuardSQLQuotesNamesAndChecksTheGuardRow(t *testing.T) {
-	stmts := createGuardSQL("sh`op", "it's")
+	stmts := createGuardSQL("sh`op", "it's", false)
 	if len(stmts) != 3 {
 		t.Fatalf("%d statements, want one trigger per write kind", len(stmts))
 	}
 	for _, s := range stmts {
-		for _, want := range []string{"ON `sh``op`.`it's`", "db = 'sh`op' AND tbl = 'it''s'", "@cleave_reverse IS NULL", "SIGNAL SQLSTATE '45000'"} {
+		for _, want := range []string{"ON `sh``op`.`it's`", "db = 'sh`op' AND tbl = 'it''s'", "@cleave_apply IS NULL", "SIGNAL SQLSTATE '45000'"} {
 			if !strings.Contains(s, want) {
 				t.Errorf("%s\nlacks %q", s, want)
 			}

@@ -21,7 +21,8 @@ import (
 // notice may arrive more than once for one cut-over (cleave died before it recorded the
 // acknowledgement); the application must treat a repeat of an id it has done as done.
 type SwitchNotice struct {
-	// Event is "switched".
+	// Event is "switched" (a cut-over: write the moved tables to the shards) or
+	// "rolled_back" (a rollback: write them to the source again).
 	Event string `json:"event"`
 	// CutoverID identifies the cut-over; repeats carry the same id.
 	CutoverID   uint64 `json:"cutover_id"`
@@ -33,7 +34,10 @@ type SwitchNotice struct {
 	// SourcePosition is the source's binlog position at the fence: every change before it
 	// is on the shards.
 	SourcePosition *Position `json:"source_position"`
-	SwitchedAt     time.Time `json:"switched_at"`
+	// ShardPositions are, for a rollback, each shard's binlog position at its fence: every
+	// change before them is on the source.
+	ShardPositions map[string]*Position `json:"shard_positions,omitempty"`
+	SwitchedAt     time.Time            `json:"switched_at"`
 }
 
 // hook calls the application's switch hook: the webhook, the command, or both.

@@ -46,8 +46,18 @@ type Record struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// KindRollback marks a journal row that is a rollback (Detail.Kind); a cut-over's is empty.
+const KindRollback = "rollback"
+
 // Detail is what the journal keeps about an attempt besides its state.
 type Detail struct {
+	// Kind is "" for a cut-over, KindRollback for a rollback; Of is the cut-over a rollback
+	// undoes.
+	Kind string `json:"kind,omitempty"`
+	Of   uint64 `json:"of,omitempty"`
+	// ShardMarkers are, for a rollback, each shard's binlog position read under its fence
+	// after the marker, by shard name.
+	ShardMarkers map[string]*Position `json:"shard_markers,omitempty"`
 	// Tables are the moved tables (db.table), Shards the shards' names.
 	Tables []string `json:"tables"`
 	Shards []string `json:"shards"`
@@ -110,6 +120,17 @@ type HookOutcome struct {
 	Acked    bool      `json:"acked"`
 	AckedAt  time.Time `json:"acked_at,omitzero"`
 	Error    string    `json:"error,omitempty"`
+}
+
+// IsRollback reports whether the attempt is a rollback.
+func (r *Record) IsRollback() bool { return r.Detail.Kind == KindRollback }
+
+// Kind names the attempt: "cutover" or "rollback".
+func (r *Record) Kind() string {
+	if r.IsRollback() {
+		return KindRollback
+	}
+	return "cutover"
 }
 
 // FenceWindow is when the attempt fenced the moved tables: from its fence step to the
@@ -176,10 +197,30 @@ func latest(ctx context.Context, q querier, prefix string) (*Record, error) {
 	return recs[0], nil
 }
 
+// LatestSwitched reads the newest attempt of the topic prefix that passed its point of no
+// return, cut-over or rollback: the one that decides where the moved tables live (the
+// source when it is nil or a rollback, the shards when it is a cut-over). Aborted
+// attempts after it change nothing.
+func LatestSwitched(ctx context.Context, source *sql.DB, prefix string) (*Record, error) {
+	return latestSwitched(ctx, source, prefix)
+}
+
+func latestSwitched(ctx context.Context, q querier, prefix string) (*Record, error) {
+	recs, err := query(ctx, q, " WHERE topic_prefix = ? AND state IN (?, ?) ORDER BY id DESC LIMIT 1", prefix, string(StateSwitched), string(StateDone))
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	return recs[0], nil
+}
+
 // history reads the newest n attempts of the prefix, newest first.
 func history(ctx context.Context, q querier, prefix string, n int) ([]*Record, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id, topic_prefix, state, detail, started_at, updated_at FROM "+journalTable()+
-		" WHERE topic_prefix = ? ORDER BY id DESC LIMIT ?", prefix, n)
+	return query(ctx, q, " WHERE topic_prefix = ? ORDER BY id DESC LIMIT ?", prefix, n)
+}
+
+// query reads the journal rows that the rest of a SELECT (where) picks.
+func query(ctx context.Context, q querier, where string, args ...any) ([]*Record, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id, topic_prefix, state, detail, started_at, updated_at FROM "+journalTable()+where, args...)
 	if mysqlx.Number(err) == mysqlx.ErNoSuchTable || mysqlx.Number(err) == 1049 {
 		return nil, nil
 	}

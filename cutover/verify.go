@@ -11,15 +11,17 @@ import (
 )
 
 // verify re-checks, table by table, the rows whose changes lie between the Kafka offsets
-// from and to of the table's topic, plus the rows carried over from the previous round.
-// Under the fence a row that is not proven equal fails the cut-over; under live writes a
+// from and to of the table's topics, plus the rows carried over from the previous round.
+// Under the fence a row that is not proven equal fails the attempt; under live writes a
 // row in flight (still changing, or its sink behind) is carried into the next round, which
-// ends under the fence. It returns how many rows it checked.
+// ends under the fence. A rollback's rounds under live writes also carry the rows that
+// differ: the checker's re-check waits for the forward sinks, while the rows a rollback
+// verifies come back through the reverse ones, so only the round under the fence, with
+// nothing in flight, may call a row drift. It returns how many rows it checked.
 func (c *Cutover) verify(ctx context.Context, from, to map[string][]int64, carry map[string][][]byte, fenced bool) (int, map[string][][]byte, error) {
 	total := 0
 	left := map[string][][]byte{}
 	for _, t := range c.tables {
-		topic := c.topics[t]
 		seen := map[string]bool{}
 		var keys [][]byte
 		add := func(k []byte) {
@@ -31,11 +33,13 @@ func (c *Cutover) verify(ctx context.Context, from, to map[string][]int64, carry
 		for _, k := range carry[t] {
 			add(k)
 		}
-		if err := kafkax.ReadKeys(ctx, c.cfg.Kafka.Brokers, topic, from[topic], to[topic], func(_ int, key []byte) error {
-			add(key)
-			return nil
-		}); err != nil {
-			return total, nil, fmt.Errorf("verify: read the changed keys of %s: %w", t, err)
+		for _, topic := range c.verifyTopics[t] {
+			if err := kafkax.ReadKeys(ctx, c.cfg.Kafka.Brokers, topic, from[topic], to[topic], func(_ int, key []byte) error {
+				add(key)
+				return nil
+			}); err != nil {
+				return total, nil, fmt.Errorf("verify: read the changed keys of %s: %w", t, err)
+			}
 		}
 		if len(keys) == 0 {
 			continue
@@ -47,6 +51,16 @@ func (c *Cutover) verify(ctx context.Context, from, to map[string][]int64, carry
 		}
 		if tr.Error != "" {
 			return total, nil, fmt.Errorf("verify %s: %s", t, tr.Error)
+		}
+		if len(tr.Drift) > 0 && c.rollingBack && !fenced {
+			for _, d := range tr.Drift {
+				k, err := json.Marshal(d.Key)
+				if err != nil {
+					return total, nil, fmt.Errorf("carry a differing row of %s: %w", t, err)
+				}
+				left[t] = append(left[t], k)
+			}
+			tr.Drift = nil
 		}
 		if len(tr.Drift) > 0 {
 			var rows []string
@@ -65,9 +79,11 @@ func (c *Cutover) verify(ctx context.Context, from, to map[string][]int64, carry
 			if fenced {
 				return total, nil, fmt.Errorf("verify under the fence: %d rows of %s could not be proven equal (%s): nothing switched", len(tr.InFlight), t, tr.InFlight[0].Reason)
 			}
-			if left[t], err = inFlightKeys(tr); err != nil {
+			keys, err := inFlightKeys(tr)
+			if err != nil {
 				return total, nil, err
 			}
+			left[t] = append(left[t], keys...)
 		}
 	}
 	return total, left, nil

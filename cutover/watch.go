@@ -23,8 +23,9 @@ type Watcher struct {
 	state    *prometheus.GaugeVec
 	pause    prometheus.Gauge
 
-	mu   sync.Mutex
-	last *Record
+	mu       sync.Mutex
+	last     *Record
+	switched *Record
 }
 
 // NewWatcher returns the watcher of the configuration's cut-over, its metrics registered
@@ -60,6 +61,14 @@ func (w *Watcher) Latest() *Record {
 	return w.last
 }
 
+// LatestSwitched is the newest attempt read that passed its point of no return
+// (LatestSwitched), nil before the first.
+func (w *Watcher) LatestSwitched() *Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.switched
+}
+
 // Run resolves a stopped cut-over, then follows the journal until ctx is done. Problems
 // are logged, never fatal: the migration's data path must not stop for them.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -86,6 +95,10 @@ func (w *Watcher) poll(ctx context.Context) {
 		return
 	}
 	rec, err := latest(ctx, w.c.source, w.c.cfg.Kafka.TopicPrefix)
+	var sw *Record
+	if err == nil {
+		sw, err = latestSwitched(ctx, w.c.source, w.c.cfg.Kafka.TopicPrefix)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Debug("read the cut-over journal", zap.Error(err))
@@ -93,7 +106,7 @@ func (w *Watcher) poll(ctx context.Context) {
 		return
 	}
 	w.mu.Lock()
-	w.last = rec
+	w.last, w.switched = rec, sw
 	w.mu.Unlock()
 	for _, s := range allStates {
 		v := 0.0

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -22,6 +23,22 @@ func DLQTopic(prefix, shard string) string { return prefix + ".dlq." + shard }
 
 // SinkGroup is the consumer group of a shard's sinks.
 func SinkGroup(prefix, shard string) string { return prefix + ".sink." + shard }
+
+// ReversePrefix is the topic prefix of the reverse stream of one shard in one cut-over:
+// its table topics, capture's checkpoints and the reverse sink's consumer group all live
+// under it, so a later cut-over (after a rollback) starts from nothing of an earlier one.
+func ReversePrefix(prefix string, cutoverID uint64, shard string) string {
+	return prefix + ".rev" + strconv.FormatUint(cutoverID, 10) + "." + shard
+}
+
+// ReverseSink is the name the reverse sink of a shard's stream carries, in its logs, its
+// metrics' shard label and its consumer group.
+func ReverseSink(shard string) string { return "reverse-" + shard }
+
+// ReverseGroup is the consumer group of the reverse sink of a shard in one cut-over.
+func ReverseGroup(prefix string, cutoverID uint64, shard string) string {
+	return SinkGroup(ReversePrefix(prefix, cutoverID, shard), ReverseSink(shard))
+}
 
 // Topic describes a topic to create.
 type Topic struct {

@@ -112,9 +112,10 @@ func EnsureReverse(ctx context.Context, db *sql.DB) error {
 // the journal's position without waiting for the next scheduled heartbeat.
 const Cutover = "cutover"
 
-// Guard lists the tables that moved to the shards: while a table's row is here, the guard
-// triggers cut-over installs on the source table refuse every write to it (except from a
-// session that set @cleave_reverse, reverse replication's applier).
+// Guard lists the moved tables that the server holding it no longer owns: on the source
+// after a cut-over, on a shard after a rollback. While a table's row is here, the guard
+// triggers installed on the table refuse every write to it, except from a session that
+// set @cleave_apply (a sink's).
 const Guard = "guard"
 
 // SourceStatements creates the cut-over's bookkeeping on the source; each statement is

@@ -243,6 +243,9 @@ func (a *applier) conn(ctx context.Context) (*applierConn, error) {
 	for _, t := range a.s.tables {
 		vars = append(vars, t.staleVar()+" = 0")
 	}
+	// Every sink session is cleave's applier: the write guards cut-over and rollback put on
+	// the side that no longer owns the moved tables let it through (cutover/guard.go).
+	vars = append(vars, ApplierVariable+" = 1")
 	sort.Strings(vars)
 	init = append(init, "SET "+strings.Join(vars, ", "))
 	if a.s.opts.Reverse != nil {

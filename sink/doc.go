@@ -52,8 +52,9 @@
 // differs from a shard's sink:
 //
 //   - Nothing is routed: every event on the reverse topics belongs to the monolith.
-//   - The applier's session sets @cleave_reverse = 1, which the guard triggers cut-over
-//     installed on the moved tables let through (every other writer is refused).
+//   - The applier's session, like every sink's, sets @cleave_apply = 1, which the guard
+//     triggers cut-over installed on the moved tables let through (every other writer is
+//     refused).
 //   - The monolith's tables are the application's and have no version column (cleave
 //     never alters them). Each row's version lives instead in _cleave.row_versions, keyed
 //     by (db, tbl, row_key), row_key being the primary key in a canonical, length-prefixed

@@ -31,14 +31,18 @@ type Reverse struct {
 	Epoch uint64
 }
 
+// ApplierVariable is the session variable every sink sets: the write guards on the moved
+// tables (cutover's on the source after the switch, rollback's on the shards after it)
+// refuse every writer but a session where it is set.
+const ApplierVariable = "@cleave_apply"
+
 // reverseInit is what a reverse applier's session sets besides the sink's own settings:
-// the guard triggers cut-over installed on the monolith's moved tables pass the writes of
-// a session that set it; and foreign keys are not checked, because the tables' streams are
+// foreign keys are not checked, because the tables' streams are
 // applied each in its own order (a child row may arrive before its parent, or a parent's
 // delete before its children's), and the shards, where those rules held when the changes
 // were made, are the truth the monolith follows. With the checks off no ON DELETE CASCADE
 // runs on the monolith either: the children's deletes come from the shards' binlogs.
-const reverseInit = "SET @cleave_reverse = 1, SESSION foreign_key_checks = 0"
+const reverseInit = "SET SESSION foreign_key_checks = 0"
 
 // rowKey encodes a row's primary key for _cleave.row_versions: each key column's
 // canonical bytes (what the server renders for the value, see event.Canonical) after their

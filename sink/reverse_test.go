@@ -40,7 +40,7 @@ var reverseDDL = []string{
 
 // newReverseFixture sets up a monolith (a database of the test's own on the source server)
 // whose tables hold one row each written by the monolith itself and carry guard triggers
-// that refuse every write of a session without @cleave_reverse = 1, and a configuration
+// that refuse every write of a session without @cleave_apply = 1, and a configuration
 // that names the monolith as the sink's only shard. Nothing is prepared: the monolith's
 // tables stay as the application made them. onError is sink.on_error.
 func newReverseFixture(t *testing.T, e testenv.Env, onError string) *fixture {
@@ -56,7 +56,7 @@ func newReverseFixture(t *testing.T, e testenv.Env, onError string) *fixture {
 	for _, tbl := range []string{"accounts", "items", "tags"} {
 		for _, op := range []string{"INSERT", "UPDATE", "DELETE"} {
 			mustExec(t, mono, fmt.Sprintf("CREATE TRIGGER %s_guard_%s BEFORE %s ON %s FOR EACH ROW BEGIN "+
-				"IF NOT (@cleave_reverse <=> 1) THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved to the shards'; END IF; END",
+				"IF NOT (@cleave_apply <=> 1) THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved to the shards'; END IF; END",
 				tbl, strings.ToLower(op), op, tbl))
 		}
 	}
@@ -238,7 +238,7 @@ func TestReverseSinkAppliesShardChangesToTheGuardedMonolithOnce(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, e testenv.Env) {
 		f := newReverseFixture(t, e, config.OnErrorStop)
 		if _, err := f.src.Exec("UPDATE accounts SET balance = 0 WHERE id = 1"); mysqlx.Number(err) != 1644 {
-			t.Fatalf("a write without @cleave_reverse: %v, want the guard's SIGNAL (error 1644)", err)
+			t.Fatalf("a write without @cleave_apply: %v, want the guard's SIGNAL (error 1644)", err)
 		}
 		m, err := NewMetrics(nil)
 		if err != nil {

@@ -23,7 +23,8 @@ import (
 // App is the shop's application as it lives through a cut-over: it writes to the source
 // until it is told to switch (Switch, which its switch hook's handler calls) or the source
 // refuses one of its writes with the cut-over's guard, and from then on sends each
-// transaction to the shard that owns its user.
+// transaction to the shard that owns its user; after a rollback (SwitchBack, or a shard's
+// guard refusing) it writes to the source again.
 //
 // Design note: what makes the proof possible.
 //
@@ -58,6 +59,9 @@ type App struct {
 	switched   atomic.Bool
 	switchedAt atomic.Int64 // unix nanoseconds
 	byRefusal  atomic.Bool  // the guard's refusal told it first, not Switch
+	back       atomic.Bool  // switched back to the source by a rollback
+	backAt     atomic.Int64
+	backByRef  atomic.Bool
 
 	txs, rows, onShards, refused, failed atomic.Int64
 
@@ -118,6 +122,26 @@ func (a *App) switchNow(byRefusal bool) {
 		a.switchedAt.Store(time.Now().UnixNano())
 		a.byRefusal.Store(byRefusal)
 	}
+}
+
+// SwitchBack sends every transaction from now on to the source again, as a rollback's
+// hook tells the application. It is idempotent.
+func (a *App) SwitchBack() { a.switchBackNow(false) }
+
+func (a *App) switchBackNow(byRefusal bool) {
+	if a.back.CompareAndSwap(false, true) {
+		a.backAt.Store(time.Now().UnixNano())
+		a.backByRef.Store(byRefusal)
+	}
+}
+
+// SwitchedBack returns when the App went back to the source and whether a shard's guard
+// refusal, not SwitchBack, made it; ok is false before it did.
+func (a *App) SwitchedBack() (at time.Time, byRefusal, ok bool) {
+	if !a.back.Load() {
+		return time.Time{}, false, false
+	}
+	return time.Unix(0, a.backAt.Load()), a.backByRef.Load(), true
 }
 
 // Switched returns when the App switched and whether the guard's refusal, not Switch, made
@@ -284,7 +308,7 @@ func (a *App) do(ctx context.Context, t appTxn) error {
 	for {
 		shard := -1
 		db := a.Source
-		if a.switched.Load() {
+		if a.switched.Load() && !a.back.Load() {
 			var err error
 			if shard, err = a.owner(t.user); err != nil {
 				return err
@@ -307,6 +331,12 @@ func (a *App) do(ctx context.Context, t appTxn) error {
 			refused = true
 			a.refused.Add(1)
 			a.switchNow(true)
+			continue
+		case shard >= 0 && IsRollbackRefusal(err):
+			// A rollback switched back: the source owns the rows again.
+			refused = true
+			a.refused.Add(1)
+			a.switchBackNow(true)
 			continue
 		case errors.Is(err, errUnknownOutcome), ctx.Err() != nil:
 			return fmt.Errorf("app: %s on %s: %w", t, where, err)
@@ -453,6 +483,12 @@ func (a *App) owner(user int64) (int, error) {
 // raises), so its message tells it from another trigger's.
 func IsGuardRefusal(err error) bool {
 	return mysqlx.Number(err) == 1644 && strings.Contains(err.Error(), "moved to the shards")
+}
+
+// IsRollbackRefusal reports whether err is a rollback's guard refusing a write to a moved
+// table on a shard.
+func IsRollbackRefusal(err error) bool {
+	return mysqlx.Number(err) == 1644 && strings.Contains(err.Error(), "moved back to the source")
 }
 
 // Check is what Verify found.
