@@ -160,7 +160,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("cutover: %w", err)
 	}
 	// After a cut-over switches, the shards' changes flow back to the source.
-	if d.reverse, err = reverse.New(cfg, reverse.Options{Log: d.log.Named("reverse"), Registerer: reg, SinkMetrics: sm, Latest: d.cutover.Latest}); err != nil {
+	if d.reverse, err = reverse.New(cfg, reverse.Options{Log: d.log.Named("reverse"), Registerer: reg, SinkMetrics: sm, Latest: d.cutover.LatestSwitched}); err != nil {
 		return nil, err
 	}
 	if d.ready, err = newReadiness(cfg); err != nil {
@@ -317,7 +317,7 @@ func (d *Daemon) Status(context.Context) Status {
 	s.Reconcile = d.reconcile
 	d.mu.Unlock()
 	if rec := d.cutover.Latest(); rec != nil {
-		s.Cutover = &CutoverStatus{ID: rec.ID, State: string(rec.State), UpdatedAt: rec.UpdatedAt,
+		s.Cutover = &CutoverStatus{ID: rec.ID, Kind: rec.Kind(), State: string(rec.State), UpdatedAt: rec.UpdatedAt,
 			WritePauseMs: rec.Detail.WritePauseMs, Reason: rec.Detail.Reason}
 	}
 	if rs := d.reverse.Status(); rs.CutoverID != 0 {

@@ -79,7 +79,9 @@ func reverseStatus(rs reverse.Status, v metricsView) *ReverseStatus {
 
 // CutoverStatus is the latest cut-over as its journal on the source holds it.
 type CutoverStatus struct {
-	ID           uint64    `json:"id"`
+	ID uint64 `json:"id"`
+	// Kind is "cutover" or "rollback".
+	Kind         string    `json:"kind"`
 	State        string    `json:"state"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	WritePauseMs int64     `json:"write_pause_ms,omitempty"`

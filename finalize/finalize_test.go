@@ -39,7 +39,7 @@ func TestFinalize(t *testing.T) {
 				t.Fatalf("err = %v, want a refusal", err)
 			}
 			names, text := failed(rep)
-			if !reflect.DeepEqual(names, []string{"cutover"}) || !strings.Contains(text, "no cut-over of topic prefix") || !strings.Contains(err.Error(), "cleave cutover") {
+			if !reflect.DeepEqual(names, []string{"cutover"}) || !strings.Contains(text, "cut-over of topic prefix") || !strings.Contains(err.Error(), "cleave cutover") {
 				t.Fatalf("failed checks %v (%s), error %v; want the missing cut-over named with its fix", names, text, err)
 			}
 		})

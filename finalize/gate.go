@@ -19,7 +19,7 @@ import (
 // checkCutover requires the newest cut-over of the topic prefix to be done.
 func (f *Finalizer) checkCutover(ctx context.Context, rep *Report) error {
 	prefix := f.cfg.Kafka.TopicPrefix
-	rec, err := cutover.Latest(ctx, f.source, prefix)
+	rec, err := cutover.LatestSwitched(ctx, f.source, prefix)
 	if err != nil {
 		return err
 	}
@@ -27,8 +27,11 @@ func (f *Finalizer) checkCutover(ctx context.Context, rep *Report) error {
 	c := Check{Name: "cutover"}
 	switch {
 	case rec == nil:
-		c.Detail = fmt.Sprintf("the source's journal (_cleave.cutover) has no cut-over of topic prefix %q", prefix)
+		c.Detail = fmt.Sprintf("the source's journal (_cleave.cutover) has no switched cut-over of topic prefix %q", prefix)
 		c.Fix = "run `cleave cutover` first: finalize removes what the sinks need, so it runs only after the application writes to the shards"
+	case rec.IsRollback():
+		c.Detail = fmt.Sprintf("rollback %d of topic prefix %q (state %s) moved the tables back to the source", rec.ID, prefix, rec.State)
+		c.Fix = "finalize only after a cut-over: run `cleave cutover` again first, or, to abandon the migration, leave the shards alone"
 	case rec.State != cutover.StateDone:
 		c.Detail = fmt.Sprintf("the latest cut-over of topic prefix %q (%d) is in state %s, not %s", prefix, rec.ID, rec.State, cutover.StateDone)
 		c.Fix = "finish it (`cleave cutover --status`; `cleave cutover` resolves a stopped one) and run finalize when it is done"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -16,22 +15,22 @@ import (
 	"github.com/cleave-dev/cleave/capture"
 	"github.com/cleave-dev/cleave/config"
 	"github.com/cleave-dev/cleave/cutover"
+	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/shardmeta"
 	"github.com/cleave-dev/cleave/sink"
 )
 
-// Prefix is the topic prefix of the reverse stream of one shard in one cut-over: its
-// table topics, capture's checkpoints and the sink's consumer group all live under it, so
-// a later cut-over (after a rollback) starts from nothing of an earlier one.
+// Prefix is the topic prefix of the reverse stream of one shard in one cut-over
+// (kafkax.ReversePrefix).
 func Prefix(prefix string, cutoverID uint64, shard string) string {
-	return prefix + ".rev" + strconv.FormatUint(cutoverID, 10) + "." + shard
+	return kafkax.ReversePrefix(prefix, cutoverID, shard)
 }
 
 // SinkShard is the name the reverse sink of a shard's stream carries, in its logs, its
 // metrics' shard label (cleave_sink_lag_seconds{shard="reverse-shard0"} is that shard's
-// reverse lag) and its consumer group.
-func SinkShard(shard string) string { return "reverse-" + shard }
+// reverse lag) and its consumer group (kafkax.ReverseSink).
+func SinkShard(shard string) string { return kafkax.ReverseSink(shard) }
 
 // CaptureConfig is the configuration of the reverse capture of one shard: cfg with the
 // shard as its source, read from start, under the shard's reverse prefix.
@@ -67,8 +66,9 @@ type Options struct {
 	// SinkMetrics are the sink metrics the reverse sinks update (the daemon's, so that
 	// cleave_sink_* carry the reverse sinks too); nil gives them unregistered ones.
 	SinkMetrics *sink.Metrics
-	// Latest returns the newest cut-over record known, nil before the first (the cut-over
-	// watcher's Latest).
+	// Latest returns the newest attempt known that passed its point of no return, nil
+	// before the first (the cut-over watcher's LatestSwitched): reverse replication runs
+	// while it is a cut-over, not finalized.
 	Latest func() *cutover.Record
 	// Interval is how often Latest is asked. Default 2s.
 	Interval time.Duration
@@ -178,7 +178,7 @@ func (r *Runner) waitSwitched(ctx context.Context, skip uint64) (*cutover.Record
 	t := time.NewTicker(r.opts.Interval)
 	defer t.Stop()
 	for {
-		if rec := r.opts.Latest(); rec != nil && rec.ID != skip && rec.State.Switched() && rec.Detail.FinalizedAt == nil {
+		if rec := r.opts.Latest(); rec != nil && rec.ID != skip && !rec.IsRollback() && rec.Detail.FinalizedAt == nil {
 			if len(rec.Detail.Reverse) == 0 {
 				r.log.Warn("the switched cut-over journaled no reverse start positions (made by an older cleave): reverse replication cannot start; the source does not follow the shards", zap.Uint64("cutover", rec.ID))
 				skip = rec.ID
@@ -252,10 +252,13 @@ func (r *Runner) runWindows(ctx context.Context, rec *cutover.Record) (*cutover.
 				r.lag.WithLabelValues(shard).Set(c.Status().LagSeconds)
 			}
 			switch l := r.opts.Latest(); {
-			case l == nil:
+			case l == nil || l.ID < rec.ID:
+				// Not read yet, or an older view: nothing changed.
 			case l.ID == rec.ID && l.Detail.FinalizedAt != nil:
 				return errFinalized
-			case l.ID > rec.ID && l.State.Switched() && len(l.Detail.Reverse) > 0:
+			case l.IsRollback():
+				return errRolledBack
+			case l.ID > rec.ID && len(l.Detail.Reverse) > 0:
 				next = l
 				return errReplaced
 			}
@@ -278,6 +281,9 @@ func (r *Runner) runWindows(ctx context.Context, rec *cutover.Record) (*cutover.
 	case errors.Is(err, errReplaced):
 		log.Info("a newer cut-over switched: its reverse replication replaces this one's", zap.Uint64("next", next.ID))
 		return next, nil
+	case errors.Is(err, errRolledBack):
+		log.Info("rolled back: the source owns the moved tables again, reverse replication stopped")
+		return nil, nil
 	case errors.Is(err, errFinalized):
 		log.Info("the migration is finalized: reverse replication stopped")
 		return nil, nil
@@ -288,8 +294,9 @@ func (r *Runner) runWindows(ctx context.Context, rec *cutover.Record) (*cutover.
 }
 
 var (
-	errReplaced  = errors.New("replaced by a newer cut-over")
-	errFinalized = errors.New("the migration is finalized")
+	errReplaced   = errors.New("replaced by a newer cut-over")
+	errFinalized  = errors.New("the migration is finalized")
+	errRolledBack = errors.New("the cut-over was rolled back")
 )
 
 // part runs one capture or sink of a window, naming it in its error.

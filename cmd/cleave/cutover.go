@@ -12,7 +12,32 @@ import (
 	"github.com/cleave-dev/cleave/cutover"
 )
 
-func newCutoverCmd(a *app) *cobra.Command {
+func newCutoverCmd(a *app) *cobra.Command { return newSwitchCmd(a, false) }
+
+func newRollbackCmd(a *app) *cobra.Command { return newSwitchCmd(a, true) }
+
+const rollbackLong = `rollback moves the configured tables' writes from the shards back to the source, which
+reverse replication (run by ` + "`cleave run`" + ` since the cut-over) has kept current:
+
+  1. gate: the cut-over is done and not finalized, a hook is configured, the forward path
+     is healthy (it takes over again), and every shard's reverse sink keeps up
+     (cutover.max_sink_lag);
+  2. verify: the rows changed on the shards since the switch are re-checked in rounds;
+  3. fence: writes to the moved tables wait on every shard; a marker goes into each
+     shard's binlog; every reverse sink must apply past its shard's marker, and the last
+     changed rows are verified, within cutover.max_write_pause, else the rollback aborts
+     and the writes to the shards go on;
+  4. switch: the point of no return. Guard triggers make the shards refuse writes to the
+     moved tables, the source takes them again, the fences are released, and the hook
+     (event "rolled_back") tells the application to write to the source.
+
+It is journaled on the source like a cut-over and resolved the same way after a crash:
+before the switch to aborted (the shards' guards removed), after it to done.
+
+Exit codes: 0 switched back (or the dry run passed), 1 the gate failed or the rollback
+aborted (nothing switched back), 2 could not run (or switched back with the hook pending).`
+
+func newSwitchCmd(a *app, back bool) *cobra.Command {
 	var (
 		dryRun, status, abort, asJSON bool
 		maxPause                      time.Duration
@@ -98,7 +123,11 @@ Exit codes: 0 switched (or the dry run passed), 1 the gate failed or the cut-ove
 				printRecord(out, rec)
 				return nil
 			}
-			rec, err := c.Run(ctx)
+			run := c.Run
+			if back {
+				run = c.Rollback
+			}
+			rec, err := run(ctx)
 			if rec != nil {
 				if asJSON {
 					_ = json.NewEncoder(out).Encode(rec)
@@ -119,6 +148,9 @@ Exit codes: 0 switched (or the dry run passed), 1 the gate failed or the cut-ove
 			return &exitError{code: exitCannot, err: err}
 		},
 	}
+	if back {
+		cmd.Use, cmd.Short, cmd.Long = "rollback", "Switch the application's writes to the moved tables from the shards back to the source, fenced and verified", rollbackLong
+	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "run the gate and one verification round, and change nothing")
 	cmd.Flags().BoolVar(&status, "status", false, "show the latest cut-overs and whether one is running")
 	cmd.Flags().BoolVar(&abort, "abort", false, "stop the running (or a stopped) cut-over before its point of no return; the source takes writes again")
@@ -132,6 +164,9 @@ func printRecord(out interface{ Write([]byte) (int, error) }, r *cutover.Record)
 		return
 	}
 	id := fmt.Sprintf("cut-over %d", r.ID)
+	if r.IsRollback() {
+		id = fmt.Sprintf("rollback %d (of cut-over %d)", r.ID, r.Detail.Of)
+	}
 	if r.ID == 0 {
 		id = "dry run"
 	}
@@ -147,6 +182,11 @@ func printRecord(out interface{ Write([]byte) (int, error) }, r *cutover.Record)
 	}
 	if r.Detail.Marker != nil {
 		fmt.Fprintf(out, "  marker at %s:%d\n", r.Detail.Marker.File, r.Detail.Marker.Pos)
+	}
+	for _, s := range r.Detail.Shards {
+		if m := r.Detail.ShardMarkers[s]; m != nil {
+			fmt.Fprintf(out, "  shard %s marker at %s:%d\n", s, m.File, m.Pos)
+		}
 	}
 	if r.Detail.WritePauseMs > 0 {
 		fmt.Fprintf(out, "  write pause %d ms\n", r.Detail.WritePauseMs)

@@ -93,6 +93,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newBackfillCmd(a),
 		newStatusCmd(a),
 		newCutoverCmd(a),
+		newRollbackCmd(a),
 		newFinalizeCmd(a),
 	)
 	return root

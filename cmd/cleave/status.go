@@ -236,6 +236,9 @@ func writeStatus(w io.Writer, base string, s *daemon.Status, ready readyState, n
 	if c := s.Cutover; c != nil {
 		p("")
 		line := fmt.Sprintf("%d %s, %s ago", c.ID, c.State, dur(now.Sub(c.UpdatedAt).Seconds()))
+		if c.Kind == "rollback" {
+			line = "rollback " + line
+		}
 		if c.WritePauseMs > 0 {
 			line += fmt.Sprintf(", write pause %d ms", c.WritePauseMs)
 		}
