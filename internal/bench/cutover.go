@@ -51,22 +51,38 @@ func Cutover(ctx context.Context, o CutoverOptions) ([]Figure, error) {
 	if o.After <= 0 {
 		o.After = 5 * time.Second
 	}
-	var figs []Figure
+	var figs, backs []Figure
 	for _, offered := range o.Rates {
-		f, err := cutoverAt(ctx, o, offered)
+		back := rollbackFigure(o, offered)
+		f, err := cutoverAt(ctx, o, offered, &back)
 		if err != nil {
 			if ctx.Err() != nil {
-				return figs, err
+				return append(figs, backs...), err
 			}
 			f.Cleave, f.Missing = nil, err.Error()
 			o.Logf("cutover: %d/s: %v", offered, err)
 		}
-		figs = append(figs, f)
+		if back.Cleave == nil && back.Missing == "" {
+			back.Missing = "not run: " + firstNonEmpty(f.Missing, "the cut-over failed")
+		}
+		figs, backs = append(figs, f), append(backs, back)
 	}
-	return figs, nil
+	return append(figs, backs...), nil
 }
 
-func cutoverAt(ctx context.Context, o CutoverOptions, offered int) (Figure, error) {
+// rollbackFigure is the figure of the rollback that follows the cut-over at offered.
+func rollbackFigure(o CutoverOptions, offered int) Figure {
+	return Figure{
+		Key:   fmt.Sprintf("rollback_%d", offered),
+		Title: fmt.Sprintf("write pause of a rollback at %s row changes/s offered, as journaled and as the application saw it", group(int64(offered))),
+		How: fmt.Sprintf("The cut-over's run goes on: %s after the cut-over ended, with the application writing to the shards at %s row changes/s and reverse replication bringing "+
+			"them back, `cleave rollback` runs as a process; the application's handler of the \"rolled_back\" notice (or a shard's guard refusal) sends it back to the source. "+
+			"The pause is measured as the cut-over's, over the rollback's fence; %s later the application stops and the same model check of the shards (which the forward path "+
+			"brought up to date again) must pass.", o.After, group(int64(offered)), o.After),
+	}
+}
+
+func cutoverAt(ctx context.Context, o CutoverOptions, offered int, back *Figure) (Figure, error) {
 	f := Figure{
 		Key:   fmt.Sprintf("cutover_%d", offered),
 		Title: fmt.Sprintf("write pause of a cut-over at %s row changes/s offered, as journaled and as the application saw it", group(int64(offered))),
@@ -74,8 +90,8 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int) (Figure, erro
 			"deletions of its own orders, one user per transaction) writes %s row changes/s to the source; %s later `cleave cutover` runs as a process with its hook_url on the application, "+
 			"whose handler switches it to the owning shards (a write the guard refuses on the source is retried there). The journaled pause is the fence's; the application's is each "+
 			"transaction's latency from its first attempt to its acknowledgement, over the transactions that overlapped the fence (journal: fence step to its release). "+
-			"%s after the cut-over ended the application stops, and an independent SELECT of the shards must hold every change it had acknowledged exactly once on the owning shard (the model check).",
-			o.SeedUsers, group(int64(offered)), o.Before, o.After),
+			"%s after the cut-over ended a rollback follows (its own figure), and %s after that the application stops: an independent SELECT of the shards must hold every change it had acknowledged exactly once on the owning shard (the model check).",
+			o.SeedUsers, group(int64(offered)), o.Before, o.After, o.After),
 	}
 	src, shards, err := openAll(ctx, o.Services)
 	if err != nil {
@@ -181,6 +197,23 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int) (Figure, erro
 	if err := waitOrFail(ctx, o.After, appDone); err != nil {
 		return f, fmt.Errorf("the application after the cut-over: %w", err)
 	}
+	// The rollback, under the same application, now writing to the shards.
+	var brec cutover.Record
+	bcmd := exec.CommandContext(ctx, o.CleaveBin, "rollback", "--config", cfgPath, "--json")
+	bcmd.Env = cleanEnv()
+	var bout, berr bytes.Buffer
+	bcmd.Stdout, bcmd.Stderr = &bout, &berr
+	bRunErr := bcmd.Run()
+	switch jerr := json.Unmarshal(bout.Bytes(), &brec); {
+	case jerr != nil:
+		back.Missing = fmt.Sprintf("cleave rollback: %v: %s", bRunErr, lastLine(berr.Bytes()))
+	case bRunErr != nil || brec.State != cutover.StateDone:
+		back.Missing = fmt.Sprintf("cleave rollback ended in state %s (%v): %s", brec.State, bRunErr, firstNonEmpty(brec.Detail.Reason, lastLine(berr.Bytes())))
+	default:
+		if err := waitOrFail(ctx, o.After, appDone); err != nil {
+			return f, fmt.Errorf("the application after the rollback: %w", err)
+		}
+	}
 	if err := appErr(); err != nil {
 		return f, fmt.Errorf("the application: %w", err)
 	}
@@ -219,6 +252,24 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int) (Figure, erro
 	if st.Failed > 0 {
 		f.Beside = append(f.Beside, Value{Name: fmt.Sprintf("%d attempts refused by a server error and retried (first: %s)", st.Failed, st.Failures[0])})
 	}
+	if back.Missing == "" {
+		bfrom, bto := brec.FenceWindow()
+		bp := loadgen.PauseOf(samples, bfrom, bto)
+		back.Cleave = []Value{
+			{Name: "journaled", Value: float64(brec.Detail.WritePauseMs), Unit: "ms"},
+			{Name: "application p50", Value: ms(bp.P50), Unit: "ms"},
+			{Name: "p99", Value: ms(bp.P99), Unit: "ms"},
+			{Name: "max", Value: ms(bp.Max), Unit: "ms"},
+		}
+		back.Beside = []Value{
+			{Name: "over", Value: float64(bp.N), Unit: "transactions across the fence"},
+			{Name: fmt.Sprintf("fenced verification: %s rows in %.1f s", group(int64(fencedRows(&brec))), fencedSeconds(&brec))},
+			{Name: verdict},
+		}
+		bat, bByRef, _ := app.SwitchedBack()
+		o.Logf("rollback: %d/s offered: journaled pause %d ms; application across the fence %s; back by refusal %v, %s after the fence; rounds %v, fenced %+v",
+			offered, brec.Detail.WritePauseMs, bp, bByRef, bat.Sub(bfrom).Round(time.Millisecond), brec.Detail.Rounds, brec.Detail.Fenced)
+	}
 	at, byRefusal, _ := app.Switched()
 	how := "the hook"
 	if byRefusal {
@@ -243,11 +294,18 @@ func serveSwitchHook(app *loadgen.App) (string, func(), error) {
 	}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var n cutover.SwitchNotice
-		if err := json.NewDecoder(r.Body).Decode(&n); err != nil || n.Event != "switched" {
-			http.Error(w, "want a switched notice", http.StatusBadRequest)
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, "want a switch notice", http.StatusBadRequest)
 			return
 		}
-		app.Switch()
+		switch n.Event {
+		case "switched":
+			app.Switch()
+		case "rolled_back":
+			app.SwitchBack()
+		default:
+			http.Error(w, "want a switched or rolled_back notice", http.StatusBadRequest)
+		}
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + "/switch", func() { _ = srv.Close() }, nil

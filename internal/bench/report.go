@@ -27,7 +27,7 @@ type Report struct {
 // figureOrder is the order of the table's rows; figures of other keys follow in the order
 // they were given.
 var figureOrder = []string{
-	"capture_catchup", "capture_catchup_mysql", "peer_catchup", "peer", "sink_apply", "lag_2000", "lag_5000", "lag", "cutover_1000", "cutover_5000", "cutover",
+	"capture_catchup", "capture_catchup_mysql", "peer_catchup", "peer", "sink_apply", "lag_2000", "lag_5000", "lag", "cutover_1000", "cutover_5000", "cutover", "rollback_1000", "rollback_5000",
 	"backfill", "backfill_package", "reconcile", "reconcile_mysql", "run_peak_rss", "peer_peak_rss",
 }
 
