@@ -119,12 +119,15 @@ func New(cfg *config.Config, opts Options) (*Runner, error) {
 	r := &Runner{cfg: cfg, opts: opts, log: opts.Log, caps: map[string]*capture.Capture{},
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cleave_reverse_capture_lag_seconds",
-			Help: "How far the reverse capture of a shard is behind the shard's binlog (its source_lag_seconds), while reverse replication runs.",
+			Help: "How far the reverse capture of a shard is behind the shard's binlog (its source_lag_seconds); 0 while reverse replication does not run (cleave_reverse_cutover_id is 0).",
 		}, []string{"shard"}),
 		current: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cleave_reverse_cutover_id",
 			Help: "The cut-over whose switch reverse replication follows; 0 while it does not run.",
 		}),
+	}
+	for _, s := range cfg.Shards {
+		r.lag.WithLabelValues(s.Name)
 	}
 	if opts.Registerer != nil {
 		for _, c := range []prometheus.Collector{r.lag, r.current} {
@@ -275,7 +278,7 @@ func (r *Runner) runWindows(ctx context.Context, rec *cutover.Record) (*cutover.
 	r.mu.Unlock()
 	r.current.Set(0)
 	for _, shard := range shards {
-		r.lag.DeleteLabelValues(shard)
+		r.lag.WithLabelValues(shard).Set(0)
 	}
 	switch {
 	case errors.Is(err, errReplaced):
