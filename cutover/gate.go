@@ -99,7 +99,9 @@ func (c *Cutover) gate(ctx context.Context) error {
 				bad("shard %s's sink (group %s) keeps offsets for %d of %d partitions of %s: start it (`cleave run`, or `cleave sink --shard %s`) and let it catch up", name, group, s.n, c.cfg.Kafka.Partitions, topic, name)
 				continue
 			}
-			if lag := now.Sub(time.UnixMilli(s.ts)); lag > c.cfg.Cutover.MaxSinkLag {
+			if s.ts == 0 {
+				bad("shard %s's sink has applied nothing yet on some partition of %s: let it catch up (cleave_sink_lag_seconds)", name, topic)
+			} else if lag := now.Sub(time.UnixMilli(s.ts)); lag > c.cfg.Cutover.MaxSinkLag {
 				bad("shard %s's sink is %s behind on %s (cutover.max_sink_lag %s): wait until it catches up (cleave_sink_lag_seconds)", name, lag.Round(time.Millisecond), topic, c.cfg.Cutover.MaxSinkLag)
 			}
 		}

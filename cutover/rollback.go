@@ -361,6 +361,8 @@ func (c *Cutover) reverseGate(ctx context.Context, prev *Record) error {
 			failed = append(failed, fmt.Sprintf("cannot read the reverse sinks' offsets on the source: %v", err))
 		case n < len(c.tables)*c.cfg.Kafka.Partitions:
 			failed = append(failed, fmt.Sprintf("shard %s's reverse sink (group %s) keeps offsets on the source for %d of %d partitions: is `cleave run` running? (cleave status shows REVERSE)", s.Name, group, n, len(c.tables)*c.cfg.Kafka.Partitions))
+		case ts == 0:
+			failed = append(failed, fmt.Sprintf("shard %s's reverse sink has applied nothing yet on some partition: let it catch up (cleave_sink_lag_seconds{shard=%q})", s.Name, kafkax.ReverseSink(s.Name)))
 		default:
 			if lag := now.Sub(time.UnixMilli(ts)); lag > c.cfg.Cutover.MaxSinkLag {
 				failed = append(failed, fmt.Sprintf("shard %s's reverse sink is %s behind the shard (cutover.max_sink_lag %s): wait until it catches up (cleave_sink_lag_seconds{shard=%q})", s.Name, lag.Round(time.Millisecond), c.cfg.Cutover.MaxSinkLag, kafkax.ReverseSink(s.Name)))

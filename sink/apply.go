@@ -182,7 +182,7 @@ func (a *applier) commit(ctx context.Context, p *plan, careful bool) (res *resul
 		var stale int
 		var upserts bool
 		if s.opts.Reverse != nil {
-			stale, err = a.applyReverse(ctx, c, tpl, res)
+			stale, err = a.applyReverse(ctx, c, tpl, res, careful)
 		} else if careful {
 			stale, err = a.applyCareful(ctx, c, tpl, res)
 		} else {

@@ -62,6 +62,9 @@ type shape struct {
 	// reverse: the table is the monolith's; rows are versioned in _cleave.row_versions,
 	// and versionCol is nil (a version_column is one of the application's columns there).
 	reverse bool
+	// uniqueSecondary (reverse only): the table has a UNIQUE key besides the primary key,
+	// so its rows are written one by one in stream order (see applyReverse).
+	uniqueSecondary bool
 	// sigs interns upsert signatures (nearly every row of a table has the same one).
 	sigs sync.Map
 }
@@ -115,6 +118,12 @@ func (t *table) reload(ctx context.Context, db *sql.DB, shard string) error {
 		// The monolith's table as the application has it: no version column, no routing,
 		// no schema changes of cleave's. Its rows' versions live in row_versions.
 		sh.reverse = true
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'",
+			t.db, t.tname).Scan(&n); err != nil {
+			return fmt.Errorf("monolith %s: read the unique keys of %s: %w", shard, t.name, err)
+		}
+		sh.uniqueSecondary = n > 0
 		t.cur.Store(sh)
 		return nil
 	}

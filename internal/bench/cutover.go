@@ -18,6 +18,7 @@ import (
 	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/internal/loadgen"
 	"github.com/cleave-dev/cleave/internal/testenv/core"
+	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 )
 
@@ -197,14 +198,21 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int, back *Figure)
 	if err := waitOrFail(ctx, o.After, appDone); err != nil {
 		return f, fmt.Errorf("the application after the cut-over: %w", err)
 	}
-	// The rollback, under the same application, now writing to the shards.
+	// The rollback, under the same application, now writing to the shards, once the
+	// reverse sinks are current (their gate).
 	var brec cutover.Record
-	bcmd := exec.CommandContext(ctx, o.CleaveBin, "rollback", "--config", cfgPath, "--json")
-	bcmd.Env = cleanEnv()
+	caughtUp, revErr := waitReverseCurrent(ctx, src, prefix, rec.ID, cfg, time.Minute)
+	var bRunErr error
 	var bout, berr bytes.Buffer
-	bcmd.Stdout, bcmd.Stderr = &bout, &berr
-	bRunErr := bcmd.Run()
+	if revErr == nil {
+		bcmd := exec.CommandContext(ctx, o.CleaveBin, "rollback", "--config", cfgPath, "--json")
+		bcmd.Env = cleanEnv()
+		bcmd.Stdout, bcmd.Stderr = &bout, &berr
+		bRunErr = bcmd.Run()
+	}
 	switch jerr := json.Unmarshal(bout.Bytes(), &brec); {
+	case revErr != nil:
+		back.Missing = revErr.Error()
 	case jerr != nil:
 		back.Missing = fmt.Sprintf("cleave rollback: %v: %s", bRunErr, lastLine(berr.Bytes()))
 	case bRunErr != nil || brec.State != cutover.StateDone:
@@ -218,6 +226,13 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int, back *Figure)
 		return f, fmt.Errorf("the application: %w", err)
 	}
 	elapsed := time.Since(began)
+	if back.Missing == "" {
+		// After the rollback the application wrote to the source: the forward path brings
+		// those writes to the shards, which the model check reads.
+		if err := waitCopied(ctx, src, shards, db, run); err != nil {
+			return f, fmt.Errorf("the shards after the rollback: %w", err)
+		}
+	}
 	check, err := app.Verify(ctx)
 	if err != nil {
 		return f, err
@@ -263,6 +278,7 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int, back *Figure)
 		}
 		back.Beside = []Value{
 			{Name: "over", Value: float64(bp.N), Unit: "transactions across the fence"},
+			{Name: "waited for the reverse sinks to be current", Value: caughtUp.Seconds(), Unit: "s"},
 			{Name: fmt.Sprintf("fenced verification: %s rows in %.1f s", group(int64(fencedRows(&brec))), fencedSeconds(&brec))},
 			{Name: verdict},
 		}
@@ -284,6 +300,39 @@ func cutoverAt(ctx context.Context, o CutoverOptions, offered int, back *Figure)
 		o.Logf("cutover: %d/s: model check: %s", offered, p)
 	}
 	return f, nil
+}
+
+// waitReverseCurrent waits until every shard's reverse sink keeps offsets on the source for
+// every partition, each within cutover.max_sink_lag (the rollback's gate), and returns how
+// long that took.
+func waitReverseCurrent(ctx context.Context, src *sql.DB, prefix string, cutoverID uint64, cfg *config.Config, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	want := len(cfg.Tables) * cfg.Kafka.Partitions
+	var lags []string
+	for time.Since(start) < limit {
+		lags = lags[:0]
+		for _, s := range cfg.Shards {
+			var n int
+			var lagMs sql.NullInt64
+			err := src.QueryRowContext(ctx, "SELECT COUNT(*), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 - MIN(applied_ts_ms) AS SIGNED) FROM `_cleave`.`offsets` WHERE consumer_group = ?",
+				kafkax.ReverseGroup(prefix, cutoverID, s.Name)).Scan(&n, &lagMs)
+			if err != nil && mysqlx.Number(err) != mysqlx.ErNoSuchTable {
+				return 0, err
+			}
+			if n < want || !lagMs.Valid || lagMs.Int64 > cfg.Cutover.MaxSinkLag.Milliseconds()*4/5 {
+				lags = append(lags, fmt.Sprintf("shard %s: %d of %d partitions, lag %d ms", s.Name, n, want, lagMs.Int64))
+			}
+		}
+		if len(lags) == 0 {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("the reverse sinks were not current %s after the cut-over (%s): not rolled back", limit, strings.Join(lags, "; "))
 }
 
 // serveSwitchHook serves the application's switch webhook on a loopback port.
