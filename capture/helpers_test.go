@@ -304,25 +304,7 @@ func countOps(recs []record) map[event.Op]int {
 // metricValue reads a gauge or counter (summed over labels) from reg.
 func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			switch {
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			}
-		}
-	}
-	return sum
+	return testenv.MetricSum(t, reg, name, nil)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

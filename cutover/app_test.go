@@ -22,17 +22,7 @@ func TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged(t *testing.T)
 		w := newWorld(t, env, true, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		router, err := w.cfg.Router(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := &loadgen.App{Source: w.Source, Shards: w.Shards, Database: w.DB, Router: router, Rate: 700, Workers: 4, Seed: 5}
-		w.hook.onNotice(func(cutover.SwitchNotice) { app.Switch() })
-		appCtx, stopApp := context.WithCancel(ctx)
-		defer stopApp()
-		appDone := make(chan error, 1)
-		go func() { appDone <- app.Run(appCtx) }()
-		testenv.Eventually(t, time.Minute, "the application to write to the source", func() bool { return app.Stats().Transactions > 100 })
+		app, stopApp := w.startApp(t, ctx, 700, 5)
 
 		rec, err := w.cutover(t, cutover.Options{}).Run(ctx)
 		if err != nil {
@@ -48,8 +38,7 @@ func TestApplicationFollowsTheCutoverAndLosesNothingItAcknowledged(t *testing.T)
 		// Writing on the shards for a while after the switch.
 		onShards := app.Stats().OnShards
 		testenv.Eventually(t, time.Minute, "the application to write to the shards", func() bool { return app.Stats().OnShards > onShards+200 })
-		stopApp()
-		if err := <-appDone; err != nil {
+		if err := stopApp(); err != nil {
 			t.Fatalf("the application: %v", err)
 		}
 

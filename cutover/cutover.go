@@ -262,6 +262,21 @@ func (c *Cutover) Abort(ctx context.Context) (*Record, error) {
 // switch, hook. It returns the journaled record; an error with a record whose state is
 // aborted means the gate or a step failed and nothing switched.
 func (c *Cutover) Run(ctx context.Context) (*Record, error) {
+	return c.attempt(ctx, func(prev *Record) (Detail, error) {
+		if prev != nil && !prev.IsRollback() {
+			return Detail{}, fmt.Errorf("already switched: cut-over %d moved the tables to the shards at %s", prev.ID, prev.UpdatedAt.Format(time.RFC3339))
+		}
+		return Detail{}, nil
+	}, c.run)
+}
+
+// attempt is what a cut-over and a rollback share: it opens the connections and the
+// control session (the prefix's lock), resolves an attempt that stopped, lets check refuse
+// (or fill in the kind of) the new attempt given the newest one past its point of no
+// return, journals it in state gate, and runs body. A body that fails before its point of
+// no return is aborted, on a fresh context when ctx was cancelled (SIGTERM), so that no
+// fence or trigger outlives the process.
+func (c *Cutover) attempt(ctx context.Context, check func(prev *Record) (Detail, error), body func(context.Context, *sql.Conn, *Record) error) (*Record, error) {
 	if err := c.connectAll(ctx); err != nil {
 		return nil, err
 	}
@@ -282,10 +297,11 @@ func (c *Cutover) Run(ctx context.Context) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	if prev != nil && !prev.IsRollback() {
-		return prev, fmt.Errorf("already switched: cut-over %d moved the tables to the shards at %s", prev.ID, prev.UpdatedAt.Format(time.RFC3339))
+	d, err := check(prev)
+	if err != nil {
+		return prev, err
 	}
-	d := Detail{Tables: c.tables}
+	d.Tables = c.tables
 	for _, s := range c.cfg.Shards {
 		d.Shards = append(d.Shards, s.Name)
 	}
@@ -298,13 +314,11 @@ func (c *Cutover) Run(ctx context.Context) (*Record, error) {
 	if err := c.after(StateGate); err != nil {
 		return rec, err
 	}
-	if err := c.run(ctx, ctl, rec); err != nil {
+	if err := body(ctx, ctl, rec); err != nil {
 		if c.opts.DryRun || rec.State.Switched() {
 			return rec, err
 		}
 		if ctx.Err() != nil {
-			// Cancelled (SIGTERM): abort on a fresh context so that the fence and the
-			// triggers do not outlive us.
 			actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			ctx = actx
@@ -381,31 +395,9 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 			return err
 		}
 	}
-	for round := 1; ; round++ {
-		to, err := c.endOffsets(ctx)
-		if err != nil {
-			return err
-		}
-		start := c.now()
-		n, left, err := c.verify(ctx, from, to, carry, false)
-		if err != nil {
-			return err
-		}
-		rec.Detail.Rounds = append(rec.Detail.Rounds, Round{Rows: n, Seconds: c.now().Sub(start).Seconds()})
-		from, carry = to, left
-		if c.opts.DryRun {
-			return c.step(ctx, ctl, rec, StateVerify)
-		}
-		if err := rec.save(ctx, ctl, StateVerify, c.now()); err != nil {
-			return err
-		}
-		if n <= c.cfg.Cutover.FencedVerifyKeys {
-			break
-		}
-		if round >= c.opts.MaxRounds {
-			return fmt.Errorf("verification does not converge: %d rows changed during round %d of %d (cutover.fenced_verify_keys is %d): cut over at a quieter time, or raise cutover.fenced_verify_keys with cutover.max_write_pause",
-				n, round, c.opts.MaxRounds, c.cfg.Cutover.FencedVerifyKeys)
-		}
+	from, carry, err = c.verifyRounds(ctx, ctl, rec, from, carry, c.endOffsets, "cut over")
+	if err != nil || c.opts.DryRun {
+		return err
 	}
 
 	// Fence: the guard triggers first (inert until the switch), then the lock.
@@ -475,19 +467,8 @@ func (c *Cutover) run(ctx context.Context, ctl *sql.Conn, rec *Record) error {
 		return err
 	}
 
-	// Verify the rows changed since the last round, with nothing changing.
-	to, err := c.endOffsets(ctx)
-	if err != nil {
+	if err := c.fencedVerify(ctx, rec, from, carry, c.endOffsets, fenceStart, "writes went on, nothing switched"); err != nil {
 		return err
-	}
-	start := c.now()
-	n, _, err := c.verify(ctx, from, to, carry, true)
-	if err != nil {
-		return err
-	}
-	rec.Detail.Fenced = &Round{Rows: n, Seconds: c.now().Sub(start).Seconds()}
-	if el := c.now().Sub(fenceStart); el > pause {
-		return fmt.Errorf("fence: drain and verification took %s, over cutover.max_write_pause (%s); writes went on, nothing switched", el.Round(time.Millisecond), pause)
 	}
 
 	// Where reverse replication starts: each shard's binlog end, now that the sinks have
@@ -535,6 +516,64 @@ func (c *Cutover) reverseStarts(ctx context.Context) (map[string]*ReverseStart, 
 		out[c.cfg.Shards[i].Name] = &ReverseStart{File: file, Pos: pos, GTID: gtid, Flavor: fl.Name()}
 	}
 	return out, nil
+}
+
+// verifyRounds runs verification rounds under live writes, each over the rows whose
+// changes arrived since the previous one (from the offsets from at first, plus the rows
+// carry holds), until a round checked at most cutover.fenced_verify_keys rows; end reads
+// the topics' end offsets, and what names the attempt in the error that it does not
+// converge. A dry run stops after one round. It returns where the last round ended and
+// the rows it carried.
+func (c *Cutover) verifyRounds(ctx context.Context, ctl *sql.Conn, rec *Record, from map[string][]int64, carry map[string][][]byte,
+	end func(context.Context) (map[string][]int64, error), what string) (map[string][]int64, map[string][][]byte, error) {
+	for round := 1; ; round++ {
+		to, err := end(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		start := c.now()
+		n, left, err := c.verify(ctx, from, to, carry, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		rec.Detail.Rounds = append(rec.Detail.Rounds, Round{Rows: n, Seconds: c.now().Sub(start).Seconds()})
+		from, carry = to, left
+		if c.opts.DryRun {
+			return from, carry, c.step(ctx, ctl, rec, StateVerify)
+		}
+		if err := rec.save(ctx, ctl, StateVerify, c.now()); err != nil {
+			return nil, nil, err
+		}
+		if n <= c.cfg.Cutover.FencedVerifyKeys {
+			return from, carry, nil
+		}
+		if round >= c.opts.MaxRounds {
+			return nil, nil, fmt.Errorf("verification does not converge: %d rows changed during round %d of %d (cutover.fenced_verify_keys is %d): %s at a quieter time, or raise cutover.fenced_verify_keys with cutover.max_write_pause",
+				n, round, c.opts.MaxRounds, c.cfg.Cutover.FencedVerifyKeys, what)
+		}
+	}
+}
+
+// fencedVerify verifies, under the fence, the rows changed since the last round (from,
+// plus carry), and checks that the fence, up since fenceStart, is still within
+// cutover.max_write_pause; outcome says what happened when it fails.
+func (c *Cutover) fencedVerify(ctx context.Context, rec *Record, from map[string][]int64, carry map[string][][]byte,
+	end func(context.Context) (map[string][]int64, error), fenceStart time.Time, outcome string) error {
+	to, err := end(ctx)
+	if err != nil {
+		return err
+	}
+	start := c.now()
+	n, _, err := c.verify(ctx, from, to, carry, true)
+	if err != nil {
+		return err
+	}
+	rec.Detail.Fenced = &Round{Rows: n, Seconds: c.now().Sub(start).Seconds()}
+	pause := c.cfg.Cutover.MaxWritePause
+	if el := c.now().Sub(fenceStart); el > pause {
+		return fmt.Errorf("fence: drain and verification took %s, over cutover.max_write_pause (%s); %s", el.Round(time.Millisecond), pause, outcome)
+	}
+	return nil
 }
 
 // endOffsets reads the end offsets of the moved tables' topics.

@@ -187,6 +187,41 @@ func (w *world) waitCopied(t *testing.T) {
 	})
 }
 
+// startApp runs the shop's application on the world at rate row changes/s until stop
+// (which returns its error) or the end of ctx, its switch hook's handler following the
+// notices (to the shards, and back on a rollback); it returns once the application has
+// written to the source.
+func (w *world) startApp(t *testing.T, ctx context.Context, rate int, seed uint64) (app *loadgen.App, stop func() error) {
+	t.Helper()
+	router, err := w.cfg.Router(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app = &loadgen.App{Source: w.Source, Shards: w.Shards, Database: w.DB, Router: router, Rate: rate, Workers: 4, Seed: seed}
+	w.hook.onNotice(func(n cutover.SwitchNotice) {
+		if n.Event == "rolled_back" {
+			app.SwitchBack()
+		} else {
+			app.Switch()
+		}
+	})
+	appCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(appCtx) }()
+	var once sync.Once
+	var appErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			appErr = <-done
+		})
+		return appErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	testenv.Eventually(t, time.Minute, "the application to write to the source", func() bool { return app.Stats().Transactions > 100 })
+	return app, stop
+}
+
 // cutover returns a cut-over of the world.
 func (w *world) cutover(t *testing.T, opts cutover.Options) *cutover.Cutover {
 	t.Helper()

@@ -308,11 +308,17 @@ func MarkFinalized(ctx context.Context, source *sql.DB, prefix string, id uint64
 // errLockHeld is returned when another session runs a cut-over of the prefix.
 var errLockHeld = errors.New("another cut-over of this topic prefix is running")
 
-// lock takes the prefix's named lock on the session; it fails at once when another
-// session holds it, naming that session.
+// lockWait is how long lock waits for the prefix's lock. A process killed a moment ago
+// still holds it until the server has ended its session, which takes it a few
+// milliseconds after the connection closed (seen on MySQL 9.7 right after a kill -9); a
+// cut-over that really runs holds it far longer.
+const lockWait = 3
+
+// lock takes the prefix's named lock on the session; it fails after lockWait seconds
+// when another session holds it, naming that session.
 func lock(ctx context.Context, conn *sql.Conn, prefix string) error {
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", lockName(prefix)).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", lockName(prefix), lockWait).Scan(&got); err != nil {
 		return fmt.Errorf("take the cut-over lock on the source: %w", err)
 	}
 	if got.Valid && got.Int64 == 1 {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/cleave-dev/cleave/cutover"
 	"github.com/cleave-dev/cleave/event"
 	"github.com/cleave-dev/cleave/finalize"
@@ -195,39 +193,7 @@ func shardVersions(t *testing.T, ctx context.Context, w *world, onShard func(uin
 }
 
 // metricSum adds up the samples of a metric whose labels include want.
-func metricSum(t *testing.T, g interface {
-	Gather() ([]*dto.MetricFamily, error)
-}, name string, want map[string]string) float64 {
+func metricSum(t *testing.T, g testenv.Gatherer, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
+	return testenv.MetricSum(t, g, name, want)
 }

@@ -62,85 +62,51 @@ import (
 // record; an error with a record whose state is aborted means the gate or a step failed
 // and nothing switched back.
 func (c *Cutover) Rollback(ctx context.Context) (*Record, error) {
-	if err := c.connectAll(ctx); err != nil {
-		return nil, err
-	}
-	ctl, err := c.control(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer endSession(ctl)
-	if !c.opts.DryRun {
-		if err := ensureJournal(ctx, ctl); err != nil {
-			return nil, err
-		}
-		if r, err := c.resolve(ctx, ctl); err != nil {
-			return r, err
-		}
-	}
-	prev, err := latestSwitched(ctx, ctl, c.cfg.Kafka.TopicPrefix)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case prev == nil:
-		return nil, errors.New("nothing to roll back: no cut-over of this topic prefix has switched (see `cleave cutover --status`)")
-	case prev.IsRollback():
-		return prev, fmt.Errorf("already rolled back: rollback %d moved the tables back to the source at %s", prev.ID, prev.UpdatedAt.Format(time.RFC3339))
-	case prev.State != StateDone:
-		return prev, fmt.Errorf("cut-over %d is switched but its hook has not been acknowledged: finish it first (`cleave cutover` delivers the hook again)", prev.ID)
-	case prev.Detail.FinalizedAt != nil:
-		return prev, fmt.Errorf("cut-over %d was finalized at %s: reverse replication ended and the source no longer follows the shards; there is no way back", prev.ID, prev.Detail.FinalizedAt.Format(time.RFC3339))
-	case len(prev.Detail.Reverse) == 0:
-		return prev, fmt.Errorf("cut-over %d journaled no reverse replication (made by an older cleave): the source did not follow the shards, so a rollback would lose their changes", prev.ID)
-	}
-	c.rollingBack = true
-	c.verifyTopics = map[string][]string{}
+	var prev *Record
 	var revTopics []string
-	for _, t := range c.cfg.Tables {
-		for _, s := range c.cfg.Shards {
-			topic := kafkax.TableTopic(kafkax.ReversePrefix(c.cfg.Kafka.TopicPrefix, prev.ID, s.Name), t.DB(), t.TableName())
-			c.verifyTopics[t.Name] = append(c.verifyTopics[t.Name], topic)
-			revTopics = append(revTopics, topic)
+	check := func(p *Record) (Detail, error) {
+		switch {
+		case p == nil:
+			return Detail{}, errors.New("nothing to roll back: no cut-over of this topic prefix has switched (see `cleave cutover --status`)")
+		case p.IsRollback():
+			return Detail{}, fmt.Errorf("already rolled back: rollback %d moved the tables back to the source at %s", p.ID, p.UpdatedAt.Format(time.RFC3339))
+		case p.State != StateDone:
+			return Detail{}, fmt.Errorf("cut-over %d is switched but its hook has not been acknowledged: finish it first (`cleave cutover` delivers the hook again)", p.ID)
+		case p.Detail.FinalizedAt != nil:
+			return Detail{}, fmt.Errorf("cut-over %d was finalized at %s: reverse replication ended and the source no longer follows the shards; there is no way back", p.ID, p.Detail.FinalizedAt.Format(time.RFC3339))
+		case len(p.Detail.Reverse) == 0:
+			return Detail{}, fmt.Errorf("cut-over %d journaled no reverse replication (made by an older cleave): the source did not follow the shards, so a rollback would lose their changes", p.ID)
 		}
-	}
-	d := Detail{Kind: KindRollback, Of: prev.ID, Tables: c.tables}
-	for _, s := range c.cfg.Shards {
-		d.Shards = append(d.Shards, s.Name)
-	}
-	rec := &Record{Prefix: c.cfg.Kafka.TopicPrefix, State: StateGate, Detail: d, StartedAt: c.now()}
-	if !c.opts.DryRun {
-		if rec, err = begin(ctx, ctl, c.cfg.Kafka.TopicPrefix, d, c.now()); err != nil {
-			return nil, err
+		prev = p
+		c.rollingBack = true
+		c.verifyTopics = map[string][]string{}
+		for _, t := range c.cfg.Tables {
+			for _, s := range c.cfg.Shards {
+				topic := kafkax.TableTopic(kafkax.ReversePrefix(c.cfg.Kafka.TopicPrefix, p.ID, s.Name), t.DB(), t.TableName())
+				c.verifyTopics[t.Name] = append(c.verifyTopics[t.Name], topic)
+				revTopics = append(revTopics, topic)
+			}
 		}
+		return Detail{Kind: KindRollback, Of: p.ID}, nil
 	}
-	if err := c.after(StateGate); err != nil {
-		return rec, err
-	}
-	fences := make([]*sql.Conn, len(c.shards))
-	err = c.rollback(ctx, ctl, rec, prev, revTopics, fences)
-	for i, f := range fences {
-		if f != nil {
-			c.unfence(f)
-			endSession(f)
-			fences[i] = nil
+	return c.attempt(ctx, check, func(ctx context.Context, ctl *sql.Conn, rec *Record) error {
+		fences := make([]*sql.Conn, len(c.shards))
+		defer func() {
+			for _, f := range fences {
+				if f != nil {
+					c.unfence(f)
+					endSession(f)
+				}
+			}
+		}()
+		if err := c.rollback(ctx, ctl, rec, prev, revTopics, fences); err != nil || c.opts.DryRun {
+			return err
 		}
-	}
-	if err != nil {
-		if c.opts.DryRun || rec.State.Switched() {
-			return rec, err
+		if err := c.after(StateSwitched); err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			ctx = actx
-		}
-		return c.abortAfter(ctx, ctl, rec, err)
-	}
-	if err := c.after(StateSwitched); err != nil {
-		return rec, err
-	}
-	return rec, c.finish(ctx, ctl, rec)
+		return c.finish(ctx, ctl, rec)
+	})
 }
 
 // rollback runs the steps up to the switch; the fences it takes are left in fences for
@@ -158,46 +124,25 @@ func (c *Cutover) rollback(ctx context.Context, ctl *sql.Conn, rec, prev *Record
 	if err := c.step(ctx, ctl, rec, StateVerify); err != nil {
 		return err
 	}
-	end := func() (map[string][]int64, error) {
+	end := func(ctx context.Context) (map[string][]int64, error) {
 		offs, err := kafkax.EndOffsets(ctx, c.cfg.Kafka.Brokers, revTopics)
 		if err != nil {
 			return nil, fmt.Errorf("read the reverse topics' end offsets: %w", err)
 		}
 		return offs, nil
 	}
-	to, err := end()
-	if err != nil {
-		return err
-	}
+	// From the start of every partition of the reverse topics.
 	from := map[string][]int64{}
-	for t, offs := range to {
-		from[t] = make([]int64, len(offs))
+	parts, err := kafkax.Partitions(ctx, c.cfg.Kafka.Brokers, revTopics)
+	if err != nil {
+		return fmt.Errorf("read the reverse topics' partitions: %w", err)
 	}
-	carry := map[string][][]byte{}
-	for round := 1; ; round++ {
-		start := c.now()
-		n, left, err := c.verify(ctx, from, to, carry, false)
-		if err != nil {
-			return err
-		}
-		rec.Detail.Rounds = append(rec.Detail.Rounds, Round{Rows: n, Seconds: c.now().Sub(start).Seconds()})
-		from, carry = to, left
-		if c.opts.DryRun {
-			return nil
-		}
-		if err := rec.save(ctx, ctl, StateVerify, c.now()); err != nil {
-			return err
-		}
-		if n <= c.cfg.Cutover.FencedVerifyKeys {
-			break
-		}
-		if round >= c.opts.MaxRounds {
-			return fmt.Errorf("verification does not converge: %d rows changed during round %d of %d (cutover.fenced_verify_keys is %d): roll back at a quieter time, or raise cutover.fenced_verify_keys with cutover.max_write_pause",
-				n, round, c.opts.MaxRounds, c.cfg.Cutover.FencedVerifyKeys)
-		}
-		if to, err = end(); err != nil {
-			return err
-		}
+	for t, n := range parts {
+		from[t] = make([]int64, n)
+	}
+	from, carry, err := c.verifyRounds(ctx, ctl, rec, from, map[string][][]byte{}, end, "roll back")
+	if err != nil || c.opts.DryRun {
+		return err
 	}
 
 	// Fence every shard: its guard triggers first (inert until their rows exist), then
@@ -285,18 +230,8 @@ func (c *Cutover) rollback(ctx context.Context, ctl *sql.Conn, rec, prev *Record
 	}
 
 	// Verify the rows changed since the last round, with nothing changing.
-	to, err = end()
-	if err != nil {
+	if err := c.fencedVerify(ctx, rec, from, carry, end, fenceStart, "writes to the shards went on, nothing switched back"); err != nil {
 		return err
-	}
-	start := c.now()
-	n, _, err := c.verify(ctx, from, to, carry, true)
-	if err != nil {
-		return err
-	}
-	rec.Detail.Fenced = &Round{Rows: n, Seconds: c.now().Sub(start).Seconds()}
-	if el := c.now().Sub(fenceStart); el > pause {
-		return fmt.Errorf("fence: drain and verification took %s, over cutover.max_write_pause (%s); writes to the shards went on, nothing switched back", el.Round(time.Millisecond), pause)
 	}
 
 	// Switch back: the shards' guard rows first, each committed under its fence; then the

@@ -27,23 +27,7 @@ func TestRollbackUnderLoadLosesNothingAndForwardResumes(t *testing.T) {
 		w := newWorld(t, env, true, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 		defer cancel()
-		router, err := w.cfg.Router(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := &loadgen.App{Source: w.Source, Shards: w.Shards, Database: w.DB, Router: router, Rate: 500, Workers: 4, Seed: 11}
-		w.hook.onNotice(func(n cutover.SwitchNotice) {
-			if n.Event == "rolled_back" {
-				app.SwitchBack()
-			} else {
-				app.Switch()
-			}
-		})
-		appCtx, stopApp := context.WithCancel(ctx)
-		defer stopApp()
-		appDone := make(chan error, 1)
-		go func() { appDone <- app.Run(appCtx) }()
-		testenv.Eventually(t, time.Minute, "the application to write to the source", func() bool { return app.Stats().Transactions > 100 })
+		app, stopApp := w.startApp(t, ctx, 500, 11)
 
 		rec, err := w.cutover(t, cutover.Options{}).Run(ctx)
 		if err != nil || rec.State != cutover.StateDone {
@@ -69,8 +53,7 @@ func TestRollbackUnderLoadLosesNothingAndForwardResumes(t *testing.T) {
 			st := app.Stats()
 			return st.Transactions-st.OnShards > onSource+200
 		})
-		stopApp()
-		if err := <-appDone; err != nil {
+		if err := stopApp(); err != nil {
 			t.Fatalf("the application: %v", err)
 		}
 
@@ -136,10 +119,11 @@ func waitReverseRunning(t *testing.T, w *world, cutoverID uint64) {
 	})
 }
 
-// TestRollbackAbortsWhenAReverseSinkDoesNotDrain stops `cleave run` (every reverse
-// capture and sink) just before the shards' fences: the markers are never applied, the
-// rollback aborts at cutover.max_write_pause, the shards take writes again, no guard is
-// left on them, and the source still refuses.
+// TestRollbackAbortsWhenAReverseSinkDoesNotDrain first runs a dry-run rollback, which
+// changes nothing, then stops `cleave run` (every reverse capture and sink) just before the
+// shards' fences: the markers are never applied, the rollback aborts at
+// cutover.max_write_pause, the shards take writes again, no guard is left on them, and the
+// source still refuses.
 func TestRollbackAbortsWhenAReverseSinkDoesNotDrain(t *testing.T) {
 	testenv.EachFlavor(t, func(t *testing.T, env testenv.Env) {
 		w := newWorld(t, env, true, nil)
@@ -150,6 +134,17 @@ func TestRollbackAbortsWhenAReverseSinkDoesNotDrain(t *testing.T) {
 			t.Fatalf("cut-over: %v (record %+v)", err, rec)
 		}
 		waitReverseRunning(t, w, rec.ID)
+		// A dry run checks and verifies, and changes nothing: no journal row, no hook.
+		dry, err := w.cutover(t, cutover.Options{DryRun: true}).Rollback(ctx)
+		if err != nil || dry == nil || dry.ID != 0 || len(dry.Detail.Rounds) != 1 {
+			t.Fatalf("dry-run rollback: %v (record %+v), want one verification round and nothing journaled", err, dry)
+		}
+		if n := len(w.hook.received()); n != 1 {
+			t.Errorf("the hook heard %d notices after a dry-run rollback, want the cut-over's one", n)
+		}
+		if last, err := cutover.Latest(ctx, w.Source, w.Prefix); err != nil || last == nil || last.ID != rec.ID {
+			t.Errorf("the journal's latest attempt after a dry-run rollback: %+v, %v; want cut-over %d", last, err, rec.ID)
+		}
 		c := w.cutover(t, cutover.Options{AfterState: func(s cutover.State) error {
 			if s == cutover.StateFence {
 				w.stop()
