@@ -125,20 +125,8 @@ func replicaTLS(ctx context.Context, dc *mysql.Config, db *sql.DB) (*tls.Config,
 }
 
 func (s *source) check(ctx context.Context, cfg *config.Config) error {
-	vars := map[string]string{}
-	rows, err := s.db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version','server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata','gtid_mode','binlog_transaction_compression')")
+	vars, err := mysqlx.GlobalVariables(ctx, s.db, "version", "server_id", "log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "gtid_mode", "binlog_transaction_compression")
 	if err != nil {
-		return fmt.Errorf("read source variables: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return fmt.Errorf("read source variables: %w", err)
-		}
-		vars[strings.ToLower(k)] = v
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read source variables: %w", err)
 	}
 	s.version = vars["version"]

@@ -133,20 +133,13 @@ func reverseReady(ctx context.Context, db *sql.DB, captureID uint32) (mysqlx.Fla
 	if err != nil {
 		return nil, []string{err.Error()}
 	}
-	vars := map[string]string{}
-	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_id','log_bin','binlog_format','binlog_row_image','binlog_row_metadata')")
+	vars, err := mysqlx.GlobalVariables(ctx, db, "server_id", "log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata")
 	if err != nil {
 		return fl, []string{fmt.Sprintf("read its variables: %v", err)}
 	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return fl, []string{fmt.Sprintf("read its variables: %v", err)}
-		}
-		vars[strings.ToLower(k)] = strings.ToUpper(v)
+	for k, v := range vars {
+		vars[k] = strings.ToUpper(v)
 	}
-	rows.Close()
 	const fix = " in the shard's config file (and SET GLOBAL), before the cut-over"
 	if v := vars["log_bin"]; v != "ON" && v != "1" {
 		bad("log_bin is %s: set log_bin%s", orUnset(v), fix)

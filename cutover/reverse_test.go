@@ -15,7 +15,6 @@ import (
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/reconcile"
-	"github.com/cleave-dev/cleave/reverse"
 	"github.com/cleave-dev/cleave/route"
 )
 
@@ -116,7 +115,7 @@ func TestReverseReplicationBringsShardChangesBackOnceWithoutALoop(t *testing.T) 
 		}
 		var applied float64
 		for _, s := range w.cfg.Shards {
-			applied += metricSum(t, reg, "cleave_sink_events_applied_total", map[string]string{"shard": reverse.SinkShard(s.Name)})
+			applied += metricSum(t, reg, "cleave_sink_events_applied_total", map[string]string{"shard": kafkax.ReverseSink(s.Name)})
 		}
 		if applied < 3 {
 			t.Errorf("the reverse sinks applied %v events, want at least the 3 changes", applied)

@@ -316,13 +316,13 @@ func (c *Cutover) reverseGate(ctx context.Context, prev *Record) error {
 func (c *Cutover) waitReverse(ctx context.Context, prev *Record, want map[string]event.Version, deadline time.Time) (string, error) {
 	offsets := mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)
 	parts := len(c.tables) * c.cfg.Kafka.Partitions
+	shards := make([]string, 0, len(want))
+	for s := range want {
+		shards = append(shards, s)
+	}
+	sort.Strings(shards)
 	for {
 		var behind []string
-		shards := make([]string, 0, len(want))
-		for s := range want {
-			shards = append(shards, s)
-		}
-		sort.Strings(shards)
 		for _, s := range shards {
 			var n int
 			var low sql.NullInt64

@@ -95,8 +95,9 @@ func (w *Watcher) poll(ctx context.Context) {
 		return
 	}
 	rec, err := latest(ctx, w.c.source, w.c.cfg.Kafka.TopicPrefix)
-	var sw *Record
-	if err == nil {
+	sw := rec
+	if err == nil && rec != nil && !rec.State.Switched() {
+		// Only an attempt after the newest switched one (aborted, or running) hides it.
 		sw, err = latestSwitched(ctx, w.c.source, w.c.cfg.Kafka.TopicPrefix)
 	}
 	if err != nil {

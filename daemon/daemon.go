@@ -312,7 +312,8 @@ func (d *Daemon) Status(context.Context) Status {
 	if cs.Read.File != "" {
 		s.Capture.Read, s.Capture.Acknowledged, s.Capture.Stored = cs.Read.String(), cs.Acknowledged.String(), cs.Stored.String()
 	}
-	d.fill(&s, gather(d.reg))
+	metrics := gather(d.reg)
+	d.fill(&s, metrics)
 	d.mu.Lock()
 	s.Reconcile = d.reconcile
 	d.mu.Unlock()
@@ -321,7 +322,7 @@ func (d *Daemon) Status(context.Context) Status {
 			WritePauseMs: rec.Detail.WritePauseMs, Reason: rec.Detail.Reason}
 	}
 	if rs := d.reverse.Status(); rs.CutoverID != 0 {
-		s.Reverse = reverseStatus(rs, gather(d.reg))
+		s.Reverse = reverseStatus(rs, metrics)
 	}
 	return s
 }

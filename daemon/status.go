@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/reconcile"
 	"github.com/cleave-dev/cleave/reverse"
@@ -67,7 +68,7 @@ func reverseStatus(rs reverse.Status, v metricsView) *ReverseStatus {
 		if sh.Capture.Read.File != "" {
 			st.Read = sh.Capture.Read.String()
 		}
-		want := map[string]string{"shard": reverse.SinkShard(sh.Shard)}
+		want := map[string]string{"shard": kafkax.ReverseSink(sh.Shard)}
 		if lag, ok := v.max("cleave_sink_lag_seconds", want); ok {
 			st.SinkLagSeconds = &lag
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/cleave-dev/cleave/kafkax"
 	"github.com/cleave-dev/cleave/mysqlx"
 	"github.com/cleave-dev/cleave/preflight"
-	"github.com/cleave-dev/cleave/reverse"
 	"github.com/cleave-dev/cleave/shardmeta"
 )
 
@@ -58,35 +57,16 @@ func (f *Finalizer) stopReverse(ctx context.Context, rep *Report) error {
 	if f.rec == nil || len(f.rec.Detail.Reverse) == 0 {
 		return nil
 	}
-	offsets := mysqlx.QuoteTable(shardmeta.Database, shardmeta.Offsets)
-	cond := "consumer_group IN (" + sqlList(f.reverseGroups()) + ")"
-	var n int
-	err := f.source.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+offsets+" WHERE "+cond).Scan(&n)
-	if e := mysqlx.Number(err); e == mysqlx.ErNoSuchTable || e == mysqlx.ErBadDB {
-		n, err = 0, nil
-	}
-	if err != nil {
-		return fmt.Errorf("source: read the reverse sinks' offsets: %w", err)
-	}
-	if n > 0 {
-		rep.Actions = append(rep.Actions, &Action{Where: "source", Statement: "DELETE FROM " + offsets + " WHERE " + cond, run: execOn(f.source)})
+	if err := f.planSourceDelete(ctx, rep, shardmeta.Offsets, "consumer_group IN ("+sqlList(f.reverseGroups())+")"); err != nil {
+		return err
 	}
 	var pairs []string
 	for _, t := range f.cfg.Tables {
 		pairs = append(pairs, "("+sqlString(t.DB())+", "+sqlString(t.TableName())+")")
 	}
 	if len(pairs) > 0 {
-		versions := mysqlx.QuoteTable(shardmeta.Database, shardmeta.RowVersions)
-		cond := "(db, tbl) IN (" + strings.Join(pairs, ", ") + ")"
-		err := f.source.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+versions+" WHERE "+cond).Scan(&n)
-		if e := mysqlx.Number(err); e == mysqlx.ErNoSuchTable || e == mysqlx.ErBadDB {
-			n, err = 0, nil
-		}
-		if err != nil {
-			return fmt.Errorf("source: read the reverse sinks' row versions: %w", err)
-		}
-		if n > 0 {
-			rep.Actions = append(rep.Actions, &Action{Where: "source", Statement: "DELETE FROM " + versions + " WHERE " + cond, run: execOn(f.source)})
+		if err := f.planSourceDelete(ctx, rep, shardmeta.RowVersions, "(db, tbl) IN ("+strings.Join(pairs, ", ")+")"); err != nil {
+			return err
 		}
 	}
 	if f.rec.Detail.FinalizedAt == nil {
@@ -99,6 +79,24 @@ func (f *Finalizer) stopReverse(ctx context.Context, rep *Report) error {
 	return nil
 }
 
+// planSourceDelete plans the deletion of the rows of the source's _cleave.<table> that
+// match cond, when there are any.
+func (f *Finalizer) planSourceDelete(ctx context.Context, rep *Report, table, cond string) error {
+	q := mysqlx.QuoteTable(shardmeta.Database, table)
+	var n int
+	err := f.source.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+q+" WHERE "+cond).Scan(&n)
+	if e := mysqlx.Number(err); e == mysqlx.ErNoSuchTable || e == mysqlx.ErBadDB {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("source: read %s.%s: %w", shardmeta.Database, table, err)
+	}
+	if n > 0 {
+		rep.Actions = append(rep.Actions, &Action{Where: "source", Statement: "DELETE FROM " + q + " WHERE " + cond, run: execOn(f.source)})
+	}
+	return nil
+}
+
 // reverseGroups are the consumer groups of the latest cut-over's reverse sinks.
 func (f *Finalizer) reverseGroups() []string {
 	if f.rec == nil {
@@ -106,7 +104,7 @@ func (f *Finalizer) reverseGroups() []string {
 	}
 	var out []string
 	for _, shard := range f.reverseShards() {
-		out = append(out, kafkax.SinkGroup(reverse.Prefix(f.cfg.Kafka.TopicPrefix, f.rec.ID, shard), reverse.SinkShard(shard)))
+		out = append(out, kafkax.ReverseGroup(f.cfg.Kafka.TopicPrefix, f.rec.ID, shard))
 	}
 	return out
 }
@@ -289,11 +287,11 @@ func (f *Finalizer) topics() []string {
 	}
 	out = append(out, backfill.Topic(prefix), capture.CheckpointTopic(prefix))
 	for _, shard := range f.reverseShards() {
-		rp := reverse.Prefix(prefix, f.rec.ID, shard)
+		rp := kafkax.ReversePrefix(prefix, f.rec.ID, shard)
 		for _, t := range f.cfg.Tables {
 			out = append(out, kafkax.TableTopic(rp, t.DB(), t.TableName()))
 		}
-		out = append(out, kafkax.DLQTopic(rp, reverse.SinkShard(shard)), backfill.Topic(rp), capture.CheckpointTopic(rp))
+		out = append(out, kafkax.DLQTopic(rp, kafkax.ReverseSink(shard)), backfill.Topic(rp), capture.CheckpointTopic(rp))
 	}
 	return out
 }

@@ -29,21 +29,11 @@ var serverVars = []string{
 }
 
 func globalVars(ctx context.Context, db *sql.DB) (map[string]string, error) {
-	q := "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('" + strings.Join(serverVars, "','") + "')"
-	rows, err := db.QueryContext(ctx, q)
+	vars, err := mysqlx.GlobalVariables(ctx, db, serverVars...)
 	if err != nil {
 		return nil, fmt.Errorf("read server variables: %w", err)
 	}
-	defer rows.Close()
-	vars := map[string]string{}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, fmt.Errorf("read server variables: %w", err)
-		}
-		vars[strings.ToLower(k)] = v
-	}
-	return vars, rows.Err()
+	return vars, nil
 }
 
 // openServer opens dsn and reads its variables. The error is the reason it is not usable,

@@ -5,8 +5,9 @@
 //
 // Each shard gets a window of its own: a capture whose source is the shard, reading its
 // binlog from the position the cut-over journaled with the switch (cutover.ReverseStart),
-// into topics under a prefix of the cut-over and the shard (Prefix), and a sink in reverse
-// mode that applies those topics to the source (sink.Reverse). Both are the ordinary parts
+// into topics under a prefix of the cut-over and the shard (kafkax.ReversePrefix), and a
+// sink in reverse mode that applies those topics to the source (sink.Reverse). Both are
+// the ordinary parts
 // of the forward path, so reverse changes get the same guarantees: nothing lost across
 // crashes (capture's checkpoints, the sink's offsets stored in the source in the same
 // transaction), per-row order (the row's primary key is its Kafka key), idempotent and

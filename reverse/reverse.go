@@ -21,17 +21,6 @@ import (
 	"github.com/cleave-dev/cleave/sink"
 )
 
-// Prefix is the topic prefix of the reverse stream of one shard in one cut-over
-// (kafkax.ReversePrefix).
-func Prefix(prefix string, cutoverID uint64, shard string) string {
-	return kafkax.ReversePrefix(prefix, cutoverID, shard)
-}
-
-// SinkShard is the name the reverse sink of a shard's stream carries, in its logs, its
-// metrics' shard label (cleave_sink_lag_seconds{shard="reverse-shard0"} is that shard's
-// reverse lag) and its consumer group (kafkax.ReverseSink).
-func SinkShard(shard string) string { return kafkax.ReverseSink(shard) }
-
 // CaptureConfig is the configuration of the reverse capture of one shard: cfg with the
 // shard as its source, read from start, under the shard's reverse prefix.
 func CaptureConfig(cfg *config.Config, cutoverID uint64, shard string, start *cutover.ReverseStart) (*config.Config, error) {
@@ -42,18 +31,18 @@ func CaptureConfig(cfg *config.Config, cutoverID uint64, shard string, start *cu
 	c := *cfg
 	c.Source.DSN = cfg.Shards[i].DSN
 	c.Source.Flavor = start.Flavor
-	c.Kafka.TopicPrefix = Prefix(cfg.Kafka.TopicPrefix, cutoverID, shard)
+	c.Kafka.TopicPrefix = kafkax.ReversePrefix(cfg.Kafka.TopicPrefix, cutoverID, shard)
 	return &c, nil
 }
 
 // SinkConfig is the configuration of the reverse sink of one shard's stream: cfg under the
-// shard's reverse prefix, with the source as one more shard, SinkShard(shard). The
+// shard's reverse prefix, with the source as one more shard, kafkax.ReverseSink(shard) (cleave_sink_lag_seconds{shard="reverse-shard0"} is that shard's reverse lag). The
 // configured shards stay, so that the tables' routing still names shards that exist; the
 // reverse sink routes nothing (every row of the stream belongs to the source).
 func SinkConfig(cfg *config.Config, cutoverID uint64, shard string) *config.Config {
 	c := *cfg
-	c.Kafka.TopicPrefix = Prefix(cfg.Kafka.TopicPrefix, cutoverID, shard)
-	c.Shards = append(append([]config.Shard(nil), cfg.Shards...), config.Shard{Name: SinkShard(shard), DSN: cfg.Source.DSN})
+	c.Kafka.TopicPrefix = kafkax.ReversePrefix(cfg.Kafka.TopicPrefix, cutoverID, shard)
+	c.Shards = append(append([]config.Shard(nil), cfg.Shards...), config.Shard{Name: kafkax.ReverseSink(shard), DSN: cfg.Source.DSN})
 	return &c
 }
 
@@ -226,7 +215,7 @@ func (r *Runner) runWindows(ctx context.Context, rec *cutover.Record) (*cutover.
 			return nil, fmt.Errorf("reverse capture of shard %s: %w", shard, err)
 		}
 		sc := SinkConfig(r.cfg, rec.ID, shard)
-		sk, err := sink.New(sc, SinkShard(shard), sink.Options{
+		sk, err := sink.New(sc, kafkax.ReverseSink(shard), sink.Options{
 			Log:     log.Named("sink"),
 			Metrics: r.opts.SinkMetrics,
 			Reverse: &sink.Reverse{Epoch: rec.ID},

@@ -308,6 +308,28 @@ type errStop struct{ err error }
 func (e errStop) Error() string { return e.err.Error() }
 func (e errStop) Unwrap() error { return e.err }
 
+// opGroups are a table's row writes as the multi-row statements take them: the deletes,
+// and the upserts by signature (sigs in the order first seen), each in the order added.
+type opGroups struct {
+	dels    []*rowOp
+	sigs    []string
+	upserts map[string][]*rowOp
+}
+
+func (g *opGroups) add(op *rowOp) {
+	if op.del {
+		g.dels = append(g.dels, op)
+		return
+	}
+	if g.upserts == nil {
+		g.upserts = map[string][]*rowOp{}
+	}
+	if _, ok := g.upserts[op.sig]; !ok {
+		g.sigs = append(g.sigs, op.sig)
+	}
+	g.upserts[op.sig] = append(g.upserts[op.sig], op)
+}
+
 // sqlConn is what writeOffsets and the row writers need: a connection or a transaction.
 type sqlConn interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -394,23 +416,14 @@ func sortedPositions(pos map[tp]*position) []tp {
 func (a *applier) applyFast(ctx context.Context, c *applierConn, tpl *tablePlan) (stale int, upserts bool, err error) {
 	s := a.s
 	t, sh := tpl.t, tpl.sh
-	groups := map[string][]*rowOp{}
-	var sigs []string
-	var dels []*rowOp
+	var g opGroups
 	for _, k := range tpl.order {
-		op := tpl.ops[k]
-		if op.del {
-			dels = append(dels, op)
-			continue
-		}
-		if _, ok := groups[op.sig]; !ok {
-			sigs = append(sigs, op.sig)
-		}
-		groups[op.sig] = append(groups[op.sig], op)
+		g.add(tpl.ops[k])
 	}
-	for _, sig := range sigs {
+	dels := g.dels
+	for _, sig := range g.sigs {
 		upserts = true
-		ops := groups[sig]
+		ops := g.upserts[sig]
 		per := s.rowsPerStatement(len(ops[0].args))
 		for len(ops) > 0 {
 			n := min(per, len(ops))

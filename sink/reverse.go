@@ -84,15 +84,14 @@ func (sh *shape) rowKey(t *table, row event.Row) ([]byte, error) {
 // reverse path fall behind a shard taking 1,800 row changes/s).
 //
 // Unless careful, a table with no UNIQUE key besides its primary key takes its rows in
-// multi-row statements instead (applyReverseBatched): each row key appears once in a plan,
+// multi-row statements instead (writeReverseBatched): each row key appears once in a plan,
 // so no two of its rows can collide, and whatever the order of the statements the table
 // ends as if written one by one. With another unique key a row's write could meet a row
 // that an earlier change of the stream moves out of its way, so those tables, and every
 // table of a careful attempt (after the monolith refused a row), go one by one.
 func (a *applier) applyReverse(ctx context.Context, c *applierConn, tpl *tablePlan, res *result, careful bool) (stale int, err error) {
-	s := a.s
 	t, sh := tpl.t, tpl.sh
-	epoch := s.opts.Reverse.Epoch
+	epoch := a.s.opts.Reverse.Epoch
 	ops := make([]*rowOp, 0, len(tpl.order))
 	for _, k := range tpl.order {
 		ops = append(ops, tpl.ops[k])
@@ -104,33 +103,49 @@ func (a *applier) applyReverse(ctx context.Context, c *applierConn, tpl *tablePl
 	if err != nil {
 		return 0, err
 	}
-	if !careful && !sh.uniqueSecondary {
-		return a.applyReverseBatched(ctx, c, tpl, ops, stored)
-	}
-	gen := strconv.FormatInt(sh.gen, 10)
-	var written []*rowOp
+	live := ops[:0]
 	for _, op := range ops {
 		// No entry: last written by the monolith itself, and every reverse change is newer.
 		if sv, ok := stored[string(op.rev.key)]; ok && !newerVersion(epoch, op.vkey.u, sv[0], sv[1]) {
 			stale++
 			continue
 		}
+		live = append(live, op)
+	}
+	if !careful && !sh.uniqueSecondary {
+		err = a.writeReverseBatched(ctx, c, t, sh, live)
+	} else {
+		live, err = a.writeReverseRows(ctx, c, t, sh, live, res)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return stale, a.storeRowVersions(ctx, c, t, live)
+}
+
+// writeReverseRows writes ops one by one, in their order, and returns those written: a
+// row the monolith refuses for good goes to res.dead instead.
+func (a *applier) writeReverseRows(ctx context.Context, c *applierConn, t *table, sh *shape, ops []*rowOp, res *result) ([]*rowOp, error) {
+	gen := strconv.FormatInt(sh.gen, 10)
+	var written []*rowOp
+	for _, op := range ops {
+		var err error
 		if op.del {
-			_, err = c.stmts.exec(ctx, "r\x00d\x00"+t.name+"\x00"+gen, true, func() string { return reverseDeleteSQL(t, sh) }, op.args)
+			_, err = c.stmts.exec(ctx, "r\x00D\x00"+t.name+"\x00"+gen+"\x001", true, func() string { return reverseDeletesSQL(t, sh, 1) }, op.args)
 		} else {
 			typed := strings.IndexByte(op.sig, 0) >= 0 // JSON expressions vary: not prepared
-			_, err = c.stmts.exec(ctx, "r\x00u\x00"+t.name+"\x00"+gen+"\x00"+op.sig, !typed, func() string { return reverseUpsertSQL(s.flavor, t, sh, op.sig) }, op.args)
+			_, err = c.stmts.exec(ctx, "r\x00U\x00"+t.name+"\x00"+gen+"\x00"+op.sig+"\x001", !typed, func() string { return reverseUpsertSQL(a.s.flavor, t, sh, op.sig, 1) }, op.args)
 		}
 		if err != nil {
 			if !mysqlx.Rejected(err) {
-				return 0, fmt.Errorf("write %s on the monolith: %w", t.name, err)
+				return nil, fmt.Errorf("write %s on the monolith: %w", t.name, err)
 			}
 			res.dead = append(res.dead, &deadLetter{m: op.m, ev: op.ev, t: t, err: err})
 			continue
 		}
 		written = append(written, op)
 	}
-	return stale, a.storeRowVersions(ctx, c, t, written)
+	return written, nil
 }
 
 // storeRowVersions stores the (epoch, version) of the rows written, reverseChunk per
@@ -151,47 +166,30 @@ func (a *applier) storeRowVersions(ctx context.Context, c *applierConn, t *table
 	return nil
 }
 
-// applyReverseBatched writes the newer of ops (stream order) as multi-row statements:
-// the deletes, then the upserts of each signature, then their versions. An error the
-// monolith answers for a row fails the attempt; applyPlan then retries it carefully, one
-// row at a time, to set that row aside.
-func (a *applier) applyReverseBatched(ctx context.Context, c *applierConn, tpl *tablePlan, ops []*rowOp, stored map[string][2]uint64) (stale int, err error) {
+// writeReverseBatched writes ops as multi-row statements: the deletes, then the upserts
+// of each signature. An error the monolith answers for a row fails the attempt; applyPlan
+// then retries it carefully, one row at a time, to set that row aside.
+func (a *applier) writeReverseBatched(ctx context.Context, c *applierConn, t *table, sh *shape, ops []*rowOp) error {
 	s := a.s
-	t, sh := tpl.t, tpl.sh
-	epoch := s.opts.Reverse.Epoch
 	gen := strconv.FormatInt(sh.gen, 10)
-	var live, dels []*rowOp
-	groups := map[string][]*rowOp{}
-	var sigs []string
+	var g opGroups
 	for _, op := range ops {
-		if sv, ok := stored[string(op.rev.key)]; ok && !newerVersion(epoch, op.vkey.u, sv[0], sv[1]) {
-			stale++
-			continue
-		}
-		live = append(live, op)
-		if op.del {
-			dels = append(dels, op)
-			continue
-		}
-		if _, ok := groups[op.sig]; !ok {
-			sigs = append(sigs, op.sig)
-		}
-		groups[op.sig] = append(groups[op.sig], op)
+		g.add(op)
 	}
 	per := s.rowsPerStatement(len(sh.def.PK))
-	for len(dels) > 0 {
+	for dels := g.dels; len(dels) > 0; {
 		n := min(per, len(dels))
 		args := make([]any, 0, n*len(sh.def.PK))
 		for _, op := range dels[:n] {
 			args = append(args, op.args...)
 		}
 		if _, err := c.stmts.exec(ctx, "r\x00D\x00"+t.name+"\x00"+gen+"\x00"+strconv.Itoa(n), n == per, func() string { return reverseDeletesSQL(t, sh, n) }, args); err != nil {
-			return 0, fmt.Errorf("delete from %s on the monolith: %w", t.name, err)
+			return fmt.Errorf("delete from %s on the monolith: %w", t.name, err)
 		}
 		dels = dels[n:]
 	}
-	for _, sig := range sigs {
-		rows := groups[sig]
+	for _, sig := range g.sigs {
+		rows := g.upserts[sig]
 		typed := strings.IndexByte(sig, 0) >= 0 // JSON expressions vary: not prepared
 		per := s.rowsPerStatement(len(rows[0].args))
 		for len(rows) > 0 {
@@ -200,13 +198,13 @@ func (a *applier) applyReverseBatched(ctx context.Context, c *applierConn, tpl *
 			for _, op := range rows[:n] {
 				args = append(args, op.args...)
 			}
-			if _, err := c.stmts.exec(ctx, "r\x00U\x00"+t.name+"\x00"+gen+"\x00"+sig+"\x00"+strconv.Itoa(n), !typed && n == per, func() string { return reverseUpsertRowsSQL(s.flavor, t, sh, sig, n) }, args); err != nil {
-				return 0, fmt.Errorf("upsert into %s on the monolith: %w", t.name, err)
+			if _, err := c.stmts.exec(ctx, "r\x00U\x00"+t.name+"\x00"+gen+"\x00"+sig+"\x00"+strconv.Itoa(n), !typed && n == per, func() string { return reverseUpsertSQL(s.flavor, t, sh, sig, n) }, args); err != nil {
+				return fmt.Errorf("upsert into %s on the monolith: %w", t.name, err)
 			}
 			rows = rows[n:]
 		}
 	}
-	return stale, a.storeRowVersions(ctx, c, t, live)
+	return nil
 }
 
 // reverseChunk bounds the keys of one read, and the rows of one store, of row_versions.
@@ -267,15 +265,10 @@ func storeRowVersionsSQL(f mysqlx.Flavor, n int) string {
 		" ON DUPLICATE KEY UPDATE epoch = " + f.UpsertValue("`epoch`") + ", version = " + f.UpsertValue("`version`")
 }
 
-// reverseUpsertSQL writes one row of signature sig to the monolith, every column it
-// carries, with no version guard (the caller checked row_versions). As in upsertSQL, an
-// ON UPDATE CURRENT_TIMESTAMP column the change does not write keeps its value.
-func reverseUpsertSQL(f mysqlx.Flavor, t *table, sh *shape, sig string) string {
-	return reverseUpsertRowsSQL(f, t, sh, sig, 1)
-}
-
-// reverseUpsertRowsSQL is reverseUpsertSQL for n rows of signature sig.
-func reverseUpsertRowsSQL(f mysqlx.Flavor, t *table, sh *shape, sig string, n int) string {
+// reverseUpsertSQL writes n rows of signature sig to the monolith, every column they
+// carry, with no version guard (the caller checked row_versions). As in upsertSQL, an ON
+// UPDATE CURRENT_TIMESTAMP column the change does not write keeps its value.
+func reverseUpsertSQL(f mysqlx.Flavor, t *table, sh *shape, sig string, n int) string {
 	cols, exprs, _ := strings.Cut(sig, "\x00")
 	var parts []string
 	if exprs != "" {
@@ -315,24 +308,19 @@ func reverseUpsertRowsSQL(f mysqlx.Flavor, t *table, sh *shape, sig string, n in
 		f.UpsertRowAlias() + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
 }
 
-// reverseDeletesSQL deletes n rows of the monolith by primary key.
+// reverseDeletesSQL deletes n rows of the monolith by primary key: one by equality of
+// every key column, more by a row constructor list.
 func reverseDeletesSQL(t *table, sh *shape, n int) string {
-	var cols, marks []string
+	var cols, marks, eq []string
 	for _, i := range sh.def.PK {
-		cols = append(cols, mysqlx.QuoteIdent(sh.def.Columns[i].Name))
-		marks = append(marks, "?")
+		q := mysqlx.QuoteIdent(sh.def.Columns[i].Name)
+		cols, marks, eq = append(cols, q), append(marks, "?"), append(eq, q+" = ?")
+	}
+	if n == 1 {
+		return "DELETE FROM " + t.quote + " WHERE " + strings.Join(eq, " AND ")
 	}
 	tuple := "(" + strings.Join(marks, ", ") + ")"
 	return "DELETE FROM " + t.quote + " WHERE (" + strings.Join(cols, ", ") + ") IN (" + tuple + strings.Repeat(", "+tuple, n-1) + ")"
-}
-
-// reverseDeleteSQL deletes one row of the monolith by primary key.
-func reverseDeleteSQL(t *table, sh *shape) string {
-	var where []string
-	for _, i := range sh.def.PK {
-		where = append(where, mysqlx.QuoteIdent(sh.def.Columns[i].Name)+" = ?")
-	}
-	return "DELETE FROM " + t.quote + " WHERE " + strings.Join(where, " AND ")
 }
 
 // skipDDL moves a partition past a schema change without applying it: on the monolith the
